@@ -1,0 +1,57 @@
+"""Choose where and how tensors live: device, dtype and CPU thread count.
+
+>>> from rlhf_lab.device import choose_device, choose_dtype
+>>> dev = choose_device()          # cuda when there is a GPU, else cpu
+>>> choose_dtype(dev)              # bf16 on a GPU that supports it, fp32 otherwise
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_threads_configured = False
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """Return `device` as a torch.device, or CUDA when available and CPU otherwise."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def choose_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """bf16 on a CUDA device that supports it, fp32 everywhere else (CPU bf16 is slow and lossy)."""
+    if dtype is not None:
+        return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def default_cpu_threads() -> int:
+    """The thread count the lab uses on CPU.
+
+    RLHF_LAB_THREADS wins. Otherwise one thread on a box with two cores or fewer: on a busy
+    2-core machine two torch threads were 20-100x slower than one (notes/trl-1.16.md), because
+    the kernel, the UI and the data work compete for the same cores. Bigger machines get half
+    their cores, at most 8 (small models stop scaling beyond that).
+    """
+    env = os.environ.get("RLHF_LAB_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
+def configure_threads(device: torch.device, threads: int | None = None) -> int:
+    """Set torch's intra-op thread count for CPU work; returns the count in force."""
+    global _threads_configured
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    n = threads or default_cpu_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    _threads_configured = True
+    return n

@@ -1,0 +1,75 @@
+"""Sampling text from a policy in batches (for notebooks, sample views and data generation).
+
+    >>> from rlhf_lab.generation import generate
+    >>> generate(model, tokenizer, ["Write a positive movie review."], max_new_tokens=32)
+
+The RL engine has its own rollout code (it needs token ids and log-probs); this is the plain
+text-in, text-out path.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_lab.chat import format_prompt
+
+MAX_NEW_TOKENS_LIMIT = 2048
+
+
+def check_generation_length(max_new_tokens: int) -> None:
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+        raise ValueError(
+            f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}, got {max_new_tokens}."
+        )
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    do_sample: bool = True,
+    batch_size: int = 16,
+    seed: int | None = None,
+) -> list[str]:
+    """Responses (text after the prompt, special tokens removed) for each prompt."""
+    check_generation_length(max_new_tokens)
+    if any(not p or not str(p).strip() for p in prompts):
+        raise ValueError("Empty prompt: every prompt needs some text.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    generator_state = None
+    if seed is not None:
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(seed)
+    out: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            sampling = (
+                {"temperature": temperature, "top_k": top_k or None, "top_p": top_p} if do_sample else {}
+            )
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
+            )
+            new_tokens = ids[:, enc["input_ids"].shape[1] :]
+            out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        if was_training:
+            model.train()
+        if generator_state is not None:
+            torch.set_rng_state(generator_state)
+    return [text.strip() for text in out]

