@@ -99,11 +99,13 @@ class Lab:
     # ------------------------------------------------------------------ shared pieces
     @property
     def store(self):
-        """The preference store (SQLite at ./rlhf_lab_labels.sqlite unless one was given)."""
+        """The preference store: the one given, else $RLHF_LAB_STORE (workshop mode), else
+        ./rlhf_lab_labels.sqlite."""
         from rlhf_lab.store import PreferenceStore
 
         if self._store is None or isinstance(self._store, (str, os.PathLike)):
-            self._store = PreferenceStore(Path(self._store or DEFAULT_STORE))
+            path = self._store or os.environ.get("RLHF_LAB_STORE") or DEFAULT_STORE
+            self._store = PreferenceStore(Path(path))
         return self._store
 
     def new_reward_backbone(self, seed: int | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

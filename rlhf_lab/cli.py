@@ -1,0 +1,164 @@
+"""The `rlhf-lab` command.
+
+rlhf-lab lab                       JupyterLab on labs/ (127.0.0.1, token on)
+rlhf-lab demo --preset tiny        the whole pipeline headless, with a short report
+rlhf-lab serve --store shared.sqlite [--voila] [--ip 0.0.0.0]   workshop mode
+rlhf-lab presets                   list the presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def _labs_dir(given: str | None) -> Path:
+    if given:
+        return Path(given).resolve()
+    here = Path.cwd() / "labs"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "labs"
+
+
+def _is_loopback(ip: str) -> bool:
+    if ip == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def jupyter_command(args: argparse.Namespace, token: str) -> list[str]:
+    """The server command line: token always on, loopback unless --ip says otherwise."""
+    bin_dir = Path(sys.executable).parent
+    if getattr(args, "voila", False):
+        return [
+            str(bin_dir / "voila"),
+            "--no-browser",
+            f"--port={args.port}",
+            f"--Voila.ip={args.ip}",
+            f"--Voila.root_dir={args.labs}",
+            f"--Voila.token={token}",
+            "--show_tracebacks=False",
+        ]
+    command = [
+        str(bin_dir / "jupyter-lab"),
+        f"--ip={args.ip}",
+        f"--port={args.port}",
+        f"--ServerApp.root_dir={args.labs}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.port_retries=0",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if not getattr(args, "open_browser", False):
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--ServerApp.allow_root=True")
+    return command
+
+
+def _serve(args: argparse.Namespace, workshop: bool) -> int:
+    args.labs = _labs_dir(args.labs)
+    if not args.labs.is_dir():
+        print(f"error: no labs folder at {args.labs}", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("RLHF_LAB_TOKEN") or secrets.token_urlsafe(24)
+    if not token:
+        print("error: an empty token is not allowed; the server always requires one", file=sys.stderr)
+        return 2
+    if not _is_loopback(args.ip):
+        print(
+            f"WARNING: listening on {args.ip}, reachable from other machines. Anyone with the token can run "
+            "code as this user. Use this only on a network you trust, and share the token privately.",
+            file=sys.stderr,
+        )
+    env = dict(os.environ)
+    if workshop:
+        store = Path(args.store).resolve()
+        store.parent.mkdir(parents=True, exist_ok=True)
+        env["RLHF_LAB_STORE"] = str(store)  # every participant's Lab labels into this one file
+        print(f"Shared preference store: {store}")
+    host = "localhost" if _is_loopback(args.ip) else args.ip
+    print(f"Open: http://{host}:{args.port}/{'' if args.voila else 'lab'}?token={token}", flush=True)
+    return subprocess.call(jupyter_command(args, token), env=env)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rlhf_lab.demo import run_demo
+
+    report = run_demo(
+        preset=args.preset,
+        task=args.task,
+        sft_steps=args.sft_steps,
+        label_pairs=args.pairs,
+        ppo_steps=args.ppo_steps,
+        seed=args.seed,
+        workdir=args.workdir,
+    )
+    print(json.dumps(report, indent=2) if args.json else report["text"])
+    return 0
+
+
+def _presets(_: argparse.Namespace) -> int:
+    from rlhf_lab.models.presets import PRESETS
+
+    for preset in PRESETS.values():
+        print(f"{preset.name:14s} {preset.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlhf-lab", description="RLHF, step by step, in a notebook.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def server_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--labs", help="folder of notebooks (default: ./labs)")
+        p.add_argument("--ip", default=LOOPBACK, help="interface to listen on (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=8888)
+        p.add_argument("--token", help="access token (default: a random one, printed)")
+        p.add_argument("--voila", action="store_true", help="serve the labs as Voila apps")
+
+    lab = sub.add_parser("lab", help="open JupyterLab on the labs")
+    server_args(lab)
+    lab.add_argument("--open-browser", action="store_true")
+    lab.set_defaults(func=lambda a: _serve(a, workshop=False))
+
+    serve = sub.add_parser("serve", help="workshop mode: many participants, one shared preference store")
+    server_args(serve)
+    serve.add_argument("--store", default="workshop/labels.sqlite", help="shared preference store file")
+    serve.set_defaults(func=lambda a: _serve(a, workshop=True))
+
+    demo = sub.add_parser("demo", help="run SFT -> simulated labels -> reward model -> PPO headless")
+    demo.add_argument("--preset", default="tiny")
+    demo.add_argument("--task", default="positive_review")
+    demo.add_argument("--sft-steps", type=int, default=None)
+    demo.add_argument("--pairs", type=int, default=None, help="pairs labelled by the simulated raters")
+    demo.add_argument("--ppo-steps", type=int, default=None)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--workdir", default=None, help="where the store and checkpoints go (default: temp)")
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.set_defaults(func=_demo)
+
+    presets = sub.add_parser("presets", help="list the model presets")
+    presets.set_defaults(func=_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job. Sets up .venv on first use, then:
+#   ./scripts/lab.sh              opens JupyterLab on labs/ (127.0.0.1, token printed)
+#   ./scripts/lab.sh demo         runs SFT -> labels -> reward model -> PPO headless and prints a report
+#   ./scripts/lab.sh serve ...    workshop mode (see README)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/setup_env.sh"
+cd "$ROOT"
+if [ $# -eq 0 ]; then set -- lab; fi
+exec "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/rlhf-lab" "$@"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test suite. Sets up .venv on first use, installs Debian's chromium for the browser tests
+# when it is missing and we may (root + apt), then runs pytest with any extra arguments:
+#   ./scripts/test.sh                                  everything (unit, slow, notebooks, browser)
+#   ./scripts/test.sh -m "not slow and not browser"    the quick set, in seconds
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/setup_env.sh"
+cd "$ROOT"
+
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[test] installing Debian chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+"${RLHF_LAB_VENV:-$ROOT/.venv}/bin/ruff" check rlhf_lab tests bench scripts
+exec "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/pytest" -ra "$@"
