@@ -12,6 +12,7 @@ Face model id or local folder. Built-in names load offline from code or PyPI pac
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,25 @@ def use_offline_hub() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """No per-tensor progress bars or "newly initialized head" reports in notebook cells.
+
+    A fresh reward head is expected here, so transformers' warning about it is noise.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _hub_error(spec: str, exc: Exception) -> OfflineModelError:
     return OfflineModelError(
         f"Could not load {spec!r}: {exc}. If this machine is offline, use a built-in preset "
@@ -133,10 +153,11 @@ def load_policy(
         use_offline_hub()
         spec = str(smollm2_folder())
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            spec, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
-        )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
+            )
     except OSError as exc:
         raise _hub_error(spec, exc) from exc
     tokenizer = _finish_tokenizer(tokenizer)
@@ -175,16 +196,17 @@ def load_reward_backbone(
         use_offline_hub()
         spec = str(smollm2_folder())
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the fresh scalar head is drawn from `seed`
-            model = AutoModelForSequenceClassification.from_pretrained(
-                spec,
-                num_labels=1,
-                dtype=dtype or torch.float32,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=True,
-            )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # the fresh scalar head is drawn from `seed`
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    spec,
+                    num_labels=1,
+                    dtype=dtype or torch.float32,
+                    trust_remote_code=trust_remote_code,
+                    use_safetensors=True,
+                )
     except OSError as exc:
         raise _hub_error(spec, exc) from exc
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
