@@ -1,0 +1,289 @@
+"""`PairLabeller`: an inline widget that turns clicks and keys into preference labels.
+
+    >>> from rlhf_lab.store import PreferenceStore
+    >>> from rlhf_lab.ui import PairLabeller
+    >>> store = PreferenceStore("labels.sqlite")
+    >>> labeller = PairLabeller(store, [{"prompt": "Review a film.", "responses": ["Loved it!", "Meh."]}],
+    ...                         annotator="ana", criterion="helpfulness")
+    >>> labeller                                   # shows the widget; 1 / 2 / t / b / s / u label from the keyboard
+    >>> labeller.add(StageSource(ppo).next(8))     # more items at any time
+
+Every judgement goes to `store.add` the moment it is given (one committed transaction), so a
+kernel restart loses nothing. The browser sends each judgement with the sequence number of the
+item it was shown; the kernel records only judgements for the item on screen, so a double click
+or a held key records once. Modes: "pair" (A / B / tie / both bad), "rank" (k responses, click or
+press their numbers best-first) and "likert" (1-5 per response).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from importlib import resources
+from typing import Any
+
+import anywidget
+import traitlets
+
+from rlhf_lab.ui.queue import Item, as_items, normalise_item
+
+MODES = ("pair", "rank", "likert")
+PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
+# key -> action; the front-end reads this trait, so Python is the single source of truth.
+SHORTCUTS = {"1": "A", "2": "B", "t": "tie", "b": "both_bad", "s": "skip", "u": "undo"}
+REFILL = 8  # items pulled from a source whenever the queue runs dry
+
+GUIDELINES = {
+    "helpfulness": "Prefer the response that answers the prompt more usefully: on topic, correct, clear "
+    "and complete without padding. Length alone is not a reason to prefer a response.",
+    "harmlessness": "Prefer the response less likely to cause harm: no dangerous instructions, insults or "
+    "unfair claims. A polite refusal beats a harmful answer.",
+    "honesty": "Prefer the response that is more truthful and calibrated: no invented facts, and "
+    "uncertainty stated where it exists.",
+}
+
+
+def _asset(name: str) -> str:
+    return resources.files("rlhf_lab.widgets").joinpath(name).read_text(encoding="utf-8")
+
+
+class PairLabeller(anywidget.AnyWidget):
+    """Label pairs (or rank k responses, or rate them 1-5) straight into a `PreferenceStore`.
+
+    `items` is a list of `{"prompt", "responses"}` dicts, a JSONL/Parquet path, or a source with
+    `next(n)` (see `rlhf_lab.ui.queue`), which is asked for more whenever the queue runs dry.
+    """
+
+    _esm = traitlets.Unicode(_asset("labeller.js")).tag(sync=True)
+    _css = traitlets.Unicode(_asset("labeller.css")).tag(sync=True)
+
+    item = traitlets.Dict().tag(sync=True)  # what is on screen: seq, prompt, responses (+ origin)
+    mode = traitlets.Unicode("pair").tag(sync=True)
+    annotator = traitlets.Unicode("me").tag(sync=True)
+    criterion = traitlets.Unicode("helpfulness").tag(sync=True)
+    guideline = traitlets.Unicode("").tag(sync=True)
+    shortcuts = traitlets.Dict(SHORTCUTS).tag(sync=True)
+    progress = traitlets.Dict().tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    status_kind = traitlets.Unicode("info").tag(sync=True)  # info, ok or error
+    can_undo = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(
+        self,
+        store: Any,
+        items: Any = None,
+        *,
+        annotator: str = "me",
+        criterion: str = "helpfulness",
+        guideline: str | None = None,
+        mode: str = "pair",
+        **kwargs: Any,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not str(annotator).strip():
+            raise ValueError("annotator must be a non-empty id (e.g. your initials)")
+        super().__init__(
+            mode=mode,
+            annotator=str(annotator).strip(),
+            criterion=criterion,
+            guideline=guideline if guideline is not None else GUIDELINES.get(criterion.lower(), ""),
+            **kwargs,
+        )
+        self.store = store
+        self._lock = threading.RLock()
+        self._queue: deque[Item] = deque()
+        self._current: Item | None = None
+        self._seq = 0
+        self._done: list[tuple[Item, int | None]] = []  # (item, label id or None for a skip), for undo
+        self.session_count = 0
+        self._source = None
+        if items is not None and hasattr(items, "next") and callable(items.next):
+            self._source = items
+        else:
+            self._queue.extend(self._checked(as_items(items)))
+        self.on_msg(self._on_frontend_msg)
+        self._advance()
+
+    # ------------------------------------------------------------------ public API
+    def add(self, items: Any) -> int:
+        """Append items (a list, a path or a source) to the queue; returns how many were added."""
+        new = self._checked(as_items(items))
+        with self._lock:
+            self._queue.extend(new)
+            if self._current is None:
+                self._advance()
+            else:
+                self._update_progress()
+        return len(new)
+
+    @property
+    def current(self) -> Item | None:
+        """The item on screen (None when the queue is empty)."""
+        return self._current
+
+    @property
+    def queued(self) -> int:
+        """Items waiting after the current one."""
+        return len(self._queue)
+
+    def choose(self, judgement: str, note: str | None = None, *, seq: int | None = None) -> int | None:
+        """Record "A", "B", "tie" or "both_bad" for the item on screen; returns the label id.
+
+        With `seq` (as the browser sends it) a judgement for an item no longer on screen is
+        ignored and None is returned.
+        """
+        if judgement not in PAIR_JUDGEMENTS:
+            raise ValueError(f"judgement must be one of {PAIR_JUDGEMENTS}, got {judgement!r}")
+        return self._record(seq, note, judgement=judgement)
+
+    def rank(self, order: list[int], note: str | None = None, *, seq: int | None = None) -> int | None:
+        """Record a ranking of the responses on screen (indices, best first)."""
+        return self._record(seq, note, ranking=[int(i) for i in order])
+
+    def rate(self, scores: list[int], note: str | None = None, *, seq: int | None = None) -> int | None:
+        """Record Likert scores (1-5), one per response on screen."""
+        return self._record(seq, note, likert=[int(s) for s in scores])
+
+    def skip(self, *, seq: int | None = None) -> bool:
+        """Move past the item on screen without labelling it (undo brings it back)."""
+        with self._lock:
+            if self._current is None or not self._is_current(seq):
+                return False
+            self._done.append((self._current, None))
+            self._advance()
+            self._say("Skipped.", "info")
+            return True
+
+    def undo(self, *, seq: int | None = None) -> bool:
+        """Remove this annotator's last label from the store and show its item again."""
+        with self._lock:
+            if not self._done or not self._is_current(seq):
+                return False
+            item, label_id = self._done[-1]
+            if label_id is not None:
+                undone = self.store.undo(self.annotator)
+                if undone is None or undone.id != label_id:
+                    if undone is not None:  # someone else labelled as this annotator since: put it back
+                        self.store.restore(undone.id)
+                    self._say(
+                        f"Cannot undo: another session labelled as {self.annotator!r} since. "
+                        "Use store.undo/restore to fix labels by hand.",
+                        "error",
+                    )
+                    return False
+                self.session_count -= 1
+            self._done.pop()
+            if self._current is not None:
+                self._queue.appendleft(self._current)
+            self._show(item)
+            self._say(
+                "Undone: label removed." if label_id is not None else "Back to the skipped item.", "info"
+            )
+            return True
+
+    # ------------------------------------------------------------------ internals
+    def _checked(self, items: list[Item]) -> list[Item]:
+        k = 2 if self.mode == "pair" else None
+        return [normalise_item(item, k=k) for item in items]
+
+    def _is_current(self, seq: int | None) -> bool:
+        return seq is None or seq == self._seq
+
+    def _record(self, seq: int | None, note: str | None, **judgement: Any) -> int | None:
+        with self._lock:
+            if self._current is None or not self._is_current(seq):
+                return None  # a repeat (double click, held key) or a stale view: record once
+            item = self._current
+            try:
+                label_id = self.store.add(
+                    item["prompt"],
+                    item["responses"],
+                    judgement.pop("judgement", None),
+                    annotator=self.annotator,
+                    criterion=self.criterion or None,
+                    note=(note or "").strip() or None,
+                    source="human",
+                    policy_step=item.get("policy_step"),
+                    **judgement,
+                )
+            except ValueError as exc:
+                self._say(f"Not recorded: {exc}", "error")
+                return None
+            self.session_count += 1
+            self._done.append((item, label_id))
+            self._advance()
+            self._say(f"Recorded label #{label_id}.", "ok")
+            return label_id
+
+    def _advance(self) -> None:
+        with self._lock:
+            if not self._queue and self._source is not None:
+                try:
+                    self._queue.extend(self._checked(as_items(self._source, REFILL)))
+                except Exception as exc:  # a broken source must not break labelling
+                    self._say(f"Could not fetch more items: {type(exc).__name__}: {exc}", "error")
+            self._show(self._queue.popleft() if self._queue else None)
+
+    def _show(self, item: Item | None) -> None:
+        self._current = item
+        self._seq += 1
+        if item is None:
+            self.item = {"seq": self._seq}
+        else:
+            origin = item.get("source", "")
+            if item.get("policy_step") is not None:
+                origin = f"{origin} step {item['policy_step']}".strip()
+            self.item = {
+                "seq": self._seq,
+                "prompt": item["prompt"],
+                "responses": list(item["responses"]),
+                "origin": origin,
+            }
+        self.can_undo = bool(self._done)
+        self._update_progress()
+
+    def _update_progress(self) -> None:
+        try:
+            by_annotator = self.store.count_by_annotator()
+            total = self.store.count()
+        except Exception:  # a closed store: keep the widget alive, say so in the status line
+            by_annotator, total = {}, None
+        self.progress = {
+            "session": self.session_count,
+            "queued": len(self._queue) + (self._current is not None),
+            "total": total,
+            "mine": by_annotator.get(self.annotator, 0),
+            "by_annotator": by_annotator,
+        }
+
+    def _say(self, message: str, kind: str) -> None:
+        self.status_kind = kind
+        self.status = message
+
+    def _on_frontend_msg(self, _widget: Any, content: dict, _buffers: list) -> None:
+        """Messages from labeller.js: {"action": ..., "seq": n, ...}. Errors go to the status line."""
+        try:
+            action = content.get("action")
+            seq = content.get("seq")
+            note = content.get("note")
+            if action in PAIR_JUDGEMENTS:
+                self.choose(action, note, seq=seq)
+            elif action == "rank":
+                self.rank(content["order"], note, seq=seq)
+            elif action == "likert":
+                self.rate(content["scores"], note, seq=seq)
+            elif action == "skip":
+                self.skip(seq=seq)
+            elif action == "undo":
+                self.undo(seq=seq)
+            else:
+                self._say(f"Unknown action {action!r}.", "error")
+        except Exception as exc:  # never a traceback in the widget
+            self._say(f"{type(exc).__name__}: {exc}", "error")
+
+    def __repr__(self) -> str:
+        return (
+            f"<PairLabeller {self.mode} annotator={self.annotator!r} criterion={self.criterion!r}: "
+            f"{self.session_count} labelled this session, {self.progress.get('queued', 0)} queued>"
+        )

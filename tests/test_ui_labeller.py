@@ -1,0 +1,194 @@
+"""PairLabeller driven from Python: messages as labeller.js sends them, assertions on the store."""
+
+from importlib import resources
+
+import pytest
+
+from rlhf_lab.store import PreferenceStore
+from rlhf_lab.ui.labeller import SHORTCUTS, PairLabeller
+from rlhf_lab.ui.queue import ActiveLearningSource
+
+ITEMS = [
+    {"prompt": "Review a film.", "responses": ["Loved it!", "Meh."]},
+    {"prompt": "Say hello.", "responses": ["Hello!", "Go away."]},
+    {"prompt": "Describe rain.", "responses": ["Wet.", "Soft grey drops on the window."]},
+]
+
+
+def send(labeller, action, **extra):
+    """What the browser does: a custom message carrying the sequence number of the item on screen."""
+    seq = extra.pop("seq", labeller.item["seq"])
+    labeller._on_frontend_msg(labeller, {"action": action, "seq": seq, **extra}, [])
+
+
+@pytest.fixture()
+def store():
+    s = PreferenceStore(":memory:")
+    yield s
+    s.close()
+
+
+def test_click_then_double_click_records_once_each(store):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    send(labeller, "A")
+    assert store.count() == 1
+    seq = labeller.item["seq"]
+    send(labeller, "B", seq=seq)
+    send(labeller, "B", seq=seq)  # the second click of a double click carries the same seq
+    labels = store.labels()
+    assert [(label.prompt, label.judgement.value) for label in labels] == [
+        ("Review a film.", "A"),
+        ("Say hello.", "B"),
+    ]
+    assert labeller.current["prompt"] == "Describe rain."  # the third item was not touched
+    assert (
+        labels[0].annotator == "ana" and labels[0].criterion == "helpfulness" and labels[0].source == "human"
+    )
+
+
+def test_stale_judgement_is_ignored(store):
+    labeller = PairLabeller(store, ITEMS)
+    old = labeller.item["seq"]
+    send(labeller, "A")
+    send(labeller, "tie", seq=old)  # arrives after the view moved on
+    assert store.count() == 1 and labeller.current["prompt"] == "Say hello."
+
+
+def test_undo_removes_last_label_and_shows_item_again(store):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    send(labeller, "A")
+    send(labeller, "B")
+    assert store.count() == 2
+    seq = labeller.item["seq"]
+    send(labeller, "undo", seq=seq)
+    send(labeller, "undo", seq=seq)  # double click on Undo: one undo
+    assert store.count() == 1
+    assert store.labels()[0].prompt == "Review a film."
+    assert labeller.current["prompt"] == "Say hello."
+    assert labeller.queued == 1  # "Describe rain." went back behind it
+    send(labeller, "tie")
+    assert [label.judgement.value for label in store.labels()] == ["A", "tie"]
+    assert len(store.labels(include_deleted=True)) == 3  # undone labels stay in the file, marked deleted
+
+
+def test_undo_of_skip_does_not_touch_store(store):
+    labeller = PairLabeller(store, ITEMS)
+    send(labeller, "A")
+    send(labeller, "skip")
+    assert labeller.current["prompt"] == "Describe rain."
+    send(labeller, "undo")
+    assert labeller.current["prompt"] == "Say hello." and store.count() == 1
+
+
+def test_undo_refuses_to_remove_someone_elses_label(store):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    send(labeller, "A")
+    store.add("Other prompt", ["x", "y"], "B", annotator="ana")  # another kernel, same annotator id
+    send(labeller, "undo")
+    assert store.count() == 2
+    assert labeller.status_kind == "error" and "another session" in labeller.status
+
+
+def test_note_is_stored_and_blank_notes_are_dropped(store):
+    labeller = PairLabeller(store, ITEMS)
+    send(labeller, "both_bad", note="  both rude ")
+    send(labeller, "A", note="   ")
+    assert [label.note for label in store.labels()] == ["both rude", None]
+
+
+def test_shortcut_map_is_what_the_front_end_reads(store):
+    labeller = PairLabeller(store, ITEMS)
+    assert labeller.shortcuts == {"1": "A", "2": "B", "t": "tie", "b": "both_bad", "s": "skip", "u": "undo"}
+    assert labeller.shortcuts == SHORTCUTS
+    for key, action in SHORTCUTS.items():
+        if action not in ("skip", "undo"):
+            send(labeller, labeller.shortcuts[key])
+    assert [label.judgement.value for label in store.labels()] == ["A", "B", "tie"]
+
+
+def test_front_end_never_writes_data_as_html():
+    source = resources.files("rlhf_lab.widgets").joinpath("labeller.js").read_text()
+    js = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "outerHTML" not in js
+    assert "stopPropagation" in js and "data-lm-suppress-shortcuts" in js
+
+
+def test_progress_counts_per_annotator_and_two_labellers_share_a_store(store):
+    ana = PairLabeller(store, ITEMS, annotator="ana")
+    bob = PairLabeller(store, ITEMS, annotator="bob")
+    send(ana, "A")
+    send(bob, "B")
+    send(bob, "A")
+    assert store.count_by_annotator() == {"ana": 1, "bob": 2}
+    assert bob.progress["session"] == 2 and bob.progress["mine"] == 2 and bob.progress["queued"] == 1
+    assert bob.progress["by_annotator"] == {"ana": 1, "bob": 2}
+    send(ana, "undo")  # ana's undo does not touch bob's labels
+    assert store.count_by_annotator() == {"bob": 2}
+
+
+def test_add_appends_and_wakes_an_empty_labeller(store):
+    labeller = PairLabeller(store)
+    assert labeller.current is None and "prompt" not in labeller.item
+    assert labeller.add(ITEMS[:1]) == 1
+    assert labeller.current["prompt"] == "Review a film."
+    labeller.add(ITEMS[1:])
+    assert labeller.queued == 2
+
+
+def test_bad_items_fail_when_added(store):
+    labeller = PairLabeller(store)
+    with pytest.raises(ValueError, match="responses"):
+        labeller.add([{"prompt": "p"}])
+    with pytest.raises(ValueError, match="2 responses"):
+        labeller.add([{"prompt": "p", "responses": ["a", "b", "c"]}])  # pair mode
+
+
+def test_unknown_message_shows_error_not_traceback(store):
+    labeller = PairLabeller(store, ITEMS)
+    send(labeller, "explode")
+    assert labeller.status_kind == "error" and "explode" in labeller.status
+    labeller._on_frontend_msg(labeller, {"action": "rank", "seq": labeller.item["seq"]}, [])  # no order
+    assert labeller.status_kind == "error" and store.count() == 0
+
+
+def test_rank_mode_records_a_ranking(store):
+    items = [{"prompt": "Pick.", "responses": ["one", "two", "three"]}]
+    labeller = PairLabeller(store, items, mode="rank")
+    send(labeller, "rank", order=[2, 0, 1])
+    label = store.labels()[0]
+    assert label.judgement.value == "ranking" and label.ranking == (2, 0, 1)
+
+
+def test_likert_mode_records_scores_and_rejects_out_of_range(store):
+    labeller = PairLabeller(store, ITEMS, mode="likert")
+    send(labeller, "likert", scores=[7, 1])
+    assert store.count() == 0 and labeller.status_kind == "error"
+    send(labeller, "likert", scores=[5, 2])
+    assert store.labels()[0].likert == (5, 2)
+
+
+def test_source_refills_the_queue(store):
+    def scorer(prompts, responses):
+        return [len(r) for r in responses]
+
+    candidates = [{"prompt": f"p{i}", "responses": ["a" * (i + 1), "b" * 5]} for i in range(10)]
+    source = ActiveLearningSource(candidates, scorer)
+    labeller = PairLabeller(store, source)
+    assert labeller.current["prompt"] == "p4"  # |len(a) - len(b)| = 0: the most uncertain
+    assert labeller.queued == 7  # first batch of 8
+    for _ in range(8):
+        send(labeller, "A")
+    assert labeller.current is not None and labeller.queued == 1  # refilled with the last 2
+
+
+def test_policy_step_travels_with_the_item(store):
+    labeller = PairLabeller(store, [{"prompt": "p", "responses": ["a", "b"], "policy_step": 12}])
+    assert "12" in labeller.item["origin"]
+    send(labeller, "A")
+    assert store.labels()[0].policy_step == 12
+
+
+def test_lab_label_factory(tiny_lab):
+    labeller = tiny_lab.label(ITEMS, annotator="zoe")
+    send(labeller, "B")
+    assert tiny_lab.store.labels()[0].annotator == "zoe"
