@@ -161,6 +161,14 @@ def test_set_changes_beta_learning_rate_and_batch_size(policy, tiny_tok):
         stage.set(loss_type="ipo")
 
 
+def test_background_run(policy, tiny_tok):
+    stage = make(policy, tiny_tok)
+    stage.run(steps=3)
+    stage.wait(30)
+    assert stage.step_count == 3 and stage.status == "done"
+    assert list(stage.history["step"]) == [1, 2, 3]
+
+
 def test_order_is_seeded_and_covers_every_pair_each_pass(policy, tiny_tok):
     stage = make(policy, tiny_tok, review_pairs(10), batch_size=4, seed=3)
     seen = [stage._next_batch() for _ in range(5)]  # 20 pairs = 2 passes
@@ -178,7 +186,34 @@ def test_save_load_in_process_continues(policy, tiny_tok, tmp_path):
     assert loaded.step_count == 3 and len(loaded.history) == 3
     assert (loaded.epoch, loaded.position) == (stage.epoch, stage.position)
     assert [p.to_dict() for p in loaded.pairs] == [p.to_dict() for p in stage.pairs]
-    assert loaded.step()[0]["loss/dpo"] == pytest.approx(stage.step()[0]["loss/dpo"], rel=1e-6)
+    files = {p.relative_to(tmp_path / "ckpt").as_posix() for p in (tmp_path / "ckpt").rglob("*")}
+    assert {"models/policy/model.safetensors", "models/reference/model.safetensors", "optim.pt"} <= files
+    # two steps: the second one's loss depends on the restored optimizer state too
+    expected, got = stage.step(2), loaded.step(2)
+    assert [r["loss/dpo"] for r in got] == pytest.approx([r["loss/dpo"] for r in expected], rel=1e-6)
+    into = DPOStage.load(tmp_path / "ckpt", policy=tiny_policy(tiny_tok, seed=5))  # e.g. the lab's policy
+    assert into.step(2)[-1]["loss/dpo"] == pytest.approx(expected[-1]["loss/dpo"], rel=1e-6)
+
+
+def test_lora_checkpoint_round_trip(policy, tiny_tok, tmp_path):
+    peft = pytest.importorskip("peft")
+
+    def lora_model():
+        config = peft.LoraConfig(
+            r=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights="gaussian"
+        )
+        return peft.get_peft_model(tiny_policy(tiny_tok, seed=0), config)
+
+    stage = make(lora_model(), tiny_tok)
+    stage.step(2)
+    stage.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt/models/policy/adapter_model.safetensors").is_file()
+    assert not (tmp_path / "ckpt/models/reference").exists()  # the reference is the base model
+    expected = stage.step(2)
+    with pytest.raises(ValueError, match="LoRA"):
+        DPOStage.load(tmp_path / "ckpt")
+    got = DPOStage.load(tmp_path / "ckpt", policy=lora_model()).step(2)
+    assert [r["loss/dpo"] for r in got] == pytest.approx([r["loss/dpo"] for r in expected], rel=1e-6)
 
 
 @pytest.mark.slow
@@ -251,7 +286,6 @@ def test_lab_dpo_factory(tiny_lab):
     assert row["lab_step"] == tiny_lab.clock.value == 1
 
 
-@pytest.mark.slow
 def test_loss_equals_trl_dpo_trainer(policy, tiny_tok, tmp_path):
     """Our sigmoid and IPO losses equal TRL 1.16 DPOTrainer.compute_loss on the same pairs."""
     datasets = pytest.importorskip("datasets")

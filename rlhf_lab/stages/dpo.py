@@ -387,14 +387,17 @@ class DPOStage(Stage):
         device: str | torch.device | None = None,
         **_: Any,
     ) -> DPOStage:
-        """Extra arguments: `data` (the store to refresh() from later; by default the saved store
-        file if there was one), `clock`, `device`, and for LoRA checkpoints `policy` (the same model
-        with the same adapter config: only adapter weights are saved)."""
+        """Extra arguments: `policy` (load the weights into this model, e.g. the lab's policy; required
+        for LoRA checkpoints, which hold only the adapter), `data` (the store refresh() reads later; by
+        default the saved store file if there was one), `clock`, and `device` (default: CUDA if
+        available)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from rlhf_lab.device import choose_device
 
         state = json.loads((folder / "dpo_state.json").read_text(encoding="utf-8"))
         tokenizer = AutoTokenizer.from_pretrained(model_path(folder, "policy"))
-        ref_policy = None
+        saved = model_path(folder, "policy")
         if state["uses_lora"]:
             if policy is None:
                 raise ValueError(
@@ -403,16 +406,17 @@ class DPOStage(Stage):
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(
-                policy, load_file(model_path(folder, "policy") / "adapter_model.safetensors")
-            )
+            set_peft_model_state_dict(policy, load_file(saved / "adapter_model.safetensors"))
+        elif policy is not None:
+            policy.load_state_dict(AutoModelForCausalLM.from_pretrained(saved).state_dict())
         else:
-            policy = AutoModelForCausalLM.from_pretrained(model_path(folder, "policy"))
-            if (model_path(folder, "reference")).is_dir():
-                ref_policy = AutoModelForCausalLM.from_pretrained(model_path(folder, "reference"))
-        if device is not None:
-            policy = policy.to(device)
-            ref_policy = ref_policy.to(device) if ref_policy is not None else None
+            policy = AutoModelForCausalLM.from_pretrained(saved)
+        ref_policy = None
+        if model_path(folder, "reference").is_dir():
+            ref_policy = AutoModelForCausalLM.from_pretrained(model_path(folder, "reference"))
+        target = choose_device(device)
+        policy = policy.to(target)
+        ref_policy = ref_policy.to(target) if ref_policy is not None else None
         with open(folder / "pairs.jsonl", encoding="utf-8") as f:
             saved_pairs = [json.loads(line) for line in f if line.strip()]
         config = config_from_dict(DPOConfig, meta["config"])
