@@ -66,7 +66,7 @@ def test_step_returns_rows_and_history():
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert list(stage.history["step"]) == [1, 2, 3]
     assert {"lab_step", "wall_time", "elapsed_s", "loss/total"} <= set(stage.history.columns)
-    assert rows[-1]["loss/total"] < rows[0]["loss/total"]
+    assert abs(stage.weight.item() - 3) < 3  # the weight moved towards the target 3 (from 0)
 
 
 def test_run_pause_set_resume_stop():
