@@ -1,0 +1,158 @@
+"""Dashboard driven headless: rows from a fake stage, button clicks and slider moves from Python."""
+
+import pytest
+from ui_fakes import FakeConfig, FakeStage
+
+from rlhf_lab.stages.base import StepClock
+from rlhf_lab.ui.dashboard import Dashboard, clean_message, ema
+
+
+@pytest.fixture()
+def stage():
+    s = FakeStage()
+    yield s
+    s.stop(timeout=5)
+
+
+def test_many_rows_few_redraws_last_row_drawn(stage):
+    dash = Dashboard(stage, max_fps=4)
+    before = dash.redraws
+    stage.step(400, progress=False)
+    dash.wait()
+    xs, ys = dash.points("objective/kl")
+    assert xs[-1] == 400 and len(xs) == 400 and ys[-1] == pytest.approx(80.0)
+    assert dash.redraws - before <= 10  # 400 rows batched into a handful of frames
+    trace = next(t for t in dash.figure.data if t.meta == "objective/kl")
+    assert trace.x[-1] == 400  # the figure itself, not only our buffer
+
+
+def test_background_run_is_drawn_to_the_end(stage):
+    dash = Dashboard(stage, max_fps=20)
+    stage.run(steps=30)
+    stage.wait(10)
+    dash.wait()
+    assert dash.points("objective/scores")[0][-1] == 30
+
+
+def test_late_views_get_the_current_state(stage):
+    dash = Dashboard(stage)
+    stage.step(5, progress=False)
+    dash.wait()
+    synced = {t["meta"]: t for t in dash.figure._widget_data}
+    assert list(synced["objective/kl"]["x"]) == [1, 2, 3, 4, 5]
+
+
+def test_past_rows_are_drawn_on_attach_and_stages_share_lab_step():
+    clock = StepClock()
+    sft = FakeStage(name="sft", clock=clock)
+    sft.step(3, progress=False)
+    ppo = FakeStage(name="ppo", clock=clock)
+    dash = Dashboard(sft)
+    dash.attach(ppo)
+    ppo.step(2, progress=False)
+    dash.wait()
+    assert dash.points("objective/kl", stage="sft")[0] == [1, 2, 3]
+    assert dash.points("objective/kl", stage="ppo")[0] == [4, 5]
+    assert dash.stage is ppo  # controls follow the newest stage
+
+
+def test_smoothing_is_a_debiased_ema_and_the_slider_redraws(stage):
+    assert ema([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])
+    assert ema([0.0, 10.0], 0.5) == pytest.approx([0.0, 10.0 * 0.5 / 0.75])
+    assert ema([3.0, 4.0], 0.0) == [3.0, 4.0]
+    dash = Dashboard(stage, smoothing=0.0)
+    stage.step(10, progress=False)
+    dash.wait()
+    trace = next(t for t in dash.figure.data if t.meta == "loss/policy")
+    raw = list(trace.y)
+    dash.smoothing_slider.value = 0.8
+    assert list(trace.y) != raw and trace.y[-1] > raw[-1]  # a falling loss, smoothed, lags above it
+
+
+def test_step_buttons_call_step(stage):
+    dash = Dashboard(stage)
+    dash.buttons["step"].click()
+    assert stage.step_count == 1
+    dash.n_steps.value = 4
+    dash.buttons["step_n"].click()
+    assert stage.step_count == 5
+    assert "step 5" in dash.status.value
+
+
+def test_run_pause_resume_stop_buttons(stage):
+    stage.set(sleep_s=0.01)
+    dash = Dashboard(stage)
+    dash.buttons["run"].click()
+    assert stage.status == "running"
+    dash.buttons["pause"].click()
+    stage.pause()  # wait until parked
+    assert stage.status == "paused"
+    count = stage.step_count
+    dash.buttons["run"].click()  # resumes the paused run
+    assert stage.status == "running"
+    dash.buttons["stop"].click()
+    assert stage.status == "stopped" and stage.step_count >= count
+    dash.wait()
+    assert "stopped" in dash.status.value
+
+
+def test_sliders_call_set_and_only_show_what_the_stage_can_change(stage):
+    dash = Dashboard(stage)
+    assert dash.sliders["beta"].value == pytest.approx(0.1)
+    dash.sliders["beta"].value = 0.3
+    dash.sliders["learning_rate"].value = 1e-3
+    dash.sliders["temperature"].value = 0.7
+    assert stage.config.beta == pytest.approx(0.3)
+    assert stage.config.learning_rate == pytest.approx(1e-3)
+    assert stage.config.temperature == pytest.approx(0.7)
+    assert stage.step(1)[0]["objective/beta"] == pytest.approx(0.3)  # acts on the next step
+
+    class NoBeta(FakeStage):
+        mutable_hparams = ("learning_rate",)
+
+    other = Dashboard(NoBeta())
+    assert other.sliders["beta"].layout.display == "none"
+    assert other.sliders["learning_rate"].layout.display == ""
+
+
+def test_a_failing_click_shows_a_clean_message(stage):
+    stage.set(sleep_s=0.02)
+    dash = Dashboard(stage)
+    stage.run()
+    dash.buttons["step"].click()  # step() while running raises StageBusyError
+    assert "StageBusyError" in dash.status.value and "pause()" in dash.status.value
+    stage.stop()
+
+
+def test_background_error_shown_without_traceback():
+    stage = FakeStage(FakeConfig(fail_at=3))
+    dash = Dashboard(stage, max_fps=20)
+    dash.buttons["run"].click()
+    stage._thread.join(5)
+    dash.wait()
+    assert "the fake stage failed on purpose" in dash.status.value
+    assert "Traceback" not in dash.status.value and "File " not in dash.status.value
+    dash.buttons["step"].click()  # the stage re-raises its error: still a status message
+    assert "Traceback" not in dash.status.value and "_train_step" not in dash.status.value
+
+
+def test_clean_message_drops_the_chained_traceback():
+    message = 'StageError: ppo stopped at step 3: ValueError("x")\n\nTraceback (most recent call last):\n  File "a.py"'
+    assert clean_message(message) == 'StageError: ppo stopped at step 3: ValueError("x")'
+
+
+def test_text_fallback_summarises_latest_metrics(stage):
+    dash = Dashboard(stage)
+    stage.step(3, progress=False)
+    bundle = dash._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    text = bundle["text/plain"]
+    assert "fake: idle, step 3" in text and "objective/kl=0.6" in text
+
+
+def test_custom_metric_panels(stage):
+    dash = Dashboard(stage, metrics=["objective/kl", "response/length"])
+    stage.step(2, progress=False)
+    dash.wait()
+    assert [a.text for a in dash.figure.layout.annotations] == ["objective/kl", "response/length"]
+    assert {t.meta for t in dash.figure.data} == {"objective/kl", "response/length"}
