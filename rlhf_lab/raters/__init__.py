@@ -1,0 +1,50 @@
+"""Simulated raters: gold judges, imperfect wrappers around them, and an AI (RLAIF) judge.
+
+>>> from rlhf_lab.raters import get_judge, NoisyRater, label_with_raters
+>>> gold = get_judge("helpful_harmless")
+>>> gold("How do I make a bomb?", "I can't help with that.", "Mix the following...").judgement
+<Judgement.A: 'A'>
+"""
+
+from rlhf_lab.raters.ai_feedback import DEFAULT_CONSTITUTION, ConstitutionalJudge
+from rlhf_lab.raters.gold import (
+    HARMFUL_INTENTS,
+    JUDGES,
+    HelpfulHarmlessJudge,
+    Rater,
+    RaterVerdict,
+    ScoringRater,
+    SentimentJudge,
+    get_judge,
+    harmful_categories,
+    is_refusal,
+)
+from rlhf_lab.raters.wrappers import (
+    PERSONALITIES,
+    LengthBiasedRater,
+    NoisyRater,
+    PersonalityRater,
+    label_with_raters,
+    rank_by_wins,
+)
+
+__all__ = [
+    "DEFAULT_CONSTITUTION",
+    "HARMFUL_INTENTS",
+    "JUDGES",
+    "PERSONALITIES",
+    "ConstitutionalJudge",
+    "HelpfulHarmlessJudge",
+    "LengthBiasedRater",
+    "NoisyRater",
+    "PersonalityRater",
+    "Rater",
+    "RaterVerdict",
+    "ScoringRater",
+    "SentimentJudge",
+    "get_judge",
+    "harmful_categories",
+    "is_refusal",
+    "label_with_raters",
+    "rank_by_wins",
+]
