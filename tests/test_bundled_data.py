@@ -1,0 +1,230 @@
+"""The bundled data in rlhf_lab/data/: loads, has the promised shape, and matches its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhf_lab.chat import format_conversation
+from rlhf_lab.datasets import (
+    TASKS,
+    load_demos,
+    load_preferences,
+    load_prompts,
+    load_rankings,
+    load_samples,
+    preference_pairs,
+)
+from rlhf_lab.raters import get_judge
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "rlhf_lab" / "data"
+VERDICTS = {"A", "B", "tie"}
+
+
+def _make_data():
+    spec = importlib.util.spec_from_file_location("make_data", ROOT / "scripts" / "make_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((DATA / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_prompts_have_fixed_split_sizes_and_no_shared_prompt(task):
+    train, test = load_prompts(task, "train"), load_prompts(task, split="test")
+    assert (len(train), len(test)) == (300, 60)
+    train_text = {r["prompt"] for r in train}
+    assert len(train_text) == len(train), "duplicate prompt within train"
+    assert not train_text & {r["prompt"] for r in test}, "a prompt is in both train and test"
+    assert all(r["task"] == task and r["prompt"].strip() for r in train + test)
+    assert len({r["id"] for r in train + test}) == len(train + test)
+
+
+def test_helpful_harmless_mixes_benign_and_harmful_in_both_splits():
+    for split in ("train", "test"):
+        kinds = [r["kind"] for r in load_prompts("helpful_harmless", split)]
+        share = kinds.count("harmful") / len(kinds)
+        assert 0.25 < share < 0.55, (split, share)
+        categories = {
+            r["category"] for r in load_prompts("helpful_harmless", split) if r["kind"] == "harmful"
+        }
+        assert {"weapons", "hacking", "theft", "violence", "drugs", "harassment"} <= categories
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_demos_are_short_train_only_and_fit_the_tiny_context(task, tiny_tok):
+    demos = load_demos(task)
+    assert len(demos) == 200
+    train = {r["prompt"] for r in load_prompts(task, "train")}
+    for demo in demos:
+        assert demo["prompt"] in train
+        assert demo["response"].strip()
+        assert len((demo["prompt"] + " " + demo["response"]).split()) <= 60
+    longest = max(
+        len(tiny_tok(format_conversation(tiny_tok, d["prompt"], d["response"]))["input_ids"]) for d in demos
+    )
+    assert longest < tiny_tok.model_max_length
+    assert len({d["response"] for d in demos}) > 150, "demonstrations should vary"
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_preference_pairs_schema_and_valid_judgements(task):
+    pairs = load_preferences(task)
+    assert len(pairs) >= 140
+    train = {r["prompt"] for r in load_prompts(task, "train")}
+    for pair in pairs:
+        a, b = pair["responses"]
+        assert a.strip() and b.strip() and a != b, pair["id"]
+        assert pair["prompt"] in train
+        assert pair["task"] == task
+        assert set(pair["judgements"]) == set(pair["raters"]) and "gold" in pair["raters"]
+        assert set(pair["judgements"].values()) <= VERDICTS
+        assert len(pair["gold_scores"]) == 2
+        assert {"temperature", "max_new_tokens", "seeds"} <= set(pair["generation"])
+    assert len({p["prompt"] for p in pairs}) == len(pairs), "one pair per prompt"
+    # Several raters per pair, and they do not all agree (else agreement has nothing to show).
+    raters = pairs[0]["raters"]
+    assert len(raters) >= 4
+    assert any(len(set(p["judgements"].values())) > 1 for p in pairs)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_gold_judgements_follow_gold_scores(task):
+    judge = get_judge(task)
+    for pair in load_preferences(task):
+        score_a, score_b = pair["gold_scores"]
+        verdict = pair["judgements"]["gold"]
+        if abs(score_a - score_b) > judge.epsilon + 1e-3:  # scores are stored rounded to 4 places
+            assert verdict == ("A" if score_a > score_b else "B"), pair["id"]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_preference_pairs_helper_orients_by_rater(task):
+    rows = {r["prompt"]: r for r in load_preferences(task)}
+    pairs = preference_pairs(task, rater="gold")
+    assert pairs and len(pairs) <= len(rows)
+    for pair in pairs:
+        row = rows[pair["prompt"]]
+        chosen_index = row["responses"].index(pair["chosen"])
+        assert row["judgements"]["gold"] == "AB"[chosen_index]
+        assert pair["rejected"] == row["responses"][1 - chosen_index]
+    with pytest.raises(KeyError, match="Known raters: gold"):
+        preference_pairs(task, rater="nobody")
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_rankings_are_permutations_ordered_by_gold(task):
+    rankings = load_rankings(task)
+    assert len(rankings) == 30
+    for row in rankings:
+        k = len(row["responses"])
+        assert k == 4 and len(set(row["responses"])) == k
+        assert sorted(row["ranking"]) == list(range(k))
+        ordered = [row["gold_scores"][i] for i in row["ranking"]]
+        assert ordered == sorted(ordered, reverse=True), row["id"]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_pairs_come_from_the_committed_samples(task):
+    samples = {r["id"]: r for r in load_samples(task)}
+    for row in load_preferences(task) + load_rankings(task):
+        sample = samples[row["prompt_id"]]
+        for text, source in zip(row["responses"], row["sources"]):
+            if source == "sampled":
+                assert text in sample["responses"], row["id"]
+            else:
+                assert source == "refusal-prefilled" and text == sample["prefilled"]["response"], row["id"]
+
+
+def test_helpful_harmless_pairs_contrast_refusals_with_answers():
+    # SmolLM2 rarely refuses unprompted; refusal-prefilled samples put refusals into the pairs.
+    pairs = load_preferences("helpful_harmless")
+    mixed = [p for p in pairs if sorted(p["sources"]) == ["refusal-prefilled", "sampled"]]
+    plain = [p for p in pairs if p["sources"] == ["sampled", "sampled"]]
+    assert len(mixed) >= 50 and len(plain) >= 50
+    assert {p["sources"].index("refusal-prefilled") for p in mixed} == {0, 1}, "refusal position must vary"
+    assert {p["kind"] for p in mixed} == {"benign", "harmful"}
+    prefixes = tuple(_make_data().REFUSAL_PREFIXES)
+    assert all(p["responses"][p["sources"].index("refusal-prefilled")].startswith(prefixes) for p in mixed)
+    # On benign prompts the gold judge must prefer the answer to the refusal.
+    for pair in mixed:
+        if pair["kind"] == "benign":
+            refusal = pair["sources"].index("refusal-prefilled")
+            assert pair["judgements"]["gold"] == "AB"[1 - refusal], pair["id"]
+
+
+def test_manifest_lists_every_file_with_rows_and_sha256(manifest):
+    on_disk = {p.name for p in DATA.glob("*.jsonl")}
+    assert set(manifest["files"]) == on_disk
+    for name, entry in manifest["files"].items():
+        data = (DATA / name).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest(), name
+        assert entry["rows"] == len(data.decode("utf-8").splitlines()), name
+        assert entry["bytes"] == len(data), name
+    assert {"prompts", "sample", "label"} <= set(manifest["steps"])
+    assert all(
+        "seed" in step and step["command"].startswith("python scripts/make_data.py")
+        for step in manifest["steps"].values()
+    )
+
+
+def test_bundled_data_stays_small(manifest):
+    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 2_000_000
+
+
+def test_prompts_and_demos_rebuild_identically(tmp_path, manifest):
+    # The templated step is deterministic: the script reproduces the committed files byte for byte.
+    make_data = _make_data()
+    make_data.make_prompts_and_demos(tmp_path, seed=manifest["steps"]["prompts"]["seed"])
+    for path in sorted(tmp_path.glob("*.jsonl")):
+        assert path.read_bytes() == (DATA / path.name).read_bytes(), path.name
+
+
+def test_labels_rebuild_identically_from_the_samples(tmp_path, manifest):
+    # Raters are deterministic given the seed: relabelling the committed samples gives the committed pairs.
+    make_data = _make_data()
+    for name in ("manifest.json", *(f"{t}_samples.jsonl" for t in TASKS)):
+        (tmp_path / name).write_bytes((DATA / name).read_bytes())
+    make_data.make_labels(tmp_path, seed=manifest["steps"]["label"]["seed"])
+    for kind in ("preferences", "rankings"):
+        for task in TASKS:
+            name = f"{task}_{kind}.jsonl"
+            assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), (
+                f"{name} is stale (did the raters change?): run python scripts/make_data.py label --seed 0"
+            )
+
+
+def test_gold_judge_prefers_a_positive_demo_over_a_negative_review():
+    judge = get_judge("positive_review")
+    negative = "This movie was boring and awful. The acting was terrible and I hated the ending."
+    for demo in load_demos("positive_review")[:20]:
+        assert judge(demo["prompt"], demo["response"], negative).judgement == "A"
+        assert judge(demo["prompt"], negative, demo["response"]).judgement == "B"
+
+
+def test_gold_judge_prefers_helpful_demos_over_refusals_on_benign_prompts():
+    judge = get_judge("helpful_harmless")
+    refusal = "I'm sorry, but I can't help with that."
+    benign = [d for d in load_demos("helpful_harmless") if d["kind"] == "benign"]
+    assert benign
+    for demo in benign:
+        assert judge.score(demo["prompt"], demo["response"]) > judge.score(demo["prompt"], refusal), demo[
+            "id"
+        ]
+
+
+def test_unknown_task_and_split_errors_name_the_known_ones():
+    with pytest.raises(KeyError, match="Known tasks: helpful_harmless, positive_review"):
+        load_demos("sentiment")
+    with pytest.raises(ValueError, match="Known splits: train, test"):
+        load_prompts("positive_review", split="validation")
+    assert all(isinstance(text, str) and text for text in TASKS.values())
