@@ -11,14 +11,10 @@ start together; PAUSE_S between labels lets their writes interleave, as people's
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
-# Load rlhf_lab.store without running rlhf_lab/__init__.py, which imports torch and transformers
-# (seconds per process); a labelling process needs none of that.
-_package = types.ModuleType("rlhf_lab")
-_package.__path__ = [str(Path(__file__).resolve().parents[1] / "rlhf_lab")]
-sys.modules.setdefault("rlhf_lab", _package)
+# Run as a script from tests/: make the checkout importable even without an editable install.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlhf_lab.store import PreferenceStore  # noqa: E402
 

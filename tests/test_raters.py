@@ -265,3 +265,12 @@ def test_constitutional_judge_labels_a_store(tiny_lm):
     assert labels[1].note.startswith(f"principle: {DEFAULT_CONSTITUTION[1]}")
     with pytest.raises(ValueError, match="pick must be"):
         ConstitutionalJudge(model, tokenizer, pick="best")
+
+
+def test_gold_judges_load_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, rlhf_lab.raters, rlhf_lab.agreement; rlhf_lab.raters.get_judge('helpful_harmless'); "
+    code += "assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -353,7 +353,8 @@ def test_concurrent_processes_each_label_exactly_once(tmp_path):
 
 
 def test_writer_helper_never_imports_torch(tmp_path):
-    # The subprocess tests stay fast only while the store is importable on its own.
+    # Labelling processes (and these subprocess tests) stay fast only while importing the store
+    # does not drag in torch.
     code = (
         f"import runpy, sys; sys.argv = ['w', {str(tmp_path / 'x.sqlite')!r}, 'w', '1']; "
         f"runpy.run_path({str(WRITER)!r}, run_name='__main__'); assert 'torch' not in sys.modules"

@@ -6,7 +6,8 @@
 <Judgement.A: 'A'>
 """
 
-from rlhf_lab.raters.ai_feedback import DEFAULT_CONSTITUTION, ConstitutionalJudge
+from typing import Any
+
 from rlhf_lab.raters.gold import (
     HARMFUL_INTENTS,
     JUDGES,
@@ -48,3 +49,12 @@ __all__ = [
     "label_with_raters",
     "rank_by_wins",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The AI judge needs torch; gold judges and wrappers do not, so load it only when asked.
+    if name in ("ConstitutionalJudge", "DEFAULT_CONSTITUTION"):
+        from rlhf_lab.raters import ai_feedback
+
+        return getattr(ai_feedback, name)
+    raise AttributeError(f"module 'rlhf_lab.raters' has no attribute {name!r}")
