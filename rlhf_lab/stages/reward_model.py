@@ -1,0 +1,826 @@
+"""The reward-model stage: learn a scalar r(prompt, response) from pairwise preferences.
+
+    >>> from rlhf_lab.stages.reward_model import RewardModelStage
+    >>> rm = RewardModelStage(model, tokenizer, store, learning_rate=1e-3)
+    >>> rm.fit()                                   # train on what the store holds now
+    >>> rm.evaluate()["accuracy"]                  # held-out pairwise accuracy, AUC, ECE, ...
+    >>> rm(["Write a review."], ["Great film!"])   # the reward callable RL stages use: tensor [n]
+    >>> labeller.add(...); rm.fit()                # incremental: keeps weights, a short pass
+
+Loss (`loss=`):
+- "bradley_terry": each pair on its own, BCE(sigmoid(r_c - r_r - margin), target). With a hard
+  label (target 1) and no margin this is -log sigmoid(r_c - r_r); soft labels (the fraction of
+  annotators preferring `chosen`) and Likert margins plug into the same formula.
+- "ranking": the k(k-1)/2 pairs of one ranked item are one training unit, their losses averaged
+  (InstructGPT), so an item of 9 responses weighs as much as an item of 2.
+
+Data: a PreferenceStore (anything with `.pairs(...)`, re-read at every `fit()`), or pairs as a
+list of dicts/objects or a DataFrame with prompt, chosen, rejected and optional target, margin,
+item_id. Prompts are split into train/val/test by a hash of the prompt text and the assignment is
+kept, so a prompt never moves between splits when new labels arrive.
+
+Text layout: causal-LM backbones score `format_conversation(prompt, response)` (ending with EOS,
+read at the last non-pad token); encoders without a chat template (BERT, MiniLM) score the pair
+encoding `tokenizer(prompt, response)` read at [CLS]. Batches are padded on the right.
+
+Metrics per step: `loss/rm`, `rm/accuracy`, `rm/margin`, `train/learning_rate`, `train/grad_norm`,
+`train/epoch`, `rm/n_pairs`; `fit()` and `evaluate()` add `rm/val_*` rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhf_lab import rm_eval
+from rlhf_lab.chat import format_conversation
+from rlhf_lab.device import choose_device
+from rlhf_lab.errors import StageBusyError, StageError
+from rlhf_lab.models.presets import quiet_loading
+from rlhf_lab.pairs import as_pair_records
+from rlhf_lab.stages.base import (
+    Stage,
+    StepClock,
+    config_from_dict,
+    load_training_state,
+    model_path,
+    save_model,
+    save_training_state,
+)
+from rlhf_lab.stages.sft import make_config
+
+LOSSES = ("bradley_terry", "ranking")
+SMALL_DATA_PROMPTS = 100  # below this many prompts the default split is 90/10 (no test set)
+
+
+@dataclass
+class RMConfig:
+    """Hyper-parameters of reward-model training.
+
+    `learning_rate` and `batch_size` may be changed between steps with `stage.set(...)`;
+    the new values apply from the next step.
+    """
+
+    learning_rate: float = 1e-5
+    """AdamW learning rate (constant). Tiny models want ~1e-3, pretrained backbones 1e-5..5e-5."""
+    batch_size: int = 32
+    """Training units per step: pairs ("bradley_terry") or ranked items ("ranking")."""
+    max_length: int = 512
+    """Longest scored text in tokens. Causal layouts keep the end (where the score is read)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on matrices (a regulariser: reward models over-fit quickly)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    seed: int = 0
+    """Seed of the data order (ensembles give each member its own)."""
+    split_seed: int = 0
+    """Seed of the prompt -> train/val/test assignment (shared by ensemble members)."""
+    split: list[float] | None = None
+    """(train, val, test) fractions of prompts; None = 0.8/0.1/0.1, or 0.9/0.1/0 below 100 prompts."""
+    loss: str = "bradley_terry"
+    """"bradley_terry" (pairs independent) or "ranking" (the pairs of one item form one unit)."""
+    ties: str = "exclude"
+    """Store ties: "exclude" them, or keep them as "soft" half votes (target 0.5)."""
+    both_bad: str = "exclude"
+    """Store "both bad" verdicts: "exclude" or "soft", as for ties."""
+    soft_labels: bool = True
+    """Merge several annotators' votes on a pair into target = fraction preferring `chosen`."""
+    use_margin: bool = True
+    """Subtract each pair's margin (e.g. a Likert difference) from r_c - r_r in the loss."""
+    epochs: int = 2
+    """Epochs of a fit from scratch (the first fit, or `warm_start=False`)."""
+    warm_start_epochs: int = 1
+    """Epochs of an incremental fit that starts from the current weights."""
+    early_stopping: bool = False
+    """Evaluate validation accuracy after each epoch; stop and keep the best weights when it stalls."""
+    patience: int = 1
+    """Epochs without a better validation accuracy before early stopping."""
+    center_rewards: bool = True
+    """After each fit, shift rewards so the training responses average 0 (rewards are shift-invariant;
+    this makes ensemble members comparable and keeps RL rewards near 0)."""
+    eval_batch_size: int = 64
+    """Texts per forward pass when scoring without gradients."""
+    calibration_bins: int = 10
+    """Bins of the reliability table and ECE."""
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """A preference pair as the stage uses it; `item` groups the pairs of one ranked item."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    target: float = 1.0
+    margin: float = 0.0
+    item: str = ""
+
+
+# ---------------------------------------------------------------------- data
+def read_pairs(
+    data: Any, *, ties: str = "exclude", both_bad: str = "exclude", soft: bool = True
+) -> list[TrainingPair]:
+    """Validated TrainingPairs from a store, a DataFrame or a list of dicts/objects.
+
+    Rows are checked by `rlhf_lab.pairs.as_pair_records` (errors name the row); `item_id` (the
+    store's) or `item` groups the pairs of one ranked item, else the prompt does.
+    """
+    if hasattr(data, "pairs") and callable(data.pairs):
+        wanted = {"ties": ties, "both_bad": both_bad, "soft": soft}
+        accepted = inspect.signature(data.pairs).parameters
+        rows: list[Any] = list(data.pairs(**{k: v for k, v in wanted.items() if k in accepted}))
+    elif isinstance(data, pd.DataFrame):
+        rows = data.to_dict(orient="records")
+    elif isinstance(data, (list, tuple)):
+        rows = list(data)
+    else:
+        raise TypeError(
+            "Reward-model data must be a PreferenceStore, a DataFrame or a list of pairs "
+            f"(prompt/chosen/rejected), not {type(data).__name__}."
+        )
+    records = as_pair_records(rows)
+    out = []
+    for row, record in zip(rows, records):
+        get = row.get if isinstance(row, dict) else lambda key, row=row: getattr(row, key, None)
+        item = get("item_id") or get("item") or record.prompt
+        margin = 0.0 if record.margin is None else record.margin
+        out.append(
+            TrainingPair(record.prompt, record.chosen, record.rejected, record.target, margin, str(item))
+        )
+    return out
+
+
+def prompt_unit(prompt: str, seed: int) -> float:
+    """A number in [0, 1) fixed by (seed, prompt): the prompt's place in the split."""
+    digest = hashlib.sha256(f"{seed}:{prompt}".encode()).hexdigest()
+    return int(digest[:13], 16) / 16**13
+
+
+# ---------------------------------------------------------------------- losses
+def pairwise_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    target: torch.Tensor | None = None,
+    margin: torch.Tensor | None = None,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """BCE(sigmoid(r_c - r_r - margin), target), averaged over pairs, or over groups of pairs.
+
+    With `groups` (an item index per pair) each group's pair losses are averaged first and the
+    groups then weigh equally: the InstructGPT ranking loss.
+    """
+    logits = chosen - rejected
+    if margin is not None:
+        logits = logits - margin
+    if target is None:
+        target = torch.ones_like(logits)
+    per_pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if groups is None:
+        return per_pair.mean()
+    _, inverse = torch.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    sums = torch.zeros(n_groups, dtype=per_pair.dtype, device=per_pair.device).index_add(0, inverse, per_pair)
+    counts = torch.bincount(inverse, minlength=n_groups).to(per_pair.dtype)
+    return (sums / counts).mean()
+
+
+# ---------------------------------------------------------------------- scoring
+class RewardScorer:
+    """Turns (prompt, response) texts into rewards with a sequence classifier (one output).
+
+    `scorer(prompts, responses)` returns a float32 CPU tensor of shape [n], computed in eval
+    mode without gradients, in length-sorted batches (less padding), minus `offset`.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int = 512,
+        batch_size: int = 64,
+        offset: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.offset = offset
+        if model.config.pad_token_id is None:  # pooling needs it to find the last real token
+            model.config.pad_token_id = tokenizer.pad_token_id
+        is_encoder = tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
+        self.layout = "pair" if is_encoder and not getattr(tokenizer, "chat_template", None) else "chat"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Right-padded model inputs for (prompt, response) pairs, on the model's device."""
+        tok = self.tokenizer
+        if self.layout == "pair":
+            enc = tok(
+                list(prompts),
+                list(responses),
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                padding_side="right",
+                return_tensors="pt",
+            )
+        else:
+            texts = [format_conversation(tok, p, r) for p, r in zip(prompts, responses)]
+            ids = [row[-self.max_length :] for row in tok(texts, add_special_tokens=False)["input_ids"]]
+            enc = tok.pad({"input_ids": ids}, padding=True, padding_side="right", return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        """Raw scores with gradients (the caller chooses train/eval mode)."""
+        return self.model(**self.encode(prompts, responses)).logits[:, 0].float()
+
+    @torch.inference_mode()
+    def raw_scores(
+        self, prompts: Sequence[str], responses: Sequence[str], batch_size: int | None = None
+    ) -> torch.Tensor:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
+        size = batch_size or self.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        out = torch.empty(len(prompts), dtype=torch.float32)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
+                scores = self.forward([prompts[i] for i in chunk], [responses[i] for i in chunk])
+                out[chunk] = scores.cpu()
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def __call__(
+        self, prompts: str | Sequence[str], responses: str | Sequence[str], batch_size: int | None = None
+    ) -> torch.Tensor:
+        prompts, responses = _as_lists(prompts, responses)
+        return self.raw_scores(prompts, responses, batch_size) - self.offset
+
+
+def _as_lists(prompts: str | Sequence[str], responses: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    responses = [responses] if isinstance(responses, str) else list(responses)
+    if len(prompts) == 1 and len(responses) > 1:  # one prompt, several responses
+        prompts = prompts * len(responses)
+    return prompts, responses
+
+
+class PairScoring:
+    """`score_pairs` and `margin` for anything with `__call__(prompts, responses) -> tensor`."""
+
+    def score_pairs(self, prompts: str | Sequence[str], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
+        """Margins r(a) - r(b), shape [n]. Small |margin| = an uncertain pair, worth labelling."""
+        prompts, a = _as_lists(prompts, a)
+        rewards = self(prompts + prompts, a + list(b))
+        return rewards[: len(a)] - rewards[len(a) :]
+
+    def margin(self, prompt: str, a: str, b: str) -> float:
+        """r(a) - r(b) for one pair."""
+        return float(self.score_pairs([prompt], [a], [b])[0])
+
+
+# ---------------------------------------------------------------------- the stage
+class RewardModelStage(PairScoring, Stage):
+    """Trains a reward model on preference pairs; the stage itself is the reward callable."""
+
+    name = "rm"
+    mutable_hparams = ("learning_rate", "batch_size")
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Any,
+        config: RMConfig | None = None,
+        *,
+        clock: StepClock | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_dir: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(
+            make_config(config, RMConfig, overrides),
+            clock=clock,
+            checkpoint_every=checkpoint_every,
+            checkpoint_dir=checkpoint_dir,
+        )
+        if self.config.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.config.loss!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = data
+        self.scorer = RewardScorer(
+            model, tokenizer, max_length=self.config.max_length, batch_size=self.config.eval_batch_size
+        )
+        self.optimizer = self._make_optimizer()
+        # Kept (on CPU) so that fit(warm_start=False) can start again from the backbone.
+        self._initial_state: dict[str, torch.Tensor] | None = {
+            k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+        }
+        self.pairs: list[TrainingPair] = []
+        self.split_of: dict[str, str] = {}  # prompt -> "train" | "val" | "test", never reassigned
+        self._units: list[list[int]] | None = None  # training units: lists of pair indices
+        self.samples_seen = 0  # units consumed since the data was last read
+        self.data_version = 0
+
+    # ------------------------------------------------------------------ data
+    def refresh(self) -> None:
+        """Re-read the data source, assign splits to new prompts and restart the data order."""
+        with self._step_lock:
+            cfg = self.config
+            self.pairs = read_pairs(self.source, ties=cfg.ties, both_bad=cfg.both_bad, soft=cfg.soft_labels)
+            self._assign_splits()
+            self._build_units()
+            self.samples_seen = 0
+            self.data_version += 1
+
+    def _assign_splits(self) -> None:
+        seed = self.config.split_seed
+        new = sorted({p.prompt for p in self.pairs} - set(self.split_of), key=lambda s: prompt_unit(s, seed))
+        n_prompts = len(self.split_of) + len(new)
+        fractions = self.config.split or (
+            (0.8, 0.1, 0.1) if n_prompts >= SMALL_DATA_PROMPTS else (0.9, 0.1, 0.0)
+        )
+        _, val, test = (f / sum(fractions) for f in fractions)
+        for prompt in new:
+            u = prompt_unit(prompt, seed)
+            self.split_of[prompt] = "val" if u < val else "test" if u < val + test else "train"
+        # Hashing can leave a small dataset without validation prompts; give it one (a new one,
+        # so nothing already trained on moves).
+        if val > 0 and new and n_prompts >= 2 and "val" not in self.split_of.values():
+            self.split_of[new[0]] = "val"
+
+    def _build_units(self) -> None:
+        train = [i for i, p in enumerate(self.pairs) if self.split_of.get(p.prompt) == "train"]
+        if self.config.loss == "ranking":
+            groups: dict[str, list[int]] = {}
+            for i in train:
+                groups.setdefault(self.pairs[i].item, []).append(i)
+            self._units = list(groups.values())
+        else:
+            self._units = [[i] for i in train]
+
+    def split_pairs(self, split: str) -> list[TrainingPair]:
+        """The pairs of one split: "train", "val" or "test"."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return [p for p in self.pairs if self.split_of.get(p.prompt) == split]
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        seed = self.config.seed * 1_000_003 + self.data_version * 10_007 + epoch
+        return torch.randperm(len(self._units), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def _next_units(self, count: int) -> list[list[int]]:
+        n, seen, out = len(self._units), self.samples_seen, []
+        while len(out) < count:
+            epoch, offset = divmod(seen, n)
+            take = min(count - len(out), n - offset)
+            out.extend(self._units[j] for j in self._epoch_order(epoch)[offset : offset + take])
+            seen += take
+        return out
+
+    # ------------------------------------------------------------------ training
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+
+    def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate
+
+    def _pair_rewards(self, pairs: Sequence[TrainingPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(chosen), r(rejected) with gradients, each distinct text scored once."""
+        texts: dict[tuple[str, str], int] = {}
+        for p in pairs:
+            texts.setdefault((p.prompt, p.chosen), len(texts))
+            texts.setdefault((p.prompt, p.rejected), len(texts))
+        keys = list(texts)
+        rewards = self.scorer.forward([k[0] for k in keys], [k[1] for k in keys])
+        chosen = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs], device=rewards.device)
+        rejected = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs], device=rewards.device)
+        return rewards[chosen], rewards[rejected]
+
+    def loss_on(
+        self, pairs: Sequence[TrainingPair], r_chosen: torch.Tensor, r_rejected: torch.Tensor
+    ) -> torch.Tensor:
+        """The configured loss for `pairs` given their rewards."""
+        device = r_chosen.device
+        target = torch.tensor([p.target for p in pairs], dtype=torch.float32, device=device)
+        margin = None
+        if self.config.use_margin:
+            margin = torch.tensor([p.margin for p in pairs], dtype=torch.float32, device=device)
+        groups = None
+        if self.config.loss == "ranking":
+            ids = {item: j for j, item in enumerate(dict.fromkeys(p.item for p in pairs))}
+            groups = torch.tensor([ids[p.item] for p in pairs], device=device)
+        return pairwise_loss(r_chosen, r_rejected, target, margin, groups)
+
+    def _train_step(self) -> dict[str, Any]:
+        if self._units is None:
+            self.refresh()
+        if not self._units:
+            raise StageError("The reward model has no training pairs yet: label some pairs, then fit().")
+        units = self._next_units(self.config.batch_size)
+        pairs = [self.pairs[i] for unit in units for i in unit]
+
+        self.model.train()
+        r_chosen, r_rejected = self._pair_rewards(pairs)
+        loss = self.loss_on(pairs, r_chosen, r_rejected)
+        self.check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        self.optimizer.step()
+        self.samples_seen += len(units)
+
+        margins = (r_chosen - r_rejected).detach().cpu().numpy()
+        return {
+            "loss/rm": loss.item(),
+            "rm/accuracy": rm_eval.pairwise_accuracy(margins, [p.target for p in pairs]),
+            "rm/margin": float(margins.mean()),
+            "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+            "train/grad_norm": float(grad_norm),
+            "train/epoch": self.samples_seen / len(self._units),
+            "rm/n_pairs": sum(len(u) for u in self._units),
+        }
+
+    def fit(
+        self,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        warm_start: bool = True,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Train on the data source's current contents; returns a summary with held-out metrics.
+
+        `warm_start=True` keeps the current weights and, by default, makes `warm_start_epochs`
+        passes (new labels top up a trained model); `warm_start=False` restarts from the
+        backbone's initial weights for `epochs` passes. Held-out prompts stay held out either way.
+        """
+        self.raise_if_error()
+        if self.running:
+            raise StageBusyError(
+                f"{self.name} is running in the background; pause() or stop() it before fit()."
+            )
+        started = time.perf_counter()
+        fresh = not warm_start or self.step_count == 0
+        if not warm_start:
+            self._reset_weights()
+        self.refresh()
+        if not self._units:
+            raise StageError(
+                "No training pairs: the data holds no labelled pairs with a training prompt yet."
+            )
+        n_epochs = epochs or (self.config.epochs if fresh else self.config.warm_start_epochs)
+        per_epoch = math.ceil(len(self._units) / self.config.batch_size)
+        total = n_epochs * per_epoch if max_steps is None else min(max_steps, n_epochs * per_epoch)
+        has_val = bool(self.split_pairs("val"))
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="rm fit", leave=False, disable=not progress)
+        steps, best, best_state, stale, stopped_early = 0, -1.0, None, 0, False
+        try:
+            while steps < total:
+                row = self.step(1, progress=False)[0]
+                steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss/rm']:.3f}")
+                if self.config.early_stopping and has_val and (steps % per_epoch == 0 or steps == total):
+                    accuracy = self.evaluate("val", log=False)["accuracy"]
+                    if accuracy > best:
+                        best, stale = accuracy, 0
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                        }
+                    else:
+                        stale += 1
+                    if stale >= self.config.patience and best_state is not None:
+                        self.model.load_state_dict(best_state)
+                        stopped_early = True
+                        break
+        finally:
+            bar.close()
+        if self.config.center_rewards:
+            self.scorer.offset = self._mean_training_reward()
+        held_out = self.evaluate("val") if has_val else {}
+        return {
+            "steps": steps,
+            "epochs": self.samples_seen / len(self._units),
+            "seconds": time.perf_counter() - started,
+            "warm_start": not fresh,
+            "stopped_early": stopped_early,
+            "n_train_pairs": sum(len(u) for u in self._units),
+            "n_val_pairs": len(self.split_pairs("val")),
+            "n_test_pairs": len(self.split_pairs("test")),
+            **{
+                f"val_{k}": v for k, v in held_out.items() if k != "split" and not isinstance(v, pd.DataFrame)
+            },
+        }
+
+    def _reset_weights(self) -> None:
+        if self._initial_state is None:
+            raise StageError(
+                "This stage was loaded from a checkpoint and has no initial weights to restart from; "
+                "build a new RewardModelStage on a fresh backbone instead."
+            )
+        with self._step_lock:
+            self.model.load_state_dict(self._initial_state)
+            self.optimizer = self._make_optimizer()
+            self.scorer.offset = 0.0
+
+    def _mean_training_reward(self, limit: int = 512) -> float:
+        seen = list(
+            dict.fromkeys((p.prompt, r) for p in self.split_pairs("train") for r in (p.chosen, p.rejected))
+        )
+        if not seen:
+            return self.scorer.offset
+        seen = seen[:: max(1, len(seen) // limit)]
+        with self._step_lock:
+            return float(self.scorer.raw_scores([s[0] for s in seen], [s[1] for s in seen]).mean())
+
+    # ------------------------------------------------------------------ the reward callable
+    def __call__(
+        self, prompts: str | Sequence[str], responses: str | Sequence[str], batch_size: int | None = None
+    ) -> torch.Tensor:
+        """Rewards for (prompt, response) pairs: float32 CPU tensor of shape [n], no gradients.
+
+        One prompt with several responses is broadcast. Safe to call while another stage runs.
+        """
+        with self._step_lock:
+            return self.scorer(prompts, responses, batch_size)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "val", *, gold: Any = None, log: bool = True) -> dict[str, Any]:
+        """Held-out metrics: accuracy, AUC, ECE + reliability table, loss, margins of right/wrong
+        pairs, Spearman against rankings (items with 3+ responses), accuracy against a `gold`
+        judge (anything with `.score(prompt, response)`) and the store's agreement ceiling.
+
+        With `log=True` the validation numbers are also added to `history` as an `rm/val_*` row.
+        """
+        if self._units is None:
+            self.refresh()
+        pairs = self.split_pairs(split)
+        result: dict[str, Any] = {"split": split}
+        if pairs:
+            texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
+            with self._step_lock:
+                raw = self.scorer.raw_scores([t[0] for t in texts], [t[1] for t in texts])
+            reward = dict(zip(texts, raw.tolist()))
+            r_c = torch.tensor([reward[(p.prompt, p.chosen)] for p in pairs])
+            r_r = torch.tensor([reward[(p.prompt, p.rejected)] for p in pairs])
+            targets = np.array([p.target for p in pairs])
+            result.update(rm_eval.pair_metrics((r_c - r_r).numpy(), targets, self.config.calibration_bins))
+            result["loss"] = float(self.loss_on(pairs, r_c, r_r))
+            result["spearman"] = _ranking_spearman(pairs, reward)
+            if gold is not None:
+                result["gold_accuracy"] = _gold_accuracy(pairs, (r_c - r_r).numpy(), gold)
+        else:
+            result.update({"n_pairs": 0, "accuracy": float("nan")})
+        result["agreement_ceiling"] = self._agreement_ceiling()
+        if log and split == "val" and pairs:
+            self._log_row(
+                {
+                    "rm/val_accuracy": result["accuracy"],
+                    "rm/val_auc": result["auc"],
+                    "rm/val_ece": result["ece"],
+                    "rm/val_loss": result["loss"],
+                    **({"rm/gold_accuracy": result["gold_accuracy"]} if "gold_accuracy" in result else {}),
+                    **(
+                        {"rm/agreement_ceiling": result["agreement_ceiling"]}
+                        if result["agreement_ceiling"] is not None
+                        else {}
+                    ),
+                }
+            )
+        return result
+
+    def _agreement_ceiling(self) -> float | None:
+        """Observed inter-annotator agreement on the store's data (rlhf_lab.agreement), if measurable.
+
+        Annotators who agree on 75% of comparisons cap a model trained on their labels near 75%.
+        """
+        if not hasattr(self.source, "labels"):
+            return None
+        try:
+            from rlhf_lab.agreement import store_agreement
+        except ImportError:  # the agreement module is optional
+            return None
+        value = store_agreement(self.source).get("percent_agreement")
+        return float(value) if isinstance(value, (int, float)) and value == value else None
+
+    def _log_row(self, metrics: dict[str, Any]) -> None:
+        """Add an evaluation row to history and tell subscribers (no optimisation step is taken)."""
+        row = {
+            "stage": self.name,
+            "step": self.step_count,
+            "lab_step": self.clock.value,
+            "wall_time": time.time(),
+            "elapsed_s": self._elapsed,
+            **{k: float(v) for k, v in metrics.items()},
+        }
+        with self._step_lock:
+            self._rows.append(row)
+        for callback in list(self._subscribers):
+            try:
+                callback(row)
+            except Exception:  # a broken view must not stop training
+                self.callback_errors.append(traceback.format_exc())
+
+    # ------------------------------------------------------------------ ensembles
+    @classmethod
+    def ensemble(
+        cls,
+        n: int,
+        build: Callable[[int], tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+        data: Any,
+        config: RMConfig | None = None,
+        *,
+        clock: StepClock | None = None,
+        k: float = 1.0,
+        **overrides: Any,
+    ) -> RewardEnsemble:
+        """`n` reward models on the same data and split, each with its own seed (head init, data order).
+
+        `build(seed) -> (model, tokenizer)`, e.g. `lab.new_reward_backbone`.
+        """
+        base = make_config(config, RMConfig, overrides)
+        members = []
+        for i in range(n):
+            model, tokenizer = build(base.seed + i)
+            members.append(cls(model, tokenizer, data, replace_seed(base, base.seed + i), clock=clock))
+        return RewardEnsemble(members, k=k)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_state(self, folder: Path) -> None:
+        with quiet_loading():
+            save_model(folder, "reward", self.model, self.tokenizer)
+        save_training_state(folder, self.optimizer)
+        with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
+            for pair in self.pairs:
+                f.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
+        state = {
+            "split_of": self.split_of,
+            "samples_seen": self.samples_seen,
+            "data_version": self.data_version,
+            "has_data": self._units is not None,
+            "offset": self.scorer.offset,
+        }
+        (folder / "rm_state.json").write_text(json.dumps(state, ensure_ascii=False))
+
+    @classmethod
+    def _from_checkpoint(
+        cls,
+        folder: Path,
+        meta: dict[str, Any],
+        *,
+        data: Any = None,
+        device: str | torch.device | None = None,
+        clock: StepClock | None = None,
+        **kwargs: Any,
+    ) -> RewardModelStage:
+        """Rebuild from a checkpoint; `data=store` re-attaches a live store for the next fit()."""
+        source = model_path(folder, "reward")
+        with quiet_loading():
+            model = AutoModelForSequenceClassification.from_pretrained(source).to(choose_device(device))
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        with open(folder / "data.jsonl", encoding="utf-8") as f:
+            snapshot = [TrainingPair(**json.loads(line)) for line in f if line.strip()]
+        config = config_from_dict(RMConfig, meta["config"])
+        stage = cls(model, tokenizer, data if data is not None else snapshot, config, clock=clock, **kwargs)
+        stage._initial_state = None  # the backbone's starting weights are not in the checkpoint
+        load_training_state(folder, stage.optimizer)
+        state = json.loads((folder / "rm_state.json").read_text(encoding="utf-8"))
+        stage.pairs, stage.split_of = snapshot, state["split_of"]
+        if state["has_data"]:
+            stage._build_units()
+        stage.samples_seen, stage.data_version = state["samples_seen"], state["data_version"]
+        stage.scorer.offset = state["offset"]
+        return stage
+
+
+def replace_seed(config: RMConfig, seed: int) -> RMConfig:
+    return make_config(config, RMConfig, {"seed": seed})
+
+
+def _ranking_spearman(pairs: Sequence[TrainingPair], reward: dict[tuple[str, str], float]) -> float | None:
+    """Mean Spearman rho between rewards and wins-per-response over items with 3+ responses."""
+    items: dict[str, dict[str, float]] = {}
+    for p in pairs:
+        wins = items.setdefault(p.item, {})
+        wins[p.chosen] = wins.get(p.chosen, 0.0) + p.target
+        wins[p.rejected] = wins.get(p.rejected, 0.0) + 1.0 - p.target
+    prompts = {p.item: p.prompt for p in pairs}
+    rhos = []
+    for item, wins in items.items():
+        if len(wins) >= 3:
+            scores = [reward[(prompts[item], r)] for r in wins]
+            rho = rm_eval.spearman_rho(scores, list(wins.values()))
+            if rho == rho:
+                rhos.append(rho)
+    return float(np.mean(rhos)) if rhos else None
+
+
+def _gold_accuracy(pairs: Sequence[TrainingPair], margins: np.ndarray, gold: Any) -> float:
+    """How often the reward model orders a pair as the gold judge does (gold ties skipped)."""
+    gold_margin = np.array([gold.score(p.prompt, p.chosen) - gold.score(p.prompt, p.rejected) for p in pairs])
+    gold_target = np.where(gold_margin > 0, 1.0, np.where(gold_margin < 0, 0.0, 0.5))
+    return rm_eval.pairwise_accuracy(margins, gold_target)
+
+
+# ---------------------------------------------------------------------- ensembles
+class RewardEnsemble(PairScoring):
+    """Several reward models scored together: mean, spread, and a conservative reward.
+
+        >>> ens = RewardModelStage.ensemble(3, lab.new_reward_backbone, lab.store)
+        >>> ens.fit()
+        >>> ens(prompts, responses)              # mean - k * std with reduce="conservative"
+        >>> ens.disagreement(prompts, responses) # std across members: where to label next
+
+    Members are RewardModelStages, RewardScorers, `(model, tokenizer)` tuples or any callable
+    `(prompts, responses) -> tensor [n]`.
+    """
+
+    def __init__(self, members: Sequence[Any], *, k: float = 1.0, reduce: str = "mean") -> None:
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        if reduce not in ("mean", "conservative"):
+            raise ValueError(f"reduce must be 'mean' or 'conservative', got {reduce!r}")
+        self.members = [RewardScorer(*m) if isinstance(m, tuple) else m for m in members]
+        self.k = k
+        self.reduce = reduce
+
+    def scores(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> torch.Tensor:
+        """Every member's rewards, shape [members, n]."""
+        prompts, responses = _as_lists(prompts, responses)
+        return torch.stack([member(prompts, responses).float().cpu() for member in self.members])
+
+    def mean(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> torch.Tensor:
+        return self.scores(prompts, responses).mean(0)
+
+    def std(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> torch.Tensor:
+        """Standard deviation across members (0 for a single member)."""
+        scores = self.scores(prompts, responses)
+        return scores.std(0, correction=1) if len(self.members) > 1 else torch.zeros(scores.shape[1])
+
+    def conservative(
+        self, prompts: str | Sequence[str], responses: str | Sequence[str], k: float | None = None
+    ) -> torch.Tensor:
+        """mean - k * std: a reward that is hard to game where members disagree."""
+        scores = self.scores(prompts, responses)
+        std = scores.std(0, correction=1) if len(self.members) > 1 else torch.zeros(scores.shape[1])
+        return scores.mean(0) - (self.k if k is None else k) * std
+
+    def disagreement(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> torch.Tensor:
+        """Per-response std across members: high = the members disagree, a good item to label."""
+        return self.std(prompts, responses)
+
+    def __call__(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> torch.Tensor:
+        if self.reduce == "conservative":
+            return self.conservative(prompts, responses)
+        return self.mean(prompts, responses)
+
+    def fit(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """fit() every member that can be fitted; their summaries."""
+        return [m.fit(**kwargs) for m in self.members if hasattr(m, "fit")]
+
+    def evaluate(self, split: str = "val", **kwargs: Any) -> pd.DataFrame:
+        """One row of held-out metrics per member."""
+        rows = [m.evaluate(split, **kwargs) for m in self.members if hasattr(m, "evaluate")]
+        return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, pd.DataFrame)} for r in rows])
+
+    def __len__(self) -> int:
+        return len(self.members)
