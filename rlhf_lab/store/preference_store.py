@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -151,12 +152,33 @@ class PreferenceStore:
                     raise
                 time.sleep(0.05 * 2**attempt)
 
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, polling every millisecond or so until the busy timeout.
+
+        SQLite's own busy handler backs off in steps of up to 100 ms, so with 30 writers a loser
+        can sleep through many free windows; short jittered polls keep the p99 write latency low.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    message = str(exc).lower()
+                    if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(random.uniform(0.0002, 0.0015))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `fn` in one IMMEDIATE transaction: all of it is committed or none of it."""
 
         def attempt() -> Any:
             conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 result = fn(conn)
                 conn.execute("COMMIT")
