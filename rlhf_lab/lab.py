@@ -154,6 +154,14 @@ class Lab:
             model, tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
 
+    def reward_ensemble(self, n: int = 3, data: Any = None, *, k: float = 1.0, **config: Any):
+        """`n` reward models (seeds 0..n-1) on one split: mean, std and mean - k * std rewards."""
+        from rlhf_lab.stages.reward_model import RewardModelStage
+
+        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
+        source = self.store if data is None else data
+        return RewardModelStage.ensemble(n, self.new_reward_backbone, source, clock=self.clock, k=k, **config)
+
     def ppo(self, prompts: list[str], reward: Any, **config: Any):
         """PPO on the policy against `reward`, with a frozen copy of the current policy as reference."""
         return self.rl(prompts, reward, estimator="ppo", **config)

@@ -410,3 +410,11 @@ def test_smollm2_preset_backbones_take_a_step_on_cpu():
     )
     assert stage.scorer.layout == "chat"
     assert math.isfinite(stage.step(1, progress=False)[0]["loss/rm"])
+
+
+def test_lab_reward_ensemble(tiny_lab):
+    ens = tiny_lab.reward_ensemble(2, clean_pairs(6), k=0.5, batch_size=4)
+    assert len(ens) == 2 and ens.k == 0.5
+    assert [m.model is not ens.members[0].model for m in ens.members] == [False, True]
+    assert ens.members[0].config.learning_rate == 1e-3
+    assert ens(["Review it."], ["great film"]).shape == (1,)
