@@ -49,6 +49,7 @@ METRICS: dict[str, str] = {
     "objective/non_score_reward": "Mean -beta * KL part of the shaped reward.",
     "objective/rlhf_reward": "scores + non_score_reward: what the policy maximises.",
     "objective/beta": "KL coefficient used for this step.",
+    "objective/kl_warning": "1 when the step's KL passed the caution level (RLConfig.kl_warning, ~8 nats), else 0.",
     "objective/gold_scores": "Mean gold-judge score of the samples, when a gold judge is set.",
     "objective/scores/<name>": "Per-objective score for multi-objective rewards (one column each).",
     # policy update

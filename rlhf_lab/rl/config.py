@@ -1,0 +1,172 @@
+"""`RLConfig`: every hyper-parameter of the RL engine, one docstring per field.
+
+    >>> from rlhf_lab.rl import RLConfig
+    >>> RLConfig(estimator="grpo", samples_per_prompt=4, beta=0.04).validate()
+
+Defaults follow the PPO-for-language-models recipe (rlhf-facts.md): gamma 1, GAE lambda 0.95,
+clip 0.2, value clip 0.2, value coefficient 0.1, 4 epochs over 4 minibatches, whitened advantages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlhf_lab.generation import MAX_NEW_TOKENS_LIMIT
+
+ESTIMATORS = ("ppo", "rloo", "grpo", "reinforce")
+GROUP_ESTIMATORS = ("rloo", "grpo")
+
+
+@dataclass
+class RLConfig:
+    # --- which algorithm -------------------------------------------------------------
+    estimator: str = "ppo"
+    """Advantage estimator: "ppo" (GAE with a value function), "rloo" (leave-one-out baseline,
+    KL folded into the reward), "grpo" (group-normalised scores, k3 KL in the loss) or
+    "reinforce" (batch-mean baseline, no clipping)."""
+    samples_per_prompt: int | None = None
+    """k responses sampled per prompt. None means 4 for rloo/grpo and 1 for ppo/reinforce."""
+
+    # --- rollout ---------------------------------------------------------------------
+    batch_size: int = 16
+    """Prompts per step (the step's rollouts are batch_size * samples_per_prompt)."""
+    max_new_tokens: int = 24
+    """Longest response, in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs are computed at the same temperature."""
+    top_k: int = 0
+    """Sample from the k most likely tokens only (0 = off)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1.0 = off)."""
+    stop_on_eos: bool = True
+    """End a response at EOS. False samples exactly max_new_tokens (benchmarks)."""
+
+    # --- reward shaping --------------------------------------------------------------
+    beta: float = 0.05
+    """KL coefficient (initial value when target_kl is set)."""
+    target_kl: float | None = None
+    """Adaptive KL control: move beta so the per-sequence KL approaches this (nats). None = fixed beta."""
+    kl_horizon: int = 10_000
+    """Adaptive controller horizon in rollouts (Ziegler et al.): larger = slower beta changes."""
+    kl_estimator: str = "k1"
+    """Per-token KL used in the reward penalty: "k1" (log-ratio) or "k3" (always >= 0). GRPO uses k3 in its loss."""
+    kl_warning: float = 8.0
+    """Per-sequence KL (nats) above which a step is flagged (objective/kl_warning) and a warning is issued once."""
+    kl_limit: float | None = None
+    """Pause with a StageError, before updating, when the rollout KL exceeds this (nats). None = no limit."""
+    missing_eos_penalty: float | None = None
+    """Subtracted from the score of responses that never emit EOS (discourages rambling)."""
+    reward_clip: float | None = None
+    """Clip scores to [-reward_clip, reward_clip] before shaping."""
+    whiten_rewards: bool = False
+    """Scale the per-token rewards to unit variance (mean kept) before GAE (PPO only)."""
+    whiten_advantages: bool = True
+    """Normalise advantages to zero mean, unit variance over the batch (all estimators)."""
+
+    # --- PPO update ------------------------------------------------------------------
+    learning_rate: float = 1e-5
+    """AdamW learning rate (policy, value head and value model)."""
+    num_epochs: int = 4
+    """Passes (K) over the rollouts per step."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; batch_size * samples_per_prompt must divide evenly."""
+    clip_range: float = 0.2
+    """Clip of the probability ratio in the surrogate objective (not used by reinforce)."""
+    value_clip_range: float = 0.2
+    """Clip of the value update around the rollout's value prediction."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the total loss."""
+    ent_coef: float = 0.0
+    """Weight of an entropy bonus (0 = entropy reported, not optimised)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    gamma: float = 1.0
+    """Discount factor over response tokens."""
+    lam: float = 0.95
+    """GAE lambda."""
+    group_std_eps: float = 1e-4
+    """Added to the group standard deviation in GRPO's normalisation."""
+
+    # --- models ----------------------------------------------------------------------
+    value: str = "head"
+    """PPO value function: "head" (a linear head on the policy's last hidden state, one backward)
+    or "separate" (a copy of the policy backbone with its own head)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights; the reference is then the adapter switched off."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters (peft's target_modules)."""
+
+    # --- engine ----------------------------------------------------------------------
+    seed: int | None = 0
+    """Seeds torch at construction and fixes the prompt order. None = leave the RNG alone."""
+    mixed_precision: str = "auto"
+    """"auto" = bf16 autocast on CUDA when supported, fp32 on CPU; "bf16" or "no" to force."""
+    compile_generation: bool = False
+    """CUDA only: static KV cache, which makes transformers torch.compile the decoding step."""
+    eval_batch_size: int | None = None
+    """Rows per no-grad forward (old/ref log-probs, values). None = the whole rollout batch in one pass."""
+    logprob_chunk_rows: int = 8
+    """Rows per chunk when turning logits into log-probs without grad (bounds float32 copies of the vocab)."""
+    keep_sample_steps: int = 50
+    """How many recent steps' samples `samples()` keeps (bounded memory)."""
+
+    # --------------------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Samples per prompt, with the estimator's default filled in."""
+        if self.samples_per_prompt is not None:
+            return self.samples_per_prompt
+        return 4 if self.estimator in GROUP_ESTIMATORS else 1
+
+    @property
+    def rollouts_per_step(self) -> int:
+        return self.batch_size * self.k
+
+    def validate(self) -> RLConfig:
+        """Raise ValueError with a plain explanation for any setting that cannot work."""
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if self.estimator in GROUP_ESTIMATORS and self.k < 2:
+            raise ValueError(
+                f"{self.estimator} compares samples of the same prompt, so samples_per_prompt must be >= 2 "
+                f"(got {self.k})."
+            )
+        if self.k < 1:
+            raise ValueError(f"samples_per_prompt must be at least 1, got {self.k}.")
+        if self.num_minibatches < 1 or self.rollouts_per_step % self.num_minibatches:
+            raise ValueError(
+                f"batch_size * samples_per_prompt = {self.batch_size} * {self.k} = {self.rollouts_per_step} "
+                f"rollouts cannot be split into {self.num_minibatches} equal minibatches; pick a batch_size "
+                f"that {self.num_minibatches} divides (or change num_minibatches)."
+            )
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(
+                f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens}."
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (sampling), got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}.")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl}.")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
+        if self.value not in ("head", "separate"):
+            raise ValueError(f"value must be 'head' or 'separate', got {self.value!r}.")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}.")
+        if self.num_epochs < 1 or self.learning_rate < 0:
+            raise ValueError("num_epochs must be >= 1 and learning_rate >= 0.")
+        if self.keep_sample_steps < 1:
+            raise ValueError(f"keep_sample_steps must be >= 1, got {self.keep_sample_steps}.")
+        return self

@@ -1,0 +1,206 @@
+"""Reward adapters: whatever the user passes as `reward=` becomes one `Reward` with one output type.
+
+    >>> from rlhf_lab.rl.rewards import as_reward, WeightedReward
+    >>> as_reward(rm_stage)                                   # rm(prompts, responses) -> tensor
+    >>> as_reward(lambda prompts, responses: [len(r) for r in responses])     # plain Python
+    >>> as_reward({"helpful": (rm, 1.0), "brevity": (short, 0.3)})           # weighted objectives
+    >>> as_reward(ModelReward(model, tokenizer))              # a raw HF sequence classifier
+
+Every adapter returns `RewardOutput(scores, components)`: scores (N,) float32 on CPU, plus one
+score tensor per named objective (logged as `objective/scores/<name>`). User functions are
+checked: an exception, a wrong shape or a NaN is reported as a `RewardError` naming the sample
+that caused it, so the stage pauses with something the user can act on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlhf_lab.chat import format_conversation
+from rlhf_lab.errors import StageError
+from rlhf_lab.rl.rollout import autocast_for
+
+
+class RewardError(StageError):
+    """A reward function failed or returned something unusable; the message names the sample."""
+
+
+@dataclass
+class RewardOutput:
+    scores: torch.Tensor
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _sample_text(prompt: str, response: str, limit: int = 300) -> str:
+    def cut(text: str) -> str:
+        return text if len(text) <= limit else text[:limit] + "..."
+
+    return f"prompt={cut(prompt)!r}, response={cut(response)!r}"
+
+
+def _to_scores(value: Any, n: int, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().float().cpu()
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float32)
+        except (TypeError, ValueError) as exc:
+            raise RewardError(
+                f"reward {name!r} returned {type(value).__name__}, which is not a list of numbers; "
+                "return one float per response."
+            ) from exc
+    if tensor.dim() == 2 and tensor.shape[1] == 1:  # (N, 1) logits from a sequence classifier
+        tensor = tensor[:, 0]
+    if tensor.shape != (n,):
+        raise RewardError(
+            f"reward {name!r} returned shape {tuple(tensor.shape)} for {n} responses; "
+            "return one float per response (a list or a 1-D tensor of length N)."
+        )
+    return tensor
+
+
+class CallableReward:
+    """Wraps `fn(prompts, responses) -> list[float] | tensor` with the checks described above."""
+
+    def __init__(self, fn: Callable[[list[str], list[str]], Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(
+                f"reward must be callable as reward(prompts, responses), got {type(fn).__name__}."
+            )
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        try:
+            value = self.fn(prompts, responses)
+        except Exception as exc:
+            raise self._locate_failure(prompts, responses, exc) from exc
+        scores = _to_scores(value, len(responses), self.name)
+        bad = (~torch.isfinite(scores)).nonzero().flatten()
+        if len(bad):
+            i = int(bad[0])
+            raise RewardError(
+                f"reward {self.name!r} returned {scores[i].item()} for sample {i} ({len(bad)} non-finite in "
+                f"total): {_sample_text(prompts[i], responses[i])}. Return finite numbers."
+            )
+        return scores
+
+    def _locate_failure(self, prompts: list[str], responses: list[str], exc: Exception) -> RewardError:
+        # Retry one sample at a time to name the one that breaks the function.
+        for i, (prompt, response) in enumerate(zip(prompts, responses)):
+            try:
+                self.fn([prompt], [response])
+            except Exception as single:
+                return RewardError(
+                    f"reward {self.name!r} raised {type(single).__name__}: {single} on sample {i}: "
+                    f"{_sample_text(prompt, response)}"
+                )
+        return RewardError(
+            f"reward {self.name!r} raised {type(exc).__name__}: {exc} on the batch of {len(prompts)} "
+            "(no single sample fails on its own)."
+        )
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        return RewardOutput(self.scores(prompts, responses))
+
+
+class WeightedReward:
+    """A weighted sum of named objectives; each one is also reported on its own.
+
+    `objectives` maps a name to a reward or to (reward, weight); the weight defaults to 1.
+    """
+
+    def __init__(self, objectives: dict[str, Any]) -> None:
+        if not objectives:
+            raise ValueError("WeightedReward needs at least one objective.")
+        self.parts: dict[str, tuple[CallableReward, float]] = {}
+        for name, spec in objectives.items():
+            fn, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
+            self.parts[name] = (CallableReward(fn, name=name), float(weight))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {name: weight for name, (_, weight) in self.parts.items()}
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
+        total = sum(weight * components[name] for name, (_, weight) in self.parts.items())
+        return RewardOutput(total, components)
+
+
+class ModelReward:
+    """A Hugging Face sequence classifier (one output) scoring prompt + response as chat text."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 32, max_length: int | None = None
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.name = "reward_model"
+
+    @torch.no_grad()
+    def scores(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        out = []
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                texts = [
+                    format_conversation(self.tokenizer, p, r)
+                    for p, r in zip(
+                        prompts[start : start + self.batch_size], responses[start : start + self.batch_size]
+                    )
+                ]
+                enc = self.tokenizer(
+                    texts,
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=self.max_length is not None,
+                    max_length=self.max_length,
+                    add_special_tokens=False,
+                ).to(device)
+                with autocast_for(device):
+                    out.append(self.model(**enc).logits[:, 0].float())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out).cpu()
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        return RewardOutput(self.scores(prompts, responses))
+
+
+Reward = CallableReward | WeightedReward | ModelReward
+
+
+def as_reward(obj: Any) -> Reward:
+    """Turn a reward-model stage, an ensemble, a plain function or a dict of objectives into a Reward."""
+    if isinstance(obj, (CallableReward, WeightedReward, ModelReward)):
+        return obj
+    if isinstance(obj, dict):
+        return WeightedReward(obj)
+    if obj is None:
+        raise TypeError(
+            "reward is required: a reward model stage, a function f(prompts, responses), or a dict."
+        )
+    if isinstance(obj, torch.nn.Module) and not hasattr(obj, "score_texts") and hasattr(obj, "config"):
+        raise TypeError(
+            "Got a bare model as reward; wrap it: ModelReward(model, tokenizer) "
+            "(or pass the reward-model stage itself)."
+        )
+    return CallableReward(obj)
+
+
+def check_finite_scores(scores: torch.Tensor, prompts: Sequence[str], responses: Sequence[str]) -> None:
+    """Final guard on the combined scores (e.g. inf * 0 in a weighted sum)."""
+    for i, value in enumerate(scores.tolist()):
+        if not math.isfinite(value):
+            raise RewardError(f"reward is {value} for sample {i}: {_sample_text(prompts[i], responses[i])}")
