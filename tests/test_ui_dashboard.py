@@ -156,3 +156,20 @@ def test_custom_metric_panels(stage):
     dash.wait()
     assert [a.text for a in dash.figure.layout.annotations] == ["objective/kl", "response/length"]
     assert {t.meta for t in dash.figure.data} == {"objective/kl", "response/length"}
+
+
+def test_panels_follow_the_stages_and_attach_rebuilds():
+    clock = StepClock()
+    ppo = FakeStage(name="ppo", clock=clock)
+    ppo.step(2, progress=False)
+    dash = Dashboard(ppo)
+    titles = [a.text for a in dash.figure.layout.annotations]
+    assert "Reward" in titles and "Preference accuracy" not in titles and "SFT / RM / DPO loss" not in titles
+    old = dash.figure
+    dash.attach(FakeStage(name="rm", clock=clock))
+    assert dash.figure is not old and dash.widget.children[-1] is dash.figure
+    assert "Preference accuracy" in [a.text for a in dash.figure.layout.annotations]
+    trace = next(t for t in dash.figure.data if t.meta == "objective/kl")
+    assert list(trace.x) == [1, 2]  # the earlier curve is redrawn in the new figure
+    lr_axis = dash.figure.layout[f"yaxis{len(dash.panels) if len(dash.panels) > 1 else ''}"]
+    assert list(dash.panels)[-1] == "Learning rate" and lr_axis.type == "log"

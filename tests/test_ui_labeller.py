@@ -120,7 +120,7 @@ def test_progress_counts_per_annotator_and_two_labellers_share_a_store(store):
     send(bob, "B")
     send(bob, "A")
     assert store.count_by_annotator() == {"ana": 1, "bob": 2}
-    assert bob.progress["session"] == 2 and bob.progress["mine"] == 2 and bob.progress["queued"] == 1
+    assert bob.progress["session"] == 2 and bob.progress["mine"] == 2 and bob.progress["left"] == 1
     assert bob.progress["by_annotator"] == {"ana": 1, "bob": 2}
     send(ana, "undo")  # ana's undo does not touch bob's labels
     assert store.count_by_annotator() == {"bob": 2}

@@ -103,7 +103,7 @@ function render({ model, el }) {
     guideText.textContent = model.get("guideline") || "";
     guide.hidden = !model.get("guideline");
     const p = model.get("progress") || {};
-    const parts = [`${p.session || 0} labelled this session`, `${p.queued || 0} queued`];
+    const parts = [`${p.session || 0} labelled this session`, `${p.left || 0} left`];
     if (p.total !== null && p.total !== undefined) {
       const people = Object.entries(p.by_annotator || {})
         .map(([name, n]) => `${name} ${n}`)

@@ -33,18 +33,34 @@ DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "Policy / value loss": ("loss/policy", "loss/value"),
     "Clip fraction": ("policy/clipfrac",),
     "Response length (tokens)": ("response/length",),
-    "Reward-model accuracy": ("rm/accuracy", "rm/val_accuracy"),
+    "Preference accuracy": ("rm/accuracy", "rm/val_accuracy", "rewards/accuracy"),
     "SFT / RM / DPO loss": ("loss/sft", "loss/rm", "loss/dpo"),
     "Learning rate": ("train/learning_rate",),
 }
+RL_PANELS = tuple(list(DEFAULT_PANELS)[:6])
+# Which default panels a stage fills, by its `name`; a stage not listed gets every panel.
+STAGE_PANELS = {
+    "sft": ("SFT / RM / DPO loss",),
+    "rm": ("Preference accuracy", "SFT / RM / DPO loss"),
+    "dpo": ("Preference accuracy", "SFT / RM / DPO loss"),
+    **{name: RL_PANELS for name in ("rl", "ppo", "rloo", "grpo", "reinforce")},
+}
+LOG_PANELS = ("Learning rate",)
 SHORT_NAMES = {
     "objective/scores": "proxy reward",
     "objective/gold_scores": "gold reward",
     "objective/rlhf_reward": "reward - beta KL",
-    "rm/accuracy": "train acc",
-    "rm/val_accuracy": "val acc",
+    "rm/accuracy": "RM train acc",
+    "rm/val_accuracy": "RM val acc",
+    "rewards/accuracy": "DPO acc",
+    "loss/policy": "policy loss",
+    "loss/value": "value loss",
+    "loss/sft": "SFT loss",
+    "loss/rm": "RM loss",
+    "loss/dpo": "DPO loss",
 }
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+DASHES = ("solid", "dash", "dot", "dashdot")
 LATE_VIEW_SYNC_S = 2.0  # how often a running dashboard refreshes the state late views start from
 ACTIVE = ("running",)
 
@@ -94,13 +110,13 @@ class Dashboard:
         columns: int = 3,
         height: int | None = None,
     ) -> None:
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-
         if max_fps <= 0:
             raise ValueError("max_fps must be positive")
         self.stages = list(stages)
-        self.panels = _panels(metrics)
+        self._all_panels = _panels(metrics)
+        self._auto_panels = metrics is None
+        self._columns_wanted = columns
+        self._height = height
         self.max_fps = float(max_fps)
         self.redraws = 0  # frames drawn, for tests and curiosity
         self._raw: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
@@ -112,39 +128,81 @@ class Dashboard:
         self._ticker: threading.Thread | None = None
         self._last_sync = 0.0
         self._unsubscribe = []
+        self._stage_rank: dict[str, int] = {}
+        self.figure = self._build_figure()
+        self._build_controls()
+        for stage in self.stages:
+            self._attach(stage)
+        self.smoothing = smoothing
+        self.flush()
 
+    # ------------------------------------------------------------------ figure
+    def _choose_panels(self) -> dict[str, tuple[str, ...]]:
+        """Every panel asked for; by default only those the attached stages fill (all if unknown)."""
+        if not self._auto_panels or not self.stages:
+            return dict(self._all_panels)
+        wanted = {"Learning rate"}
+        for stage in self.stages:
+            wanted.update(STAGE_PANELS.get(str(getattr(stage, "name", "")), DEFAULT_PANELS))
+        return {title: names for title, names in self._all_panels.items() if title in wanted}
+
+    def _build_figure(self):
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        self.panels = self._choose_panels()
         titles = list(self.panels)
-        self._columns = max(1, min(columns, len(titles)))
+        self._columns = max(1, min(self._columns_wanted, len(titles)))
         rows = math.ceil(len(titles) / self._columns)
         self._cell = {
             title: (i // self._columns + 1, i % self._columns + 1) for i, title in enumerate(titles)
         }
         self._panel_of = {name: title for title, names in self.panels.items() for name in names}
+        self._trace_index = {}
         base = make_subplots(
             rows=rows,
             cols=self._columns,
             subplot_titles=titles,
             shared_xaxes="all",
             vertical_spacing=min(0.12, 0.5 / rows),
-            horizontal_spacing=0.07,
+            horizontal_spacing=0.08,
         )
-        self.figure = go.FigureWidget(base)
-        self.figure.update_layout(
-            height=height or 200 + 210 * rows,
-            margin={"l": 50, "r": 20, "t": 40, "b": 40},
+        figure = go.FigureWidget(base)
+        figure.update_layout(
+            # a fixed size: the widget is often rendered before its cell has a width to autosize to
+            # (about the width of a JupyterLab output area at 1400 px).
+            width=300 * self._columns + 60,
+            height=self._height or 150 + 230 * rows,
+            margin={"l": 50, "r": 10, "t": 75, "b": 50},
             template="plotly_white",
-            legend={"orientation": "h", "y": -0.08, "x": 0},
+            legend={
+                "orientation": "h",
+                "yref": "container",
+                "y": 1,
+                "yanchor": "top",
+                "x": 0,
+                "font": {"size": 11},
+            },
             hovermode="x unified",
             uirevision="keep",  # zoom survives redraws
         )
         for col in range(1, self._columns + 1):
-            self.figure.update_xaxes(title_text="lab_step", row=rows, col=col)
+            figure.update_xaxes(title_text="lab_step", row=rows, col=col)
+        for title in LOG_PANELS:
+            if title in self._cell:
+                row, col = self._cell[title]
+                figure.update_yaxes(type="log", exponentformat="power", row=row, col=col)
+        return figure
 
-        self._build_controls()
-        for stage in self.stages:
-            self._attach(stage)
-        self.smoothing = smoothing
-        self.flush()
+    def _rebuild_figure_if_needed(self) -> None:
+        if self._choose_panels().keys() == self.panels.keys():
+            return
+        with self._draw_lock:
+            old = self.figure
+            self.figure = self._build_figure()
+            self.widget.children = (*self.widget.children[:-1], self.figure)
+            self._render(set(self._raw))
+            old.close()
 
     # ------------------------------------------------------------------ controls
     def _build_controls(self) -> None:
@@ -359,6 +417,7 @@ class Dashboard:
     def attach(self, stage: Any) -> None:
         """Follow another stage (its past rows are drawn at once)."""
         self.stages.append(stage)
+        self._rebuild_figure_if_needed()
         self._attach(stage)
         self.stage_picker.options = [
             (f"{getattr(s, 'name', 'stage')} #{i + 1}", i) for i, s in enumerate(self.stages)
@@ -432,7 +491,7 @@ class Dashboard:
                 if x is None:
                     continue
                 self._latest.update({k: v for k, v in row.items() if v is not None})
-                for name in self._panel_of:
+                for name in self._all_metrics():
                     value = row.get(name)
                     if (
                         not isinstance(value, (int, float))
@@ -446,6 +505,9 @@ class Dashboard:
                     changed.add((stage_name, name))
             self._render(changed)
 
+    def _all_metrics(self) -> list[str]:
+        return [name for names in self._all_panels.values() for name in names]
+
     def _redraw_all(self) -> None:
         with self._draw_lock:
             self._render(set(self._raw))
@@ -457,21 +519,29 @@ class Dashboard:
         import plotly.graph_objects as go
 
         smoothing = self.smoothing
+        keys = {key for key in keys if key[1] in self._panel_of}
         with self.figure.batch_update():
             for key in sorted(keys):
                 xs, ys = self._raw[key]
                 if key not in self._trace_index:
                     stage_name, name = key
-                    row, col = self._cell[self._panel_of[name]]
-                    color = PALETTE[len(self._trace_index) % len(PALETTE)]
+                    panel = self._panel_of[name]
+                    row, col = self._cell[panel]
+                    # colour = which metric of its panel, dash = which stage
+                    color = PALETTE[self.panels[panel].index(name) % len(PALETTE)]
+                    dash = DASHES[
+                        self._stage_rank.setdefault(stage_name, len(self._stage_rank)) % len(DASHES)
+                    ]
                     self.figure.add_trace(
                         go.Scatter(
                             x=[],
                             y=[],
                             name=f"{stage_name}: {SHORT_NAMES.get(name, name)}",
                             mode="lines",
-                            line={"color": color, "width": 2},
+                            line={"color": color, "width": 2, "dash": dash},
                             meta=name,
+                            # a one-metric panel is named by its title; the legend is for the others
+                            showlegend=len(self.panels[panel]) > 1 or len(self.stages) > 1,
                         ),
                         row=row,
                         col=col,

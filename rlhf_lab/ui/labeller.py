@@ -251,7 +251,7 @@ class PairLabeller(anywidget.AnyWidget):
             by_annotator, total = {}, None
         self.progress = {
             "session": self.session_count,
-            "queued": len(self._queue) + (self._current is not None),
+            "left": len(self._queue) + (self._current is not None),
             "total": total,
             "mine": by_annotator.get(self.annotator, 0),
             "by_annotator": by_annotator,
@@ -285,5 +285,5 @@ class PairLabeller(anywidget.AnyWidget):
     def __repr__(self) -> str:
         return (
             f"<PairLabeller {self.mode} annotator={self.annotator!r} criterion={self.criterion!r}: "
-            f"{self.session_count} labelled this session, {self.progress.get('queued', 0)} queued>"
+            f"{self.session_count} labelled this session, {self.progress.get('left', 0)} left>"
         )

@@ -1,0 +1,174 @@
+"""A real JupyterLab (loopback, token on, throw-away config) and headless Debian chromium via Playwright.
+
+Recipe and pitfalls: shared/notes/browser-tests.md. Everything here is skipped (not failed) when
+chromium or playwright is missing, so the fast suite runs anywhere; CI installs both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).exists()), None)
+JUPYTER_LAB = Path(sys.executable).with_name("jupyter-lab")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # required as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = None
+    if CHROMIUM is None:
+        reason = "chromium is not installed (apt-get install chromium)"
+    elif not JUPYTER_LAB.exists():
+        reason = f"{JUPYTER_LAB} not found"
+    else:
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            reason = "playwright is not installed"
+    if reason:
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(tmp_path_factory):
+    """A JupyterLab server over a temp folder holding a copy of the notebook fixture: (base url, token, folder)."""
+    tmp = tmp_path_factory.mktemp("jlab")
+    notebooks = tmp / "nb"
+    notebooks.mkdir()
+    shutil.copy(Path(__file__).with_name("ui_fixture.ipynb"), notebooks / "ui_fixture.ipynb")
+    settings = tmp / "settings"
+    for name, value in {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+            "doNotDisturbMode": True,
+        },
+    }.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value), encoding="utf-8")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "ws"),
+        "IPYTHONDIR": str(tmp / "ipy"),
+    }
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed at teardown
+    server = subprocess.Popen(
+        [
+            str(JUPYTER_LAB),
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={notebooks}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.allow_root=True",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the kernels go with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter lab did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base, token, notebooks
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def page_log():
+    return []
+
+
+@pytest.fixture(scope="module")
+def new_page(browser, page_log):
+    """Pages in a 1400x1000 context that cannot reach anything but loopback; console errors are logged."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.route(
+        re.compile(r"^(?![a-z]+://(127\.0\.0\.1|localhost)[:/])[a-z]+://"), lambda route: route.abort()
+    )
+
+    def make():
+        page = context.new_page()
+        page.on(
+            "console", lambda m: page_log.append(f"console.{m.type}: {m.text}") if m.type == "error" else None
+        )
+        page.on("pageerror", lambda e: page_log.append(f"pageerror: {e}"))
+        return page
+
+    yield make
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

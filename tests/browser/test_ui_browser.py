@@ -1,0 +1,165 @@
+"""The notebook UI in a real JupyterLab 4 + headless chromium: what a person clicks and types.
+
+One notebook (ui_fixture.ipynb, a temp copy) is opened and run once per module; the tests then
+label with mouse and keyboard, check the store on disk, check that widget keys never reach
+JupyterLab, check that hostile model text renders as text, and watch the dashboard plot grow.
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rlhf_lab.store import PreferenceStore
+
+pytestmark = pytest.mark.browser
+
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_READY = (
+    """() => { const p = document.querySelector('%s');
+  if (!p) return false; const n = ((p.querySelector('.jp-Toolbar-kernelName') || {}).textContent || '').trim();
+  const i = p.querySelector('.jp-Notebook-ExecutionIndicator');
+  return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }"""
+    % PANEL
+)
+ALL_RUN = (
+    """n => { const ps = [...document.querySelectorAll('%s .jp-CodeCell .jp-InputArea-prompt')]
+  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }"""
+    % PANEL
+)
+N_CODE_CELLS = 4
+
+
+@pytest.fixture(scope="module")
+def notebook(jupyter_lab, new_page, page_log):
+    """The fixture notebook, opened and run all; yields (page, notebook folder)."""
+    base, token, folder = jupyter_lab
+    page = new_page()
+    page.goto(f"{base}/lab/tree/ui_fixture.ipynb?reset&token={token}")
+    page.wait_for_function(KERNEL_READY, timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RUN, arg=N_CODE_CELLS, timeout=180_000)
+    page.locator(".rl-labeller").first.wait_for(timeout=60_000)
+    page.locator(".rl-dashboard .js-plotly-plot").wait_for(timeout=60_000)
+    yield page, folder
+    page.close()
+
+
+def main_labeller(page):
+    return page.locator(".rl-labeller").first
+
+
+def wait_session_count(page, n):
+    main_labeller(page).locator(".rl-progress", has_text=f"{n} labelled this session").wait_for(
+        timeout=30_000
+    )
+
+
+def test_widgets_render_without_errors(notebook, page_log):
+    page, _ = notebook
+    assert page.locator(".rl-labeller").count() == 2
+    assert page.get_by_text("Error displaying widget").count() == 0
+    assert page.get_by_text("Loading widget...").count() == 0
+    assert not [line for line in page_log if "pageerror" in line], page_log
+
+
+def test_label_with_mouse_and_keyboard_then_undo(notebook, artifacts):
+    page, folder = notebook
+    labeller = main_labeller(page)
+    labeller.screenshot(path=str(artifacts / "labeller.png"))
+
+    def prompt_is(i):
+        labeller.locator(".rl-prompt-text", has_text=f"Question {i}:").wait_for(timeout=30_000)
+
+    # three with the mouse; the first is a double click, which must record once
+    prompt_is(1)
+    labeller.get_by_role("button", name="A is better").dblclick()
+    wait_session_count(page, 1)
+    prompt_is(2)
+    labeller.get_by_role("button", name="B is better").click()
+    wait_session_count(page, 2)
+    prompt_is(3)
+    labeller.get_by_role("button", name="Tie").click()
+    wait_session_count(page, 3)
+    prompt_is(4)
+
+    # two with the keyboard: focus the widget by clicking its prompt, then press 1 and 2
+    code_cells = page.locator(f"{PANEL} .jp-CodeCell").count()
+    labeller.locator(".rl-prompt-text").click()
+    page.keyboard.press("1")
+    wait_session_count(page, 4)
+    prompt_is(5)
+    page.keyboard.press("2")
+    wait_session_count(page, 5)
+    prompt_is(6)
+    # keys that are not the widget's must not reach JupyterLab's command mode either:
+    # a = insert cell above, m = make markdown, x = cut cell, d d = delete cell
+    for key in ("a", "m", "x", "d", "d", "Escape"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(300)
+    # (command mode would also have turned the active cell into a heading on "1"/"2")
+    assert page.locator(f"{PANEL} .jp-CodeCell").count() == code_cells
+    assert page.locator(f"{PANEL} .jp-MarkdownCell").count() == 1
+    prompt_is(6)
+
+    # typing in the note field must not fire shortcuts
+    note = labeller.locator(".rl-note")
+    note.click()
+    note.type("b1t2 is fine")
+    assert note.input_value() == "b1t2 is fine"
+    page.wait_for_timeout(300)
+    prompt_is(6)
+
+    # undo the keyboard "2" (item 5 comes back)
+    labeller.locator(".rl-prompt-text").click()
+    page.keyboard.press("u")
+    wait_session_count(page, 4)
+    prompt_is(5)
+
+    with PreferenceStore(folder / "labels.sqlite") as store:
+        labels = store.labels()
+    assert [(label.prompt.split(":")[0], label.judgement.value) for label in labels] == [
+        ("Question 1", "A"),
+        ("Question 2", "B"),
+        ("Question 3", "tie"),
+        ("Question 4", "A"),
+    ]
+    assert {label.annotator for label in labels} == {"browser"}
+    labeller.screenshot(path=str(artifacts / "labeller-after.png"))
+
+
+def test_hostile_text_renders_literally(notebook, artifacts):
+    page, _ = notebook
+    xss = page.locator(".rl-labeller").nth(1)
+    xss.scroll_into_view_if_needed()
+    card = xss.locator(".rl-response-text").first
+    assert card.inner_text() == '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    assert "<b>bold?</b>" in xss.locator(".rl-prompt-text").inner_text()
+    assert xss.locator("img, script, b, i").count() == 0  # no markup was created from data
+    assert page.evaluate("() => window.__xss === undefined")
+    xss.screenshot(path=str(artifacts / "labeller-xss.png"))
+
+
+def test_dashboard_plot_gains_points_during_a_run(notebook, artifacts):
+    page, _ = notebook
+    dash = page.locator(".rl-dashboard")
+    dash.scroll_into_view_if_needed()
+    count = "() => { const g = document.querySelector('.rl-dashboard .js-plotly-plot'); const t = g && g.data && g.data.find(t => t.meta === 'objective/kl'); return t ? t.x.length : 0; }"
+    assert page.evaluate(count) == 3  # the rows from before display are there (late view)
+    dash.get_by_role("button", name="Run").click()
+    dash.locator(".rl-dash-status", has_text="running").wait_for(timeout=30_000)
+    page.wait_for_function(f"() => ({count})() >= 15", timeout=60_000)
+    dash.get_by_role("button", name="Pause").click()
+    dash.locator(".rl-dash-status", has_text="paused").wait_for(timeout=30_000)
+    dash.get_by_role("button", name="Stop").click()
+    dash.locator(".rl-dash-status", has_text="stopped").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    final = page.evaluate(count)
+    status = dash.locator(".rl-dash-status").inner_text()
+    step = int(status.split("step ")[1].split()[0])
+    assert final == step  # every row, including the last ones, reached the plot
+    assert page.get_by_text("Error displaying widget").count() == 0
+    page.set_viewport_size({"width": 1400, "height": 1400})  # element shots stop at the viewport
+    dash.scroll_into_view_if_needed()
+    dash.screenshot(path=str(artifacts / "dashboard.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
