@@ -85,11 +85,15 @@ def _from_jsonl(path: Path, max_chars: int) -> list[Demo]:
     if not path.is_file():
         raise DemoError(f"No such demonstrations file: {path}")
     demos = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"line {number} of {path.name}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DemoError(f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8.") from None
             if not line.strip():
                 continue
-            where = f"line {number} of {path.name}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
