@@ -91,13 +91,17 @@ def _from_jsonl(path: Path, max_chars: int) -> list[Demo]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DemoError(f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8.") from None
+                raise DemoError(
+                    f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8."
+                ) from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DemoError(f"{where}: not valid JSON ({exc.msg}).") from None
+            except RecursionError:
+                raise DemoError(f"{where}: JSON nested too deeply to read.") from None
             demos.append(_parse(record, where, max_chars))
     if not demos:
         raise DemoError(f"{path} holds no demonstrations.")

@@ -85,3 +85,13 @@ def test_length_limit_can_be_raised():
     assert load_demos([{"prompt": "x", "response": "y" * 50}], max_chars=100)[0].response == "y" * 50
     with pytest.raises(DemoError, match="limit 10"):
         load_demos([{"prompt": "x", "response": "y" * 50}], max_chars=10)
+
+
+def test_binary_and_deeply_nested_files_are_reported(tmp_path):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n\xff\xfe\x00\n')
+    with pytest.raises(DemoError, match="line 2 of bin.jsonl: not UTF-8"):
+        load_demos(path)
+    path.write_text("[" * 100_000 + "\n")
+    with pytest.raises(DemoError, match="line 1 of bin.jsonl"):
+        load_demos(path)

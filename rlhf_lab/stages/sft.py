@@ -158,7 +158,13 @@ class SFTStage(Stage):
 
     def encode_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Right-padded input ids, attention mask and labels (-100 on prompt and padding) for some demos."""
-        return collate([self.examples[i] for i in indices], self.tokenizer.pad_token_id, self.device)
+        return collate([self.examples[i] for i in indices], self._pad_id, self.device)
+
+    @property
+    def _pad_id(self) -> int:
+        # Any id will do: padding is masked out of both the attention and the labels.
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
 
     def _epoch_order(self, epoch: int) -> list[int]:
         # One generator per epoch: the order depends only on (seed, epoch), so a resumed run
@@ -208,9 +214,8 @@ class SFTStage(Stage):
 
     @property
     def is_lora(self) -> bool:
-        from peft import PeftModel
-
-        return isinstance(self.model, PeftModel)
+        """True while the policy carries a peft adapter (checked without importing peft)."""
+        return getattr(self.model, "peft_config", None) is not None and hasattr(self.model, "get_base_model")
 
     def merge(self) -> PreTrainedModel:
         """Fold the LoRA adapter into the base weights and return the plain model.
@@ -274,7 +279,7 @@ class SFTStage(Stage):
             total, count = 0.0, 0
             try:
                 for start in range(0, len(examples), size):
-                    batch = collate(examples[start : start + size], self.tokenizer.pad_token_id, self.device)
+                    batch = collate(examples[start : start + size], self._pad_id, self.device)
                     loss_sum, n = response_loss(self.model, batch)
                     total, count = total + loss_sum.item(), count + n
             finally:
