@@ -244,6 +244,7 @@ def test_margins_for_active_learning(tiny_tok):
     assert stage.margin("Review it.", "great film", "slow film") == pytest.approx(margins[0].item(), abs=1e-5)
 
 
+@pytest.mark.slow  # three fits: ~3 s on an idle 2-core box
 def test_warm_start_is_faster_and_keeps_held_out_prompts(tiny_tok):
     torch.manual_seed(0)
     store = fill(PreferenceStore(":memory:"), clean_pairs(150))
