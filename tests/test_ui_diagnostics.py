@@ -191,3 +191,35 @@ def test_before_after_generates_and_sends_pairs(tiny_tok):
     assert labeller.current["prompt"] == "Say hi."
     assert sorted(labeller.current["responses"]) == sorted([view.rows[1]["before"], view.rows[1]["after"]])
     assert "SFT:" in view._repr_mimebundle_()["text/plain"]
+
+
+@pytest.mark.slow
+def test_views_on_real_tiny_stages(tiny_lab):
+    """The views against the lab's own RL and reward-model stages, not fakes."""
+    from rlhf_lab.ui import Dashboard
+
+    def reward(prompts, responses):
+        return [float(len(r)) / 10 for r in responses]
+
+    ppo = tiny_lab.rl(["Write a review.", "Say hi."], reward=reward, batch_size=4, max_new_tokens=6)
+    dash = Dashboard(ppo)
+    ppo.step(2, progress=False)
+    dash.wait()
+    assert dash.points("objective/kl")[0] == [1, 2]
+    assert "Preference accuracy" not in dash.panels  # an RL stage gets the RL panels
+    dash.sliders["beta"].value = 0.2
+    assert ppo.config.beta == pytest.approx(0.2)
+
+    labeller = tiny_lab.label()
+    viewer = SampleViewer(ppo, labeller=labeller, n=4)
+    assert [value for _, value in viewer.step_picker.options] == [1, 2]
+    assert "Write a review." in viewer.table.value and "tokens" in viewer.table.value
+    viewer.send_to_labeller()
+    assert labeller.current is not None
+
+    rm = tiny_lab.reward_model(PAIRS * 2)
+    panel = RewardModelPanel(rm, PAIRS)
+    assert 0.0 <= panel.accuracy <= 1.0 and len(panel.frame) == 3
+    assert "occlusion" in panel.explain("p", "a great answer")
+    panel.method.value = "integrated gradients"
+    assert "integrated gradients" in panel.explain("p", "a great answer")

@@ -76,24 +76,28 @@ def reward_model_scorer(model: Any, tokenizer: Any, *, batch_size: int = 16) -> 
 def as_score_fn(reward: Any) -> ScoreFn:
     """Turn what the lab calls a reward into `score(prompts, responses) -> list[float]`.
 
-    Accepts an object with `score_batch(prompts, responses)`, an object with `model` and
-    `tokenizer` (a reward-model stage), a judge with `score(prompt, response)` (rlhf_lab.raters),
-    or a plain function of (prompts, responses).
+    Accepts an object with `score_batch(prompts, responses)`, a judge with `score(prompt, response)`
+    (rlhf_lab.raters), anything called as `reward(prompts, responses)` (a reward-model stage, an
+    ensemble, a plain function), or an object with a `model` and `tokenizer`.
     """
     if hasattr(reward, "score_batch"):
-        return lambda prompts, responses: [
-            float(x) for x in reward.score_batch(list(prompts), list(responses))
-        ]
-    model, tokenizer = getattr(reward, "model", None), getattr(reward, "tokenizer", None)
-    if isinstance(model, torch.nn.Module) and tokenizer is not None:
-        return reward_model_scorer(model, tokenizer)
+        return lambda prompts, responses: _floats(reward.score_batch(list(prompts), list(responses)))
     if hasattr(reward, "score"):
         return lambda prompts, responses: [float(reward.score(p, r)) for p, r in zip(prompts, responses)]
     if callable(reward):
-        return lambda prompts, responses: [float(x) for x in reward(list(prompts), list(responses))]
+        return lambda prompts, responses: _floats(reward(list(prompts), list(responses)))
+    model, tokenizer = getattr(reward, "model", None), getattr(reward, "tokenizer", None)
+    if isinstance(model, torch.nn.Module) and tokenizer is not None:
+        return reward_model_scorer(model, tokenizer)
     raise TypeError(
         f"cannot score with a {type(reward).__name__}: give a reward model stage, a judge or a function"
     )
+
+
+def _floats(values: Any) -> list[float]:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().reshape(-1).tolist()
+    return [float(v) for v in values]
 
 
 def split_units(text: str, tokenizer: Any = None) -> list[str]:

@@ -70,7 +70,7 @@ def _normalise_table(table: Any) -> pd.DataFrame:
     frame = pd.DataFrame(table)
     aliases = {
         "confidence": ("confidence", "mean_predicted", "mean_prob", "predicted", "p_mean", "prob"),
-        "accuracy": ("accuracy", "observed", "fraction_positive", "frac_positive", "empirical"),
+        "accuracy": ("frequency", "accuracy", "observed", "fraction_positive", "empirical"),
         "count": ("count", "n", "size"),
     }
     out = {}
@@ -79,7 +79,8 @@ def _normalise_table(table: Any) -> pd.DataFrame:
         if found is None:
             raise KeyError(name)
         out[name] = frame[found].to_numpy()
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    return table[table["count"] > 0].reset_index(drop=True)  # empty bins have no point to plot
 
 
 def length_correlation(lengths: Sequence[float], rewards: Sequence[float]) -> dict[str, float]:

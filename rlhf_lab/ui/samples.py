@@ -21,12 +21,14 @@ import ipywidgets as W
 from rlhf_lab.ui.dashboard import clean_message
 from rlhf_lab.ui.queue import pairs_from_samples
 
+# sample keys shown as number columns (RL stages: score, gold_score, kl, length)
 SCORE_KEYS = (
     ("reward", "reward"),
     ("score", "reward"),
     ("gold", "gold"),
     ("gold_score", "gold"),
     ("kl", "KL"),
+    ("length", "tokens"),
 )
 TABLE_CSS = (
     "<style>.rl-samples{border-collapse:collapse;width:100%;font-size:var(--jp-ui-font-size1,13px)}"
@@ -61,8 +63,10 @@ def samples_table_html(samples: Sequence[dict]) -> str:
 
 
 def _number(value: Any) -> Any:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
     try:
-        return float(value) if value is not None else None
+        return float(value)
     except (TypeError, ValueError):
         return value
 
@@ -97,6 +101,9 @@ class SampleViewer:
         if self._steps is not None:
             return list(self._steps)
         steps = getattr(self.stage, "sample_steps", None)
+        if steps is None and hasattr(self.stage, "samples_dataframe"):  # RL stages keep recent steps only
+            frame = self.stage.samples_dataframe()
+            steps = [] if frame.empty or "step" not in frame else sorted(frame["step"].unique())
         if steps is None:
             history = self.stage.history
             steps = [] if history.empty or "step" not in history else history["step"].tolist()
@@ -112,10 +119,14 @@ class SampleViewer:
 
     def samples(self, step: int | None = None) -> list[dict]:
         step = self.step_picker.value if step is None else step
+        if step is None:
+            return list(self.stage.samples(self.n))
         try:
             return list(self.stage.samples(self.n, step=step))
         except TypeError:  # a stage that keeps only its latest samples
             return list(self.stage.samples(self.n))
+        except KeyError:  # a step whose samples were not kept
+            return []
 
     def show(self) -> None:
         self.table.value = samples_table_html(self.samples())

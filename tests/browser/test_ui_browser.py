@@ -15,18 +15,12 @@ from rlhf_lab.store import PreferenceStore
 pytestmark = pytest.mark.browser
 
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-KERNEL_READY = (
-    """() => { const p = document.querySelector('%s');
-  if (!p) return false; const n = ((p.querySelector('.jp-Toolbar-kernelName') || {}).textContent || '').trim();
+KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
+  if (!p) return false; const n = ((p.querySelector('.jp-Toolbar-kernelName') || {{}}).textContent || '').trim();
   const i = p.querySelector('.jp-Notebook-ExecutionIndicator');
-  return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }"""
-    % PANEL
-)
-ALL_RUN = (
-    """n => { const ps = [...document.querySelectorAll('%s .jp-CodeCell .jp-InputArea-prompt')]
-  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }"""
-    % PANEL
-)
+  return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }}"""
+ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
+  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
 N_CODE_CELLS = 4
 
 
@@ -163,3 +157,25 @@ def test_dashboard_plot_gains_points_during_a_run(notebook, artifacts):
     dash.scroll_into_view_if_needed()
     dash.screenshot(path=str(artifacts / "dashboard.png"))
     page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_a_late_view_sees_every_point(notebook, jupyter_lab, new_page):
+    """A second tab (like a reload or Voila) builds its views from the kernel's synced state."""
+    page, _ = notebook
+    base, token, _ = jupyter_lab
+    count = "() => { const g = document.querySelector('.rl-dashboard .js-plotly-plot'); const t = g && g.data && g.data.find(t => t.meta === 'objective/kl'); return t ? t.x.length : 0; }"
+    expected = page.evaluate(count)
+    assert expected > 3
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
+    second = new_page()
+    try:
+        second.goto(f"{base}/lab/workspaces/late/tree/ui_fixture.ipynb?reset&token={token}")
+        second.wait_for_function(KERNEL_READY, timeout=120_000)
+        second.locator(".rl-dashboard .js-plotly-plot").wait_for(timeout=60_000)
+        second.wait_for_function(f"() => ({count})() > 0", timeout=30_000)
+        assert second.evaluate(count) == expected
+        assert second.locator(".rl-labeller").count() == 2
+        assert second.get_by_text("Error displaying widget").count() == 0
+    finally:
+        second.close()
