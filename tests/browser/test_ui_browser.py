@@ -21,7 +21,7 @@ KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
   return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }}"""
 ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
   .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
-N_CODE_CELLS = 4
+N_CODE_CELLS = 5
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def wait_session_count(page, n):
 
 def test_widgets_render_without_errors(notebook, page_log):
     page, _ = notebook
-    assert page.locator(".rl-labeller").count() == 2
+    assert page.locator(".rl-labeller").count() == 4
     assert page.get_by_text("Error displaying widget").count() == 0
     assert page.get_by_text("Loading widget...").count() == 0
     assert not [line for line in page_log if "pageerror" in line], page_log
@@ -134,6 +134,32 @@ def test_hostile_text_renders_literally(notebook, artifacts):
     xss.screenshot(path=str(artifacts / "labeller-xss.png"))
 
 
+def test_rank_by_keys_and_rate_by_clicks(notebook, artifacts):
+    page, folder = notebook
+    ranker, rater = page.locator(".rl-labeller").nth(2), page.locator(".rl-labeller").nth(3)
+    ranker.scroll_into_view_if_needed()
+    ranker.locator(".rl-prompt-text").click()
+    for key in ("2", "3", "1"):  # best first: "Hello there!", "Go away.", "Hi."
+        page.keyboard.press(key)
+    assert [b.inner_text() for b in ranker.locator(".rl-rank-badge").all()] == ["#3", "#1", "#2"]
+    ranker.screenshot(path=str(artifacts / "labeller-rank.png"))
+    page.keyboard.press("Enter")
+    ranker.locator(".rl-empty").wait_for(state="visible", timeout=30_000)
+
+    rater.scroll_into_view_if_needed()
+    cards = rater.locator(".rl-card")
+    cards.nth(0).locator(".rl-likert-btn", has_text="2").click()
+    cards.nth(1).locator(".rl-likert-btn", has_text="5").click()
+    rater.screenshot(path=str(artifacts / "labeller-likert.png"))
+    rater.get_by_role("button", name="Submit scores").click()
+    rater.locator(".rl-empty").wait_for(state="visible", timeout=30_000)
+
+    with PreferenceStore(folder / "modes.sqlite") as store:
+        labels = {label.annotator: label for label in store.labels()}
+    assert labels["ranker"].ranking == (1, 2, 0)
+    assert labels["rater"].likert == (2, 5)
+
+
 def test_dashboard_plot_gains_points_during_a_run(notebook, artifacts):
     page, _ = notebook
     dash = page.locator(".rl-dashboard")
@@ -175,7 +201,7 @@ def test_a_late_view_sees_every_point(notebook, jupyter_lab, new_page):
         second.locator(".rl-dashboard .js-plotly-plot").wait_for(timeout=60_000)
         second.wait_for_function(f"() => ({count})() > 0", timeout=30_000)
         assert second.evaluate(count) == expected
-        assert second.locator(".rl-labeller").count() == 2
+        assert second.locator(".rl-labeller").count() == 4
         assert second.get_by_text("Error displaying widget").count() == 0
     finally:
         second.close()
