@@ -124,3 +124,19 @@ def test_random_is_seeded_and_switchable():
     assert c.next(1)[0]["prompt"] == "p3"
     with pytest.raises(ValueError, match="strategy"):
         c.strategy = "vibes"
+
+
+def test_scorers_may_be_judges_or_ensembles():
+    class Judge:  # rlhf_lab.raters style: score(prompt, response), __call__ compares two
+        def score(self, prompt, response):
+            return float(len(response))
+
+        def __call__(self, prompt, a, b):
+            raise AssertionError("a judge's pairwise call is not a scorer")
+
+    class Ensemble:
+        members = [length_scorer, first_letter_scorer]
+
+    assert ActiveLearningSource(CANDIDATES, Judge()).next(1)[0]["prompt"] == "p3"
+    source = ActiveLearningSource(CANDIDATES, Ensemble(), strategy="disagreement")
+    assert source.next(1)[0]["prompt"] == "p2"

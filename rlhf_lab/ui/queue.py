@@ -160,8 +160,8 @@ class ActiveLearningSource:
     """Picks the candidate pairs worth a human's time next.
 
     strategy "uncertainty": smallest |r(A) - r(B)| under `scorers[0]` (the reward model is least sure);
-    "disagreement": largest spread of the margin across an ensemble of scorers, counting how many
-    members disagree on the sign first; "random": uniform, the baseline to compare against.
+    "disagreement": largest spread of the margin across an ensemble of scorers (a list, or a
+    `RewardEnsemble`), counting how many members disagree on the sign first; "random": uniform, the baseline to compare against.
     Change `source.strategy` at any time; chosen candidates are not offered again.
     """
 
@@ -173,8 +173,14 @@ class ActiveLearningSource:
         *,
         seed: int = 0,
     ) -> None:
+        from rlhf_lab.ui.attribution import as_score_fn
+
         self.pool = [normalise_item(c, k=2) for c in candidates]
-        self.scorers = list(scorers) if isinstance(scorers, Sequence) else [scorers]
+        if hasattr(scorers, "members"):  # a RewardEnsemble: its members are the ensemble
+            scorers = list(scorers.members)
+        members = list(scorers) if isinstance(scorers, Sequence) else [scorers]
+        # reward-model stages, judges with score(prompt, response) and plain functions alike
+        self.scorers = [as_score_fn(m) for m in members]
         if not self.scorers:
             raise ValueError("ActiveLearningSource needs at least one scorer")
         self.strategy = strategy
