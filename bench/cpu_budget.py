@@ -1,0 +1,90 @@
+"""What the lab costs on a CPU: seconds per PPO step on the `tiny` and `smollm2-135m` presets.
+
+    python bench/cpu_budget.py            # tiny and smollm2-135m (about a minute or two)
+    python bench/cpu_budget.py --smoke    # tiny only, seconds (CI)
+
+Prints ONE JSON line. Each preset runs as a notebook would: `Lab.from_preset(name, device="cpu")`
+(so the lab's CPU thread setting applies), PPO with the preset's defaults (rollout batch,
+max_new_tokens, learning rate) against the preset's reward-model backbone, median over a few
+steps after one warm-up step.
+
+Adding a measurement (e.g. reward-model retraining time, planned): write a function
+`(lab, args) -> float` and register it in MEASUREMENTS under the key it reports
+("rm_retrain_s"); every preset then reports it next to "ppo_step_s".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlhf_lab import Lab  # noqa: E402
+from rlhf_lab.rl import ModelReward  # noqa: E402
+
+PROMPTS = [
+    "Write a short positive review of a film you enjoyed.",
+    "Explain why the sky looks blue, in two sentences.",
+    "Give me three tips for a first day at a new job.",
+    "Describe a quiet morning in a small town.",
+    "What should I pack for a weekend hike?",
+    "Summarise the plot of a heist movie in one paragraph.",
+    "How do I make a simple tomato sauce?",
+    "Tell a friendly joke about cats.",
+]
+
+
+def measure_ppo_step(lab: Lab, args: argparse.Namespace) -> float:
+    """Median seconds per PPO step (preset defaults, reward = the preset's reward backbone)."""
+    reward_model, reward_tokenizer = lab.new_reward_backbone()
+    stage = lab.ppo(PROMPTS, reward=ModelReward(reward_model, reward_tokenizer))
+    stage.step(progress=False)  # warm-up: first-call allocations, lazy imports
+    times = []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        stage.step(progress=False)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+MEASUREMENTS: dict[str, Callable[[Lab, argparse.Namespace], float]] = {
+    "ppo_step_s": measure_ppo_step,
+    # "rm_retrain_s": measure_rm_retrain,   <- the hook for reward-model retraining time
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny preset only, 2 steps (CI)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="measured steps per preset (default 3; smoke 2)"
+    )
+    parser.add_argument("--presets", nargs="*", default=None, help="default: tiny smollm2-135m (smoke: tiny)")
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (2 if args.smoke else 3)
+    presets = args.presets or (["tiny"] if args.smoke else ["tiny", "smollm2-135m"])
+
+    result: dict = {"bench": "cpu_budget", "smoke": args.smoke, "torch": torch.__version__, "presets": {}}
+    for name in presets:
+        lab = Lab.from_preset(name, device="cpu")
+        row = {
+            "threads": lab.threads,
+            **{k: lab.defaults[k] for k in ("rollout_batch_size", "max_new_tokens")},
+        }
+        for key, measure in MEASUREMENTS.items():
+            row[key] = round(measure(lab, args), 4)
+        result["presets"][name] = row
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
