@@ -19,6 +19,13 @@ One step (`_train_step` reads top to bottom like the algorithm):
 Mutable while paused (`stage.set(...)`, applied from the next step): beta, target_kl (None switches
 to a fixed beta), learning_rate, temperature, top_k, top_p, batch_size, max_new_tokens, kl_limit.
 
+Metrics (names and meanings in rlhf_lab.metrics): objective/{kl, kl_k3, scores, rlhf_reward,
+non_score_reward, entropy, beta, kl_warning}, policy/{entropy, approxkl, clipfrac, ratio},
+loss/{policy, total}, train/{learning_rate, grad_norm}, response/{length, eos_rate}; PPO adds
+loss/value and val/{clipfrac, mean, explained_variance}; objective/scores/<name> per weighted
+objective; objective/gold_scores with `gold=`. Update metrics are means over all minibatches;
+`last_minibatch_stats` keeps each minibatch's, `last_timings` the seconds per phase.
+
 Device-agnostic: the models' device decides; on CUDA forwards run under bf16 autocast (fp32 master
 weights, fused AdamW), the KV cache can be static (compile_generation). Metric values stay on the
 device through the update loop and come to the host once per step; the one deliberate sync inside
