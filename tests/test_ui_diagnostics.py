@@ -117,7 +117,7 @@ def test_evaluate_pairs_accuracy_and_figure():
     fig = reward_model_figure(frame, ceiling=0.8)
     bars = fig.data[0]
     assert list(bars.y) == pytest.approx([2 / 3, 0.8])
-    assert "Spearman 1.00" in fig.layout.annotations[2].text  # reward == length: pure length gaming
+    assert "Spearman 1.00" in fig.layout.xaxis3.title.text  # reward == length: pure length gaming
 
 
 def test_reward_model_panel_with_store_ceiling_and_explain():

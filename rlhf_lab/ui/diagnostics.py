@@ -158,11 +158,7 @@ def reward_model_figure(frame: pd.DataFrame, *, ceiling: float | None = None, n_
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=(
-            "Pair accuracy vs agreement ceiling",
-            "Calibration (reliability)",
-            f"Reward vs length: Pearson {corr['pearson']:.2f}, Spearman {corr['spearman']:.2f}",
-        ),
+        subplot_titles=("Accuracy vs agreement ceiling", "Calibration", "Reward vs response length"),
         horizontal_spacing=0.08,
     )
     names, values = ["reward model"], [accuracy]
@@ -204,12 +200,18 @@ def reward_model_figure(frame: pd.DataFrame, *, ceiling: float | None = None, n_
         col=3,
     )
     fig.update_yaxes(range=[0, 1.05], title_text="accuracy", row=1, col=1)
-    fig.update_xaxes(range=[0, 1], title_text="predicted P(chosen wins)", row=1, col=2)
-    fig.update_yaxes(range=[0, 1], title_text="observed", row=1, col=2)
-    fig.update_xaxes(title_text="response length", row=1, col=3)
+    fig.update_xaxes(range=[-0.05, 1.05], title_text="predicted P(chosen wins)", row=1, col=2)
+    fig.update_yaxes(range=[-0.05, 1.05], title_text="observed P(chosen wins)", row=1, col=2)
+    fig.update_xaxes(
+        title_text=f"length: Pearson r {corr['pearson']:.2f}, Spearman {corr['spearman']:.2f}", row=1, col=3
+    )
     fig.update_yaxes(title_text="reward", row=1, col=3)
     fig.update_layout(
-        height=360, showlegend=False, template="plotly_white", margin={"l": 50, "r": 20, "t": 50, "b": 50}
+        width=960,
+        height=380,
+        showlegend=False,
+        template="plotly_white",
+        margin={"l": 50, "r": 20, "t": 40, "b": 60},
     )
     return fig
 
@@ -233,8 +235,8 @@ def overoptimisation_figure(source: Any, *, sqrt_kl: bool = False):
     history = _history(source)
     if "objective/kl" not in history or "objective/scores" not in history:
         raise ValueError("the history has no objective/kl and objective/scores: is this an RL stage?")
-    kl = history["objective/kl"].astype(float).clip(lower=0)
-    x = np.sqrt(kl) if sqrt_kl else kl
+    kl = history["objective/kl"].astype(float)
+    x = np.sqrt(kl.clip(lower=0)) if sqrt_kl else kl  # the k1 estimate can dip below 0 early on
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(x=x, y=history["objective/scores"], mode="lines+markers", name="proxy reward (RM)")
