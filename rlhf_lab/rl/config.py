@@ -9,7 +9,8 @@ clip 0.2, value clip 0.2, value coefficient 0.1, 4 epochs over 4 minibatches, wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 from rlhf_lab.generation import MAX_NEW_TOKENS_LIMIT
 
@@ -128,6 +129,11 @@ class RLConfig:
 
     def validate(self) -> RLConfig:
         """Raise ValueError with a plain explanation for any setting that cannot work."""
+        # NaN slips through every `<`/`>` comparison below, so reject non-finite numbers first.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}.")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
         if self.batch_size < 1:
