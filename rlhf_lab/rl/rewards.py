@@ -164,6 +164,9 @@ class ModelReward:
                     texts,
                     return_tensors="pt",
                     padding=True,
+                    # Right padding: GPT-2 style models shift positions under left padding, so a
+                    # score would change with its batch-mates; pooling reads the last non-pad token.
+                    padding_side="right",
                     truncation=self.max_length is not None,
                     max_length=self.max_length,
                     add_special_tokens=False,

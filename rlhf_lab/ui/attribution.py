@@ -63,7 +63,9 @@ def reward_model_scorer(model: Any, tokenizer: Any, *, batch_size: int = 16) -> 
                         prompts[start : start + batch_size], responses[start : start + batch_size]
                     )
                 ]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                enc = tokenizer(  # right padding: left padding shifts GPT-2 positions
+                    texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+                ).to(device)
                 out.extend(model(**enc).logits[:, 0].float().tolist())
         finally:
             if was_training:
