@@ -4,6 +4,8 @@ rlhf-lab lab                       JupyterLab on labs/ (127.0.0.1, token on)
 rlhf-lab demo --preset tiny        the whole pipeline headless, with a short report
 rlhf-lab serve --store shared.sqlite [--voila] [--ip 0.0.0.0]   workshop mode
 rlhf-lab presets                   list the presets
+rlhf-lab train CONFIG.yaml         headless SFT / reward model / RL from a YAML file (rlhf_lab.headless);
+                                   data-parallel under `accelerate launch --multi_gpu --num_processes N -m rlhf_lab.cli train ...`
 """
 
 from __future__ import annotations
@@ -110,6 +112,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from rlhf_lab.headless import load_config, train
+
+    config = load_config(args.config)
+    if args.output_dir:
+        config["output_dir"] = args.output_dir
+    train(config)  # prints the one-line JSON summary (rank 0)
+    return 0
+
+
 def _presets(_: argparse.Namespace) -> int:
     from rlhf_lab.models.presets import PRESETS
 
@@ -149,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=None, help="where the store and checkpoints go (default: temp)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.set_defaults(func=_demo)
+
+    train = sub.add_parser(
+        "train", help="headless training from a YAML config (accelerate launch for N ranks)"
+    )
+    train.add_argument("config", help="YAML file: preset, task, sft/reward_model/rl sections, output_dir")
+    train.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
+    train.set_defaults(func=_train)
 
     presets = sub.add_parser("presets", help="list the model presets")
     presets.set_defaults(func=_presets)

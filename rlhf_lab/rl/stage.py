@@ -66,6 +66,7 @@ from rlhf_lab.rl.advantages import (
     whiten,
 )
 from rlhf_lab.rl.config import RLConfig
+from rlhf_lab.rl.distributed import average_gradients, world_size
 from rlhf_lab.rl.kl import kl_controller_from_state, kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
 from rlhf_lab.rl.rewards import as_reward, check_finite_scores
@@ -183,6 +184,7 @@ class RLStage(Stage):
             self.params, lr=config.learning_rate, eps=1e-5, weight_decay=0.0, fused=self.device.type == "cuda"
         )
         self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon)
+        self._world_size = world_size()
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)
         self._samples: deque[tuple[int, list[dict[str, Any]]]] = deque(maxlen=config.keep_sample_steps)
         self._kl_warned = False
@@ -417,6 +419,8 @@ class RLStage(Stage):
                 self.check_finite(loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self._world_size > 1:  # data parallel (rlhf_lab.headless under accelerate launch)
+                    average_gradients(self.params)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
 
