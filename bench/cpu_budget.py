@@ -8,9 +8,14 @@ Prints ONE JSON line. Each preset runs as a notebook would: `Lab.from_preset(nam
 max_new_tokens, learning rate) against the preset's reward-model backbone, median over a few
 steps after one warm-up step.
 
-Adding a measurement (e.g. reward-model retraining time, planned): write a function
-`(lab, args) -> float` and register it in MEASUREMENTS under the key it reports
-("rm_retrain_s"); every preset then reports it next to "ppo_step_s".
+"rm_retrain_s" is the flywheel's wait: seconds for a warm-start `fit()` (the RMConfig's
+`warm_start_epochs`, default 1 pass) after 10 new labels arrive in the store, on a reward model
+already fitted on the bundled positive_review gold labels (RM_BASE_LABELS of them), median over
+`--steps` rounds. Each preset uses its own reward backbone (tiny: the tiny GPT-2 head; smollm2-135m:
+all-MiniLM-L6-v2).
+
+Adding a measurement: write a function `(lab, args) -> float` and register it in MEASUREMENTS
+under the key it reports; every preset then reports it next to "ppo_step_s".
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,9 +61,42 @@ def measure_ppo_step(lab: Lab, args: argparse.Namespace) -> float:
     return statistics.median(times)
 
 
+RM_BASE_LABELS = 40  # labels the reward model is first fitted on
+RM_NEW_LABELS = 10  # labels that arrive before each timed warm-start retrain
+
+
+def measure_rm_retrain(lab: Lab, args: argparse.Namespace) -> float:
+    """Median seconds of a warm-start reward-model fit() after RM_NEW_LABELS new labels."""
+    from rlhf_lab.datasets import load_preferences
+    from rlhf_lab.store import PreferenceStore
+
+    rounds = args.steps
+    rows = load_preferences("positive_review")[: RM_BASE_LABELS + RM_NEW_LABELS * rounds]
+    labels = [
+        {"prompt": r["prompt"], "responses": r["responses"], "judgement": r["judgements"]["gold"]}
+        for r in rows
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        store = PreferenceStore(Path(folder) / "labels.sqlite")
+        for label in labels[:RM_BASE_LABELS]:
+            store.add(**label, annotator="bench")
+        rm = lab.reward_model(store)
+        rm.fit(warm_start=False, epochs=1, progress=False)  # the model the new labels top up
+        times = []
+        for i in range(rounds):
+            start = RM_BASE_LABELS + i * RM_NEW_LABELS
+            for label in labels[start : start + RM_NEW_LABELS]:
+                store.add(**label, annotator="bench")
+            started = time.perf_counter()
+            rm.fit(warm_start=True, progress=False)
+            times.append(time.perf_counter() - started)
+        store.close()
+    return statistics.median(times)
+
+
 MEASUREMENTS: dict[str, Callable[[Lab, argparse.Namespace], float]] = {
     "ppo_step_s": measure_ppo_step,
-    # "rm_retrain_s": measure_rm_retrain,   <- the hook for reward-model retraining time
+    "rm_retrain_s": measure_rm_retrain,
 }
 
 
