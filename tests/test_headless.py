@@ -81,3 +81,15 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["param_sha256"] == ranks[0]["param_sha256"]
     assert (tmp_path / "run" / "rl" / "stage.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_with_a_reward_model_fitted_on_the_bundled_preferences(tmp_path, capsys):
+    rl = dict(TINY_RL["rl"], estimator="rloo", reward="rm", steps=1, batch_size=2)
+    config = dict(TINY_RL, rl=rl, reward_model={"epochs": 1}, output_dir=str(tmp_path / "run"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rl"]["reward"] == "rm" and summary["reward_model"]["n_train_pairs"] > 0
+    assert (tmp_path / "run" / "reward_model" / "stage.json").is_file()
