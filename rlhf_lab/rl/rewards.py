@@ -194,12 +194,27 @@ def as_reward(obj: Any) -> Reward:
         raise TypeError(
             "reward is required: a reward model stage, a function f(prompts, responses), or a dict."
         )
+    if _is_judge(obj):
+        # A gold judge (rlhf_lab.raters) is called as judge(prompt, a, b) for pairs; as a reward
+        # it scores one response at a time.
+        judge = obj
+        return CallableReward(
+            lambda prompts, responses: [judge.score(p, r) for p, r in zip(prompts, responses)],
+            name=getattr(judge, "name", type(judge).__name__),
+        )
     if isinstance(obj, torch.nn.Module) and not hasattr(obj, "score_texts") and hasattr(obj, "config"):
         raise TypeError(
             "Got a bare model as reward; wrap it: ModelReward(model, tokenizer) "
             "(or pass the reward-model stage itself)."
         )
     return CallableReward(obj)
+
+
+def _is_judge(obj: Any) -> bool:
+    """A rater/judge with a per-response `score(prompt, response)` (not a reward-model stage)."""
+    from rlhf_lab.raters.gold import ScoringRater
+
+    return isinstance(obj, ScoringRater)
 
 
 def check_finite_scores(scores: torch.Tensor, prompts: Sequence[str], responses: Sequence[str]) -> None:
