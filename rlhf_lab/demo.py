@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlhf_lab.agreement import store_agreement
 from rlhf_lab.datasets import load_demos, load_prompts
 from rlhf_lab.lab import Lab
 from rlhf_lab.raters import NoisyRater, get_judge, label_with_raters
 
 # Steps per preset: enough to see every effect, small enough for a laptop CPU.
 SCHEDULES = {
-    "tiny": {"sft_steps": 150, "label_pairs": 96, "rm_epochs": 6, "ppo_steps": 30, "beta": 0.05},
+    "tiny": {"sft_steps": 150, "label_pairs": 200, "rm_epochs": 6, "ppo_steps": 20, "beta": 0.1},
     "smollm2-135m": {"sft_steps": 20, "label_pairs": 48, "rm_epochs": 3, "ppo_steps": 10, "beta": 0.05},
 }
 
@@ -46,6 +47,8 @@ def run_demo(
     seed: int = 0,
     workdir: str | None = None,
     eval_prompts: int = 32,
+    n_raters: int = 1,
+    flip_prob: float = 0.1,
 ) -> dict[str, Any]:
     """Run the pipeline and return a report dict (its "text" entry is the printable summary)."""
     schedule = dict(SCHEDULES.get(preset, SCHEDULES["smollm2-135m"]))
@@ -75,8 +78,9 @@ def run_demo(
     first = lab.generate(label_prompts, seed=seed + 1)
     second = lab.generate(label_prompts, seed=seed + 2)
     items = [(p, a, b) for p, a, b in zip(label_prompts, first, second) if a.strip() and b.strip() and a != b]
-    rater = NoisyRater(judge, flip_prob=0.1, seed=seed)
-    label_with_raters(lab.store, items, [rater])
+    raters = [NoisyRater(judge, flip_prob=flip_prob, seed=seed + i) for i in range(n_raters)]
+    label_with_raters(lab.store, items, raters)
+    agreement = store_agreement(lab.store) if n_raters > 1 else {}
     timings["label_s"] = time.perf_counter() - t
 
     # 3. Reward model on the store's labels.
@@ -108,6 +112,9 @@ def run_demo(
         "sft_loss_first": sft_rows[0]["loss/sft"],
         "sft_loss_last": sft_rows[-1]["loss/sft"],
         "labels": lab.store.count(),
+        "raters": n_raters,
+        "rater_flip_prob": flip_prob,
+        "rater_agreement": agreement.get("percent_agreement"),
         "rm_val_accuracy": rm_eval.get("accuracy"),
         "rm_gold_accuracy": rm_eval.get("gold_accuracy"),
         "rm_fit_seconds": rm_summary.get("seconds"),
@@ -137,7 +144,8 @@ def format_report(r: dict[str, Any]) -> str:
         [
             f"rlhf-lab demo: preset {r['preset']}, task {r['task']}, on {r['device']}",
             f"  SFT            loss {_fmt(r['sft_loss_first'])} -> {_fmt(r['sft_loss_last'])}  ({t['sft_s']:.1f} s)",
-            f"  labels         {r['labels']} pairs from a noisy simulated rater  ({t['label_s']:.1f} s)",
+            f"  labels         {r['labels']} labels from {r['raters']} noisy simulated rater(s)"
+            f" (agreement {_fmt(r['rater_agreement'])})  ({t['label_s']:.1f} s)",
             f"  reward model   held-out accuracy {_fmt(r['rm_val_accuracy'])}, vs gold "
             f"{_fmt(r['rm_gold_accuracy'])}  ({t['reward_model_s']:.1f} s)",
             f"  PPO            reward {_fmt(r['ppo_scores_first'])} -> {_fmt(r['ppo_scores_last'])}, "
