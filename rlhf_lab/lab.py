@@ -195,6 +195,14 @@ class Lab:
 
         return PairLabeller(self.store, items, annotator=annotator, **kwargs)
 
+    def facilitator(self, refresh_s: float = 5.0):
+        """The workshop facilitator's view of this lab's (shared) store, with a one-click retrain."""
+        from rlhf_lab.ui.facilitator import FacilitatorView
+
+        return FacilitatorView(
+            self.store, retrain=lambda: self.reward_model().fit(progress=False), refresh_s=refresh_s
+        )
+
     def __repr__(self) -> str:
         name = self.preset.name if self.preset else type(self.policy).__name__
         return f"<Lab {name} on {self.device} ({self.dtype}), lab_step={self.clock.value}>"

@@ -11,6 +11,7 @@ the top-level `widgets/` folder, shipped as `rlhf_lab.widgets`.
 from rlhf_lab.ui.attribution import Attribution, attribution_html, integrated_gradients, occlusion
 from rlhf_lab.ui.dashboard import Dashboard
 from rlhf_lab.ui.diagnostics import RewardModelPanel, overoptimisation_figure, reward_model_figure
+from rlhf_lab.ui.facilitator import FacilitatorView
 from rlhf_lab.ui.labeller import PairLabeller
 from rlhf_lab.ui.queue import ActiveLearningSource, StageSource, as_items, items_from_file, pairs_from_samples
 from rlhf_lab.ui.samples import BeforeAfter, SampleViewer, compare_models
@@ -20,6 +21,7 @@ __all__ = [
     "Attribution",
     "BeforeAfter",
     "Dashboard",
+    "FacilitatorView",
     "PairLabeller",
     "RewardModelPanel",
     "SampleViewer",
