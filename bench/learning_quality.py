@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rater_flip_prob",
         "rater_agreement",
         "rm_val_accuracy",
+        "rm_val_pairs",
         "rm_gold_accuracy",
         "ppo_scores_first",
         "ppo_scores_last",

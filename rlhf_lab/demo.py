@@ -116,6 +116,7 @@ def run_demo(
         "rater_flip_prob": flip_prob,
         "rater_agreement": agreement.get("percent_agreement"),
         "rm_val_accuracy": rm_eval.get("accuracy"),
+        "rm_val_pairs": rm_eval.get("n_pairs"),
         "rm_gold_accuracy": rm_eval.get("gold_accuracy"),
         "rm_fit_seconds": rm_summary.get("seconds"),
         "ppo_scores_first": ppo_rows[0]["objective/scores"],
@@ -146,7 +147,7 @@ def format_report(r: dict[str, Any]) -> str:
             f"  SFT            loss {_fmt(r['sft_loss_first'])} -> {_fmt(r['sft_loss_last'])}  ({t['sft_s']:.1f} s)",
             f"  labels         {r['labels']} labels from {r['raters']} noisy simulated rater(s)"
             f" (agreement {_fmt(r['rater_agreement'])})  ({t['label_s']:.1f} s)",
-            f"  reward model   held-out accuracy {_fmt(r['rm_val_accuracy'])}, vs gold "
+            f"  reward model   held-out accuracy {_fmt(r['rm_val_accuracy'])} on {r['rm_val_pairs']} pairs, vs gold "
             f"{_fmt(r['rm_gold_accuracy'])}  ({t['reward_model_s']:.1f} s)",
             f"  PPO            reward {_fmt(r['ppo_scores_first'])} -> {_fmt(r['ppo_scores_last'])}, "
             f"KL {_fmt(r['ppo_kl_last'])} nats  ({t['ppo_s']:.1f} s)",
