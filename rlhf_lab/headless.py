@@ -10,7 +10,7 @@ The config (every section but `task` is optional; unknown keys are errors)::
 
     preset: tiny                  # a preset name, or instead:
     # policy: HuggingFaceTB/SmolLM2-135M-Instruct
-    # reward_model: sentence-transformers/all-MiniLM-L6-v2   (used by reward: rm)
+    # reward_backbone: sentence-transformers/all-MiniLM-L6-v2   (with policy; used by reward: rm)
     task: positive_review         # bundled rlhf_lab.datasets task: its prompts, demos, preferences
     seed: 0
     output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/, rl/ and summary.json
@@ -54,7 +54,18 @@ from typing import Any
 
 import torch
 
-TOP_LEVEL = {"preset", "policy", "reward_model", "task", "seed", "output_dir", "threads", "sft", "rl"}
+TOP_LEVEL = {
+    "preset",
+    "policy",
+    "reward_backbone",
+    "reward_model",
+    "task",
+    "seed",
+    "output_dir",
+    "threads",
+    "sft",
+    "rl",
+}
 RANK_SEED_STRIDE = 1000  # rank r samples with seed + 1000 * r
 
 
@@ -134,7 +145,7 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     if world > 1 and torch.cuda.is_available():
         lab_kwargs["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     if "policy" in config:
-        lab = Lab.from_pretrained(config["policy"], config.get("reward_model"), **lab_kwargs)
+        lab = Lab.from_pretrained(config["policy"], config.get("reward_backbone"), **lab_kwargs)
     else:
         lab = Lab.from_preset(config.get("preset", "tiny"), **lab_kwargs)
     summary: dict[str, Any] = {"task": task, "preset": config.get("preset"), "world_size": world}
@@ -142,7 +153,8 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     sft_cfg = dict(config.get("sft") or {})
     if sft_cfg:
         steps = int(sft_cfg.pop("steps", 20))
-        sft = lab.sft(load_demos(task), seed=seed, **sft_cfg)
+        sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
+        sft = lab.sft(load_demos(task), **sft_cfg)
         rows = sft.step(steps, progress=False)
         summary["sft"] = {
             "steps": steps,

@@ -62,6 +62,18 @@ def test_train_command_one_process(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
 
 
+def test_a_config_exported_from_a_notebook_stage_runs(tmp_path, capsys, tiny_lab):
+    from rlhf_lab.stages.base import config_to_dict
+
+    sft = tiny_lab.sft([{"prompt": "Say hi.", "response": "Hi!"}] * 4, batch_size=4)
+    exported = {k: v for k, v in config_to_dict(sft.config).items() if v is not None}
+    config = dict(TINY_RL, sft={**exported, "steps": 1}, output_dir=str(tmp_path / "run"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0  # the exported section carries its own seed
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sft"]["steps"] == 1
+
+
 @pytest.mark.slow
 def test_two_ranks_end_with_identical_weights(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): gradients averaged, so the weights match bit for bit."""
