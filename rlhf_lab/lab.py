@@ -189,8 +189,8 @@ class Lab:
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
 
-    def label(self, items: Any = None, *, annotator: str = "me", **kwargs: Any):
-        """The inline pair labeller writing into this lab's store."""
+    def label(self, items: Any = None, *, annotator: str | None = None, **kwargs: Any):
+        """The inline pair labeller writing into this lab's store (annotator: $RLHF_LAB_ANNOTATOR, else "me")."""
         from rlhf_lab.ui.labeller import PairLabeller
 
         return PairLabeller(self.store, items, annotator=annotator, **kwargs)

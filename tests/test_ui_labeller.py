@@ -192,3 +192,75 @@ def test_lab_label_factory(tiny_lab):
     labeller = tiny_lab.label(ITEMS, annotator="zoe")
     send(labeller, "B")
     assert tiny_lab.store.labels()[0].annotator == "zoe"
+
+
+def test_rename_via_trait_stores_next_label_under_new_name_and_undo_is_per_annotator(store):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    send(labeller, "A")
+    labeller.set_state({"annotator": "  bo  "})  # what the name field sends
+    assert labeller.annotator == "bo" and labeller.status_kind == "ok"
+    assert labeller.progress["mine"] == 0 and labeller.can_undo is False  # counts follow the name
+    send(labeller, "B")
+    assert [(label.annotator, label.judgement.value) for label in store.labels()] == [
+        ("ana", "A"),
+        ("bo", "B"),
+    ]
+    assert labeller.progress["mine"] == 1
+    send(labeller, "undo")
+    send(labeller, "undo")  # bo has nothing left to undo: ana's label stays
+    assert [label.annotator for label in store.labels()] == ["ana"]
+    labeller.annotator = "ana"
+    assert labeller.can_undo is True
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 65])
+def test_invalid_name_keeps_the_old_one_and_says_why(store, bad):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    sent = []
+    labeller._send = lambda msg, buffers=None: sent.append(msg)  # as if a browser were connected
+    labeller.set_state({"annotator": bad})
+    assert labeller.annotator == "ana"
+    assert labeller.status_kind == "error" and "Name not changed" in labeller.status
+    assert {"method": "update", "state": {"annotator": "ana"}, "buffer_paths": []} in sent  # field resets
+    labeller.annotator = bad
+    assert labeller.annotator == "ana"
+    send(labeller, "A")
+    assert store.labels()[0].annotator == "ana"
+    with pytest.raises(ValueError, match="annotator"):
+        PairLabeller(store, ITEMS, annotator=bad)
+
+
+def test_annotator_defaults_to_environment_then_me(store, monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_ANNOTATOR", " workshop-7 ")
+    labeller = PairLabeller(store, ITEMS)
+    assert labeller.annotator == "workshop-7"
+    assert PairLabeller(store, ITEMS, annotator="ana").annotator == "ana"  # explicit wins
+    send(labeller, "A")
+    assert store.labels()[0].annotator == "workshop-7"
+    monkeypatch.delenv("RLHF_LAB_ANNOTATOR")
+    assert PairLabeller(store, ITEMS).annotator == "me"
+
+
+def test_sample_viewer_sends_pairs_for_a_real_ppo_stage(tiny_lab):
+    """PPO keeps one response per prompt: the button completes each pair from the current policy."""
+    from rlhf_lab.ui.samples import SampleViewer
+
+    def reward(prompts, responses):
+        return [float(len(r)) for r in responses]
+
+    prompts = ["Write a review.", "Say hi.", "Describe rain.", "Name a colour."]
+    ppo = tiny_lab.rl(prompts, reward=reward, batch_size=4, max_new_tokens=4)
+    ppo.step(1, progress=False)
+    samples = ppo.samples()
+    assert len({s["prompt"] for s in samples}) == len(samples)  # one response per prompt
+    labeller = tiny_lab.label()
+    viewer = SampleViewer(ppo, labeller=labeller, n=4)
+    viewer.send_button.click()  # what the button does in the browser
+    assert "Sent" in viewer.status.value and "error" not in viewer.status.value
+    assert labeller.current is not None and labeller.queued + 1 >= 3  # a rare duplicate pair is dropped
+    queued = [labeller.current, *labeller._queue]
+    by_prompt = {s["prompt"]: s["response"] for s in samples}
+    for item in queued:
+        assert by_prompt[item["prompt"]] in item["responses"] and item["policy_step"] == 1
+    no_generate = SampleViewer(ppo, labeller=tiny_lab.label(), n=4, generate=None)
+    assert no_generate.send_to_labeller() == 0  # the old behaviour, on request

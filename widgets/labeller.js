@@ -46,7 +46,18 @@ function render({ model, el }) {
   // header: criterion, annotator, progress
   const header = h("div", "rl-header");
   const criterion = h("span", "rl-pill rl-criterion");
-  const annotator = h("span", "rl-annotator");
+  // The annotator name is editable: workshop participants label under their own name. Keys typed
+  // here are the input's (see isTyping in onKeydown), like the note field; Enter or leaving the
+  // field sends the name, the kernel checks it and sends back the name in force.
+  const annotator = h("label", "rl-annotator", "annotator ");
+  const nameInput = h("input", "rl-annotator-name");
+  nameInput.type = "text";
+  nameInput.spellcheck = false;
+  nameInput.autocomplete = "off";
+  nameInput.placeholder = "your name";
+  nameInput.title = "Your annotator name: Enter to apply, Esc to cancel";
+  nameInput.setAttribute("aria-label", "Annotator name");
+  annotator.append(nameInput);
   const progress = h("span", "rl-progress");
   header.append(criterion, annotator, progress);
 
@@ -83,6 +94,7 @@ function render({ model, el }) {
   let order = []; // rank mode: indices clicked, best first
   let scores = []; // likert mode: one score (or 0) per response
   let sentSeq = -1; // the item we already sent a judgement for (the kernel checks too)
+  let nameEditing = false; // the name field holds text not yet sent to the kernel
 
   const item = () => model.get("item") || {};
   const responses = () => item().responses || [];
@@ -99,7 +111,11 @@ function render({ model, el }) {
   // ---------------------------------------------------------------- drawing
   function drawHeader() {
     criterion.textContent = model.get("criterion") || "no criterion";
-    annotator.textContent = "annotator: " + model.get("annotator");
+    // never overwrite a name that is being typed
+    if (!nameEditing || document.activeElement !== nameInput) {
+      nameInput.value = model.get("annotator") || "";
+      nameEditing = false;
+    }
     guideText.textContent = model.get("guideline") || "";
     guide.hidden = !model.get("guideline");
     const p = model.get("progress") || {};
@@ -272,6 +288,29 @@ function render({ model, el }) {
     if (hadFocus && !root.contains(document.activeElement)) root.focus({ preventScroll: true });
     drawUndo();
   }
+
+  // ---------------------------------------------------------------- annotator name
+  function commitName() {
+    if (!nameEditing) return;
+    nameEditing = false;
+    const name = nameInput.value.trim();
+    if (name === model.get("annotator")) return;
+    model.set("annotator", name); // the kernel validates; an invalid name comes back as the old one
+    model.save_changes();
+  }
+  nameInput.addEventListener("input", () => {
+    nameEditing = true;
+  });
+  nameInput.addEventListener("change", commitName); // Enter or leaving the field
+  nameInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      commitName();
+      event.preventDefault();
+    } else if (event.key === "Escape") {
+      nameEditing = false;
+      nameInput.value = model.get("annotator") || "";
+    }
+  });
 
   // ---------------------------------------------------------------- keyboard
   function onKeydown(event) {

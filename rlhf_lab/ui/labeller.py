@@ -7,6 +7,11 @@
     ...                         annotator="ana", criterion="helpfulness")
     >>> labeller                                   # shows the widget; 1 / 2 / t / b / s / u label from the keyboard
     >>> labeller.add(StageSource(ppo).next(8))     # more items at any time
+    >>> labeller.annotator = "bo"                  # or type a name in the widget's header
+
+The annotator defaults to the environment variable RLHF_LAB_ANNOTATOR (workshop mode), else "me".
+A name is checked in Python (non-empty after strip, at most 64 characters); an invalid one keeps
+the old name and says why in the status line. Undo only removes the current annotator's labels.
 
 Every judgement goes to `store.add` the moment it is given (one committed transaction), so a
 kernel restart loses nothing. The browser sends each judgement with the sequence number of the
@@ -17,6 +22,7 @@ press their numbers best-first) and "likert" (1-5 per response).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from importlib import resources
@@ -32,6 +38,24 @@ PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
 # key -> action; the front-end reads this trait, so Python is the single source of truth.
 SHORTCUTS = {"1": "A", "2": "B", "t": "tie", "b": "both_bad", "s": "skip", "u": "undo"}
 REFILL = 8  # items pulled from a source whenever the queue runs dry
+ANNOTATOR_ENV = "RLHF_LAB_ANNOTATOR"
+MAX_ANNOTATOR_LEN = 64
+
+
+def default_annotator() -> str:
+    """$RLHF_LAB_ANNOTATOR when set (a workshop sets it per participant), else "me"."""
+    return os.environ.get(ANNOTATOR_ENV, "").strip() or "me"
+
+
+def check_annotator(name: Any) -> str:
+    """The stripped name, or ValueError saying why it cannot be an annotator id."""
+    text = name.strip() if isinstance(name, str) else ""
+    if not text:
+        raise ValueError("annotator name must not be empty (e.g. your initials)")
+    if len(text) > MAX_ANNOTATOR_LEN:
+        raise ValueError(f"annotator name must be at most {MAX_ANNOTATOR_LEN} characters, got {len(text)}")
+    return text
+
 
 GUIDELINES = {
     "helpfulness": "Prefer the response that answers the prompt more usefully: on topic, correct, clear "
@@ -73,7 +97,7 @@ class PairLabeller(anywidget.AnyWidget):
         store: Any,
         items: Any = None,
         *,
-        annotator: str = "me",
+        annotator: str | None = None,
         criterion: str = "helpfulness",
         guideline: str | None = None,
         mode: str = "pair",
@@ -81,11 +105,12 @@ class PairLabeller(anywidget.AnyWidget):
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not str(annotator).strip():
-            raise ValueError("annotator must be a non-empty id (e.g. your initials)")
+        name = check_annotator(default_annotator() if annotator is None else str(annotator))
+        self._annotator_ok = name  # the last valid name: what an invalid one falls back to
+        self._announced = name
         super().__init__(
             mode=mode,
-            annotator=str(annotator).strip(),
+            annotator=name,
             criterion=criterion,
             guideline=guideline if guideline is not None else GUIDELINES.get(criterion.lower(), ""),
             **kwargs,
@@ -95,7 +120,8 @@ class PairLabeller(anywidget.AnyWidget):
         self._queue: deque[Item] = deque()
         self._current: Item | None = None
         self._seq = 0
-        self._done: list[tuple[Item, int | None]] = []  # (item, label id or None for a skip), for undo
+        # per annotator: (item, label id or None for a skip), for undo; a rename switches stacks
+        self._done_by: dict[str, list[tuple[Item, int | None]]] = {}
         self.session_count = 0
         self._source = None
         if items is not None and hasattr(items, "next") and callable(items.next):
@@ -104,6 +130,32 @@ class PairLabeller(anywidget.AnyWidget):
             self._queue.extend(self._checked(as_items(items)))
         self.on_msg(self._on_frontend_msg)
         self._advance()
+
+    @traitlets.validate("annotator")
+    def _validate_annotator(self, proposal: dict) -> str:
+        # An invalid name (from Python or the widget's name field) keeps the old one. Returning
+        # it, rather than raising, makes ipywidgets send the old name back to the browser.
+        fallback = getattr(self, "_annotator_ok", "me")
+        try:
+            name = check_annotator(proposal["value"])
+        except ValueError as exc:
+            if hasattr(self, "_lock"):  # not during __init__
+                self._say(f"Name not changed: {exc}. Still labelling as {fallback!r}.", "error")
+            return fallback
+        self._annotator_ok = name
+        return name
+
+    @traitlets.observe("annotator")
+    def _annotator_changed(self, _change: dict) -> None:
+        if not hasattr(self, "_lock"):
+            return
+        with self._lock:
+            self.can_undo = bool(self._done)
+            self._update_progress()
+        # a rejected name from the browser arrives as two changes (to it and back): stay quiet then
+        if self.annotator != self._announced:
+            self._announced = self.annotator
+            self._say(f"Now labelling as {self.annotator!r}.", "ok")
 
     # ------------------------------------------------------------------ public API
     def add(self, items: Any) -> int:
@@ -183,6 +235,11 @@ class PairLabeller(anywidget.AnyWidget):
             return True
 
     # ------------------------------------------------------------------ internals
+    @property
+    def _done(self) -> list[tuple[Item, int | None]]:
+        """The current annotator's undo stack."""
+        return self._done_by.setdefault(self.annotator, [])
+
     def _checked(self, items: list[Item]) -> list[Item]:
         k = 2 if self.mode == "pair" else None
         return [normalise_item(item, k=k) for item in items]

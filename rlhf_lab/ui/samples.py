@@ -2,18 +2,21 @@
 
     >>> from rlhf_lab.ui import SampleViewer, BeforeAfter
     >>> SampleViewer(ppo, labeller=labeller)          # prompt, response, reward, KL for any step
+    >>> viewer.send_to_labeller()                     # PPO: one sample per prompt, a second is generated
     >>> BeforeAfter(lab.snapshots["sft"], lab.policy, lab.tokenizer, prompts, labeller=labeller)
 
 Both views only read: `stage.samples(...)` and `rlhf_lab.generation.generate`. A button sends
 what is on screen to a `PairLabeller` (`labeller.add`), closing the loop from policy output
-back to human judgement. All text is HTML-escaped: model output never becomes markup.
+back to human judgement. Stages with one response per prompt (PPO) get a second response per
+prompt from the stage's current policy, so they yield pairs too. All text is HTML-escaped:
+model output never becomes markup.
 """
 
 from __future__ import annotations
 
 import html
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -71,13 +74,50 @@ def _number(value: Any) -> Any:
         return value
 
 
+Generate = Callable[[str, int], list[str]]  # (prompt, n) -> n new responses
+GENERATION_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p")
+
+
+def policy_generator(stage: Any) -> Generate | None:
+    """`(prompt, n) -> n responses` from `stage.policy` with the stage's sampling settings, or None.
+
+    Used to complete pairs for stages that sample one response per prompt (PPO). Reads
+    `stage.policy` at call time, so it always samples the current policy.
+    """
+    if getattr(stage, "policy", None) is None or getattr(stage, "tokenizer", None) is None:
+        return None
+    config = getattr(stage, "config", None)
+    settings = {
+        key: getattr(config, key) for key in GENERATION_KEYS if getattr(config, key, None) is not None
+    }
+
+    def more(prompt: str, n: int) -> list[str]:
+        from rlhf_lab.generation import generate
+
+        return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
+
+    return more
+
+
 class SampleViewer:
-    """Samples of a stage at any step (a dropdown over the steps it has samples for)."""
+    """Samples of a stage at any step (a dropdown over the steps it has samples for).
+
+    `generate(prompt, n)` completes prompts with fewer than two distinct responses before they are
+    sent to the labeller; by default it samples the stage's current policy (`policy_generator`).
+    Pass `generate=None` to send only prompts that already have two responses.
+    """
 
     def __init__(
-        self, stage: Any, *, labeller: Any = None, n: int = 8, steps: Sequence[int] | None = None
+        self,
+        stage: Any,
+        *,
+        labeller: Any = None,
+        n: int = 8,
+        steps: Sequence[int] | None = None,
+        generate: Generate | None | str = "policy",
     ) -> None:
         self.stage, self.labeller, self.n = stage, labeller, n
+        self.generate = policy_generator(stage) if generate == "policy" else generate
         self._steps = list(steps) if steps is not None else None
         self.step_picker = W.Dropdown(description="step", layout=W.Layout(width="160px"))
         self.step_picker.style.description_width = "34px"
@@ -133,10 +173,13 @@ class SampleViewer:
         self.status.value = ""
 
     def send_to_labeller(self) -> int:
-        """Group this step's samples by prompt into pairs and append them to the labeller's queue."""
+        """Group this step's samples by prompt into pairs and append them to the labeller's queue.
+
+        A prompt with one response gets a second from `self.generate` (the current policy by default).
+        """
         if self.labeller is None:
             raise ValueError("no labeller: SampleViewer(stage, labeller=...)")
-        items = pairs_from_samples(self.samples(), policy_step=self.step_picker.value)
+        items = pairs_from_samples(self.samples(), generate=self.generate, policy_step=self.step_picker.value)
         added = self.labeller.add(items)
         self.status.value = html.escape(f"Sent {added} pair(s) to the labeller.")
         return added
