@@ -121,6 +121,23 @@ def test_label_with_mouse_and_keyboard_then_undo(notebook, artifacts):
     assert {label.annotator for label in labels} == {"browser"}
     labeller.screenshot(path=str(artifacts / "labeller-after.png"))
 
+    # a participant types their name (its letters are not shortcuts), then labels under it
+    name = labeller.locator(".rl-annotator-name")
+    name.fill("")
+    name.type("bat")  # b = both bad / insert below, a = insert above, t = tie
+    name.press("Enter")
+    labeller.locator(".rl-status", has_text="Now labelling as 'bat'").wait_for(timeout=30_000)
+    prompt_is(5)
+    labeller.get_by_role("button", name="A is better").click()
+    wait_session_count(page, 5)
+    with PreferenceStore(folder / "labels.sqlite") as store:
+        assert [(label.annotator, label.prompt.split(":")[0]) for label in store.labels()][-1] == (
+            "bat",
+            "Question 5",
+        )
+        assert store.count() == 5
+    assert page.locator(f"{PANEL} .jp-CodeCell").count() == code_cells
+
 
 def test_hostile_text_renders_literally(notebook, artifacts):
     page, _ = notebook
