@@ -3,6 +3,7 @@
     python bench/store_load.py                      # 30 writers x 200 labels (the workshop case)
     python bench/store_load.py --writers 4 --labels 20 --smoke
 
+`--think-ms 100` paces each writer like a (very fast) person instead of a tight loop.
 Prints one JSON line: labels expected/present/duplicates, write latency p50/p99/max (ms, measured
 around each `store.add` call, i.e. until the label is committed to disk), throughput, and whether
 the target (p99 < 50 ms) was met. Local file only; bounded in count and time (--timeout).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import random
 import statistics
 import sys
 import tempfile
@@ -20,14 +22,17 @@ import time
 from pathlib import Path
 
 
-def _writer(path: str, writer: int, labels: int, ready, start, out) -> None:
+def _writer(path: str, writer: int, labels: int, think_s: float, ready, start, out) -> None:
     from rlhf_lab.store import PreferenceStore
 
     store = PreferenceStore(path)
     ready.release()
     start.wait()  # every writer starts at once: worst-case contention
     latencies = []
+    pause = random.Random(writer)
     for i in range(labels):
+        if think_s:  # a person reads both responses before clicking; jitter so writers drift apart
+            time.sleep(pause.uniform(0.5, 1.5) * think_s)
         began = time.perf_counter()
         store.add(
             f"participant {writer} prompt {i}: write a positive review",
@@ -48,6 +53,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writers", type=int, default=30)
     parser.add_argument("--labels", type=int, default=200)
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause before each label (0: a tight loop, the worst case; people take seconds)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--smoke", action="store_true", help="4 writers x 20 labels")
     args = parser.parse_args(argv)
@@ -61,7 +72,10 @@ def main(argv: list[str] | None = None) -> dict:
     PreferenceStore(path).close()  # create the schema once, before the crowd arrives
     ctx = mp.get_context("spawn")
     ready, start, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(path, w, args.labels, ready, start, out)) for w in range(args.writers)]
+    procs = [
+        ctx.Process(target=_writer, args=(path, w, args.labels, args.think_ms / 1000, ready, start, out))
+        for w in range(args.writers)
+    ]
     for p in procs:
         p.start()
     for _ in procs:  # every interpreter has imported and opened the store before the gun goes off
@@ -91,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bench": "store_load",
         "writers": args.writers,
         "labels_per_writer": args.labels,
+        "think_ms": args.think_ms,
         "labels_expected": expected,
         "labels_present": len(set(keys)),
         "duplicates": len(keys) - len(set(keys)),
