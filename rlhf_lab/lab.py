@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -58,6 +60,11 @@ class Lab:
         self.dtype = choose_dtype(self.device, dtype)
         self.threads = configure_threads(self.device, threads)
         self.seed = seed
+        # Dropout and sampling draw from the global generators: seed them so a notebook re-run
+        # reproduces its numbers.
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
         self.preset = preset
         self.defaults: dict[str, Any] = dict(preset.defaults) if preset else {}
         self.reward_spec = reward_spec
@@ -123,6 +130,18 @@ class Lab:
         self.snapshots[name] = freeze(copy.deepcopy(self.policy))
         return self.snapshots[name]
 
+    def restore(self, name: str = "sft") -> PreTrainedModel:
+        """Put the weights of snapshot `name` back into the policy (e.g. between runs of a sweep).
+
+        The policy object stays the same, so stages holding it see the restored weights.
+        """
+        if name not in self.snapshots:
+            raise KeyError(
+                f"No snapshot {name!r}; snapshots: {sorted(self.snapshots)}. Call lab.snapshot() first."
+            )
+        self.policy.load_state_dict(self.snapshots[name].state_dict())
+        return self.policy
+
     def generate(
         self, prompts: list[str], *, model: PreTrainedModel | None = None, **kwargs: Any
     ) -> list[str]:
@@ -154,13 +173,22 @@ class Lab:
             model, tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
 
-    def reward_ensemble(self, n: int = 3, data: Any = None, *, k: float = 1.0, **config: Any):
-        """`n` reward models (seeds 0..n-1) on one split: mean, std and mean - k * std rewards."""
+    def reward_ensemble(
+        self, n: int = 3, data: Any = None, *, k: float = 1.0, reduce: str = "mean", **config: Any
+    ):
+        """`n` reward models (seeds 0..n-1) on one split: mean, std and mean - k * std rewards.
+
+        `reduce="conservative"` makes the ensemble's reward mean - k * std (harder to game).
+        """
         from rlhf_lab.stages.reward_model import RewardModelStage
 
         config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
         source = self.store if data is None else data
-        return RewardModelStage.ensemble(n, self.new_reward_backbone, source, clock=self.clock, k=k, **config)
+        ensemble = RewardModelStage.ensemble(
+            n, self.new_reward_backbone, source, clock=self.clock, k=k, **config
+        )
+        ensemble.reduce = reduce
+        return ensemble
 
     def ppo(self, prompts: list[str], reward: Any, **config: Any):
         """PPO on the policy against `reward`, with a frozen copy of the current policy as reference."""
