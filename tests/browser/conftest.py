@@ -11,15 +11,11 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_helpers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -55,12 +51,6 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def jupyter_lab(tmp_path_factory):
     """A JupyterLab server over a temp folder holding a copy of the notebook fixture: (base url, token, folder)."""
@@ -80,7 +70,7 @@ def jupyter_lab(tmp_path_factory):
         path = settings / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value), encoding="utf-8")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
@@ -89,8 +79,8 @@ def jupyter_lab(tmp_path_factory):
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "ws"),
         "IPYTHONDIR": str(tmp / "ipy"),
     }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed at teardown
-    server = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    with serve(
         [
             str(JUPYTER_LAB),
             "--no-browser",
@@ -106,31 +96,11 @@ def jupyter_lab(tmp_path_factory):
             "--LabApp.extension_manager=readonly",
         ],
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the kernels go with it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not start:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+        log_path=tmp / "server.log",
+        ready_url=f"{base}/api/status?token={token}",
+        name="jupyter lab",
+    ):
         yield base, token, notebooks
-    finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,17 +11,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_ui_browser import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL
+from browser_helpers import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL, free_port, serve
 
 from rlhf_lab.store import PreferenceStore
 
@@ -75,12 +69,6 @@ def test_notebook7_run_all_then_label_by_click_and_key(jupyter_lab, new_page, pa
         page.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila_server(tmp_path_factory):
     """Standalone Voila over a fresh copy of the fixture: (base url, token, notebook folder)."""
@@ -90,16 +78,16 @@ def voila_server(tmp_path_factory):
     folder = tmp / "nb"
     folder.mkdir()
     shutil.copy(FIXTURE, folder / "ui_fixture.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
         "IPYTHONDIR": str(tmp / "ipy"),
     }
-    log_path = tmp / "voila.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    server = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    # not GET / : every page GET starts a kernel and runs the notebook; a 403 still means "up"
+    with serve(
         [
             str(VOILA),
             "ui_fixture.ipynb",
@@ -112,33 +100,12 @@ def voila_server(tmp_path_factory):
         ],
         cwd=folder,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the kernels go with it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        # not GET / : every page GET starts a kernel and runs the notebook; a 403 still means "up"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/voila/static/extension.js", timeout=2):
-                    break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"voila did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        log_path=tmp / "voila.log",
+        ready_url=f"{base}/voila/static/extension.js",
+        name="voila",
+        any_reply=True,
+    ):
         yield base, token, folder
-    finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_voila_renders_the_labeller_and_records_a_click(voila_server, new_page, artifacts):

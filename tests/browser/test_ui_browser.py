@@ -9,19 +9,11 @@ Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import pytest
+from browser_helpers import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL
 
 from rlhf_lab.store import PreferenceStore
 
 pytestmark = pytest.mark.browser
-
-PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
-  if (!p) return false; const n = ((p.querySelector('.jp-Toolbar-kernelName') || {{}}).textContent || '').trim();
-  const i = p.querySelector('.jp-Notebook-ExecutionIndicator');
-  return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }}"""
-ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
-  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
-N_CODE_CELLS = 5
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,81 @@
+"""Shared by the browser tests: JupyterLab page selectors, a free loopback port, and a server run for a test.
+
+Imported by ``conftest.py`` (the JupyterLab server) and the test modules (Voila, the selectors).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
+  if (!p) return false; const n = ((p.querySelector('.jp-Toolbar-kernelName') || {{}}).textContent || '').trim();
+  const i = p.querySelector('.jp-Notebook-ExecutionIndicator');
+  return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }}"""
+ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
+  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
+N_CODE_CELLS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    ready_url: str,
+    name: str,
+    cwd: Path | None = None,
+    any_reply: bool = False,
+) -> Iterator[subprocess.Popen]:
+    """Start ``command`` in its own process group, wait (60 s) until ``ready_url`` answers, kill the group after.
+
+    Ready means a 200 reply, or with ``any_reply`` any HTTP reply at all (error statuses included).
+    """
+    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
+    server = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the kernels go with it
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as reply:
+                    if any_reply or reply.status == 200:
+                        break
+            except urllib.error.HTTPError:
+                if any_reply:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
