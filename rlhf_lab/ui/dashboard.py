@@ -16,6 +16,7 @@ nbconvert to text) the dashboard shows a text summary of the latest metrics inst
 from __future__ import annotations
 
 import copy
+import html
 import math
 import threading
 import time
@@ -71,6 +72,11 @@ def clean_message(exc: BaseException | str) -> str:
     text = text.split("\n\n", 1)[0].strip()
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Traceback")]
     return " ".join(lines)[:500] or "error"
+
+
+def error_html(exc: BaseException | str) -> str:
+    """`clean_message` as escaped, error-coloured HTML for a status widget."""
+    return f'<span style="color:var(--jp-error-color1)">{html.escape(clean_message(exc))}</span>'
 
 
 def ema(values: Sequence[float], smoothing: float) -> list[float]:

@@ -16,7 +16,6 @@ The functions return plain plotly figures (and numbers) and are testable without
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from rlhf_lab.ui.attribution import as_score_fn, attribution_html, integrated_gradients, occlusion
-from rlhf_lab.ui.dashboard import clean_message
+from rlhf_lab.ui.dashboard import error_html
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -328,9 +327,7 @@ class RewardModelPanel:
                 attr = occlusion(self.reward, prompt, response)
             self.attribution.value = attribution_html(attr)
         except Exception as exc:
-            self.attribution.value = (
-                f'<span style="color:var(--jp-error-color1)">{html.escape(clean_message(exc))}</span>'
-            )
+            self.attribution.value = error_html(exc)
         return self.attribution.value
 
     def summary(self) -> str:

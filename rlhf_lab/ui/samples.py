@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from rlhf_lab.ui.dashboard import clean_message
+from rlhf_lab.ui.dashboard import error_html
 from rlhf_lab.ui.queue import pairs_from_samples
 
 # sample keys shown as number columns (RL stages: score, gold_score, kl, length)
@@ -97,6 +97,14 @@ def policy_generator(stage: Any) -> Generate | None:
         return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
 
     return more
+
+
+def _show_errors(status: W.HTML, fn: Callable[[], Any]) -> None:
+    """Run a button's action; an error becomes a one-line message in `status`, not a traceback."""
+    try:
+        fn()
+    except Exception as exc:
+        status.value = error_html(exc)
 
 
 class SampleViewer:
@@ -185,12 +193,7 @@ class SampleViewer:
         return added
 
     def _guard(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            self.status.value = (
-                f'<span style="color:var(--jp-error-color1)">{html.escape(clean_message(exc))}</span>'
-            )
+        _show_errors(self.status, fn)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
@@ -284,12 +287,7 @@ class BeforeAfter:
         self.status.value = html.escape(f"Sent pair {i + 1} to the labeller.")
 
     def _guard(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            self.status.value = (
-                f'<span style="color:var(--jp-error-color1)">{html.escape(clean_message(exc))}</span>'
-            )
+        _show_errors(self.status, fn)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
