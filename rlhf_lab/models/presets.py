@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -120,6 +119,24 @@ def quiet_loading():
             hf_logging.enable_progress_bar()
 
 
+def _local_folder(spec: str, builtins: tuple[str, ...]) -> str:
+    """The folder behind a built-in name in `builtins`, else `spec` unchanged (hub id or path)."""
+    if spec not in builtins:
+        return spec
+    if spec == "smollm2":
+        from rlhf_lab.models.smollm2 import smollm2_folder
+
+        folder = smollm2_folder()
+    elif spec == "minilm":
+        from rlhf_lab.models.offline_packages import minilm_folder
+
+        folder = minilm_folder()
+    else:
+        raise ValueError(f"no offline folder for {spec!r}")
+    use_offline_hub()
+    return str(folder)
+
+
 def _hub_error(spec: str, exc: Exception) -> OfflineModelError:
     return OfflineModelError(
         f"Could not load {spec!r}: {exc}. If this machine is offline, use a built-in preset "
@@ -147,11 +164,7 @@ def load_policy(
 
         tokenizer = tiny_tokenizer()
         return tiny_policy(tokenizer, seed=seed), tokenizer
-    if spec == "smollm2":
-        from rlhf_lab.models.smollm2 import smollm2_folder
-
-        use_offline_hub()
-        spec = str(smollm2_folder())
+    spec = _local_folder(spec, BUILTIN_POLICIES)
     try:
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
@@ -185,16 +198,7 @@ def load_reward_backbone(
 
         tokenizer = policy_tokenizer if policy_tokenizer is not None else tiny_tokenizer()
         return tiny_reward_model(tokenizer, seed=seed), tokenizer
-    if spec == "minilm":
-        from rlhf_lab.models.offline_packages import minilm_folder
-
-        use_offline_hub()
-        spec = str(minilm_folder())
-    elif spec == "smollm2":
-        from rlhf_lab.models.smollm2 import smollm2_folder
-
-        use_offline_hub()
-        spec = str(smollm2_folder())
+    spec = _local_folder(spec, BUILTIN_REWARDS)
     try:
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
@@ -217,7 +221,3 @@ def load_reward_backbone(
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-def is_local_folder(spec: str) -> bool:
-    return Path(spec).is_dir()
