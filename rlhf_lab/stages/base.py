@@ -171,15 +171,20 @@ class Stage(ABC):
                 "time/step_s": duration,
             }
             row.update({k: _plain(v) for k, v in metrics.items()})
+        self._publish(row)
+        if self.checkpoint_every and self.checkpoint_dir and self.step_count % self.checkpoint_every == 0:
+            self.save(self.checkpoint_dir)
+        return row
+
+    def _publish(self, row: MetricRow) -> None:
+        """Add `row` to history and hand it to every subscriber (training rows and evaluation rows)."""
+        with self._step_lock:
             self._rows.append(row)
         for callback in list(self._subscribers):
             try:
                 callback(row)
             except Exception:  # a broken view must not stop training
                 self.callback_errors.append(traceback.format_exc())
-        if self.checkpoint_every and self.checkpoint_dir and self.step_count % self.checkpoint_every == 0:
-            self.save(self.checkpoint_dir)
-        return row
 
     # ------------------------------------------------------------------ background loop
     def run(self, steps: int | None = None) -> None:

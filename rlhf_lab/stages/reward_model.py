@@ -34,7 +34,6 @@ import inspect
 import json
 import math
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -652,13 +651,7 @@ class RewardModelStage(PairScoring, Stage):
             "elapsed_s": self._elapsed,
             **{k: float(v) for k, v in metrics.items()},
         }
-        with self._step_lock:
-            self._rows.append(row)
-        for callback in list(self._subscribers):
-            try:
-                callback(row)
-            except Exception:  # a broken view must not stop training
-                self.callback_errors.append(traceback.format_exc())
+        self._publish(row)
 
     # ------------------------------------------------------------------ ensembles
     @classmethod
