@@ -107,7 +107,8 @@ class RLConfig:
     mixed_precision: str = "auto"
     """"auto" = bf16 autocast on CUDA when supported, fp32 on CPU; "bf16" or "no" to force."""
     compile_generation: bool = False
-    """CUDA only: static KV cache, which makes transformers torch.compile the decoding step."""
+    """Static KV cache in `generate`; on CUDA transformers then torch.compiles the decoding step (CUDA graphs).
+    On the CPU the cache is static but nothing is compiled (no gain there; the tests use it to check the fast path)."""
     eval_batch_size: int | None = None
     """Rows per no-grad forward (old/ref log-probs, values). None = the whole rollout batch in one pass."""
     logprob_chunk_rows: int = 8

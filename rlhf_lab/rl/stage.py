@@ -27,7 +27,7 @@ objective; objective/gold_scores with `gold=`. Update metrics are means over all
 `last_minibatch_stats` keeps each minibatch's, `last_timings` the seconds per phase.
 
 Device-agnostic: the models' device decides; on CUDA forwards run under bf16 autocast (fp32 master
-weights, fused AdamW), the KV cache can be static (compile_generation). Metric values stay on the
+weights, fused AdamW), and `compile_generation` gives a static KV cache (compiled decoding on CUDA). Metric values stay on the
 device through the update loop and come to the host once per step; the one deliberate sync inside
 the loop is `check_finite(loss)` before each backward, which the stage contract requires so a NaN
 never reaches the weights.
@@ -273,7 +273,7 @@ class RLStage(Stage):
                 top_k=cfg.top_k,
                 top_p=cfg.top_p,
                 stop_on_eos=cfg.stop_on_eos,
-                static_cache=cfg.compile_generation and self.device.type == "cuda",
+                static_cache=cfg.compile_generation,
             )
 
     def _adjust_scores(self, scores: torch.Tensor, batch: Rollout) -> torch.Tensor:
