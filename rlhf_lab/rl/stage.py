@@ -27,10 +27,10 @@ objective; objective/gold_scores with `gold=`. Update metrics are means over all
 `last_minibatch_stats` keeps each minibatch's, `last_timings` the seconds per phase.
 
 Device-agnostic: the models' device decides; on CUDA forwards run under bf16 autocast (fp32 master
-weights, fused AdamW), and `compile_generation` gives a static KV cache (compiled decoding on CUDA). Metric values stay on the
-device through the update loop and come to the host once per step; the one deliberate sync inside
-the loop is `check_finite(loss)` before each backward, which the stage contract requires so a NaN
-never reaches the weights.
+weights); AdamW is fused on CUDA and CPU (rlhf_lab.optim); `compile_generation` gives a static KV
+cache (and compiled decoding on CUDA). Metric values stay on the device through the update loop
+and come to the host once per step; the one deliberate sync inside the loop is `check_finite(loss)`
+before each backward, which the stage contract requires so a NaN never reaches the weights.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_lab.chat import format_prompt
 from rlhf_lab.errors import StageError
 from rlhf_lab.lab import freeze
+from rlhf_lab.optim import adamw
 from rlhf_lab.rl.advantages import (
     explained_variance,
     gae,
@@ -180,9 +181,7 @@ class RLStage(Stage):
         for extra in (self.value_head, self.value_model):
             if extra is not None:
                 self.params += list(extra.parameters())
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.learning_rate, eps=1e-5, weight_decay=0.0, fused=self.device.type == "cuda"
-        )
+        self.optimizer = adamw(self.params, lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
         self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon)
         self._world_size = world_size()
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)

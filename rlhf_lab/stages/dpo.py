@@ -40,6 +40,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.chat import format_prompt, response_suffix
 from rlhf_lab.generation import generate
+from rlhf_lab.optim import adamw
 from rlhf_lab.pairs import PairRecord, as_pair_records
 from rlhf_lab.stages.base import (
     Stage,
@@ -184,9 +185,7 @@ class DPOStage(Stage):
         self.position = 0  # pairs of the current pass already used
         self.refresh()
         trainable = [p for p in policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            trainable, lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+        self.optimizer = adamw(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         self._trainable = trainable
 
     # ------------------------------------------------------------------ data

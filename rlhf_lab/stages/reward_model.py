@@ -55,6 +55,7 @@ from rlhf_lab.chat import format_conversation
 from rlhf_lab.device import choose_device
 from rlhf_lab.errors import StageBusyError, StageError
 from rlhf_lab.models.presets import quiet_loading
+from rlhf_lab.optim import adamw, decay_groups
 from rlhf_lab.pairs import as_pair_records
 from rlhf_lab.stages.base import (
     Stage,
@@ -407,12 +408,9 @@ class RewardModelStage(PairScoring, Stage):
 
     # ------------------------------------------------------------------ training
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+        return adamw(
+            decay_groups(self.model.parameters(), self.config.weight_decay), lr=self.config.learning_rate
+        )
 
     def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
         for group in self.optimizer.param_groups:

@@ -42,6 +42,7 @@ from rlhf_lab.demos import Demo, DemoError, load_demos, save_demos
 from rlhf_lab.device import choose_device
 from rlhf_lab.generation import generate
 from rlhf_lab.models.presets import quiet_loading
+from rlhf_lab.optim import adamw, decay_groups
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,
@@ -200,12 +201,9 @@ class SFTStage(Stage):
         return get_peft_model(policy, lora)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+        return adamw(
+            decay_groups(self.model.parameters(), self.config.weight_decay), lr=self.config.learning_rate
+        )
 
     @property
     def policy(self) -> PreTrainedModel:
