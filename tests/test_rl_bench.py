@@ -29,3 +29,12 @@ def test_cpu_budget_smoke():
     result = run_bench("bench/cpu_budget.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
     assert list(result["presets"]) == ["tiny"]
     assert result["presets"]["tiny"]["ppo_step_s"] > 0 and result["presets"]["tiny"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_levers_smoke():
+    result = run_bench("bench/levers.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    assert set(result["levers"]) == {"adamw", "generation", "logprobs", "value", "precision"}
+    for name, lever in result["levers"].items():
+        assert lever["baseline_s"] > 0 and lever["fast_s"] > 0, name
+        assert lever["speedup"] == pytest.approx(lever["baseline_s"] / lever["fast_s"], rel=0.05), name
