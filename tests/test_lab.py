@@ -35,3 +35,29 @@ def test_conservative_ensemble_from_the_lab(tiny_lab):
         ["p0", "p1"], ["great answer", "poor answer"]
     )
     assert torch.allclose(scores, expected)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_only_on_native_cpus(monkeypatch, tiny_tok, native):
+    from dataclasses import replace
+
+    from rlhf_lab.models.presets import PRESETS
+    from rlhf_lab.models.tiny import tiny_policy
+
+    monkeypatch.setenv("RLHF_LAB_CPU_BF16", native)
+    preset = replace(PRESETS["tiny"], defaults={**PRESETS["tiny"].defaults, "cpu_bf16": True})
+    lab = Lab(tiny_policy(tiny_tok), tiny_tok, reward_spec="tiny", preset=preset, device="cpu")
+    stage = lab.rl(["Describe a cat."], reward=lambda prompts, responses: [0.0] * len(responses))
+    assert stage.config.mixed_precision == ("bf16" if native == "1" else "auto")
+    assert "cpu_bf16" not in lab.defaults
+    # The tiny preset itself never asks for it: its matmuls are too small to gain.
+    assert "cpu_bf16" not in PRESETS["tiny"].defaults and PRESETS["smollm2-135m"].defaults["cpu_bf16"]
+
+
+def test_cpu_bf16_detection_can_be_overridden(monkeypatch):
+    from rlhf_lab.device import cpu_has_native_bf16
+
+    monkeypatch.setenv("RLHF_LAB_CPU_BF16", "0")
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setenv("RLHF_LAB_CPU_BF16", "yes")
+    assert cpu_has_native_bf16() is True
