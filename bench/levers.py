@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ppo_throughput import ARCHS, build_models, word_tokenizer  # noqa: E402
 
-from rlhf_lab.device import choose_device, configure_threads  # noqa: E402
+from rlhf_lab.device import autocast_for, choose_device, configure_threads  # noqa: E402
 from rlhf_lab.rl.logprobs import token_logprobs  # noqa: E402
-from rlhf_lab.rl.rollout import Rollout, autocast_for, response_forward, sample_responses  # noqa: E402
+from rlhf_lab.rl.rollout import Rollout, response_forward, sample_responses  # noqa: E402
 from rlhf_lab.rl.value import SeparateValueModel, ValueHead, hidden_size  # noqa: E402
 
 

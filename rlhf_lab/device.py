@@ -31,6 +31,15 @@ def choose_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -
     return torch.float32
 
 
+def autocast_for(device: torch.device, mode: str = "auto"):
+    """bf16 autocast on CUDA ("auto", when supported) or anywhere ("bf16"); a no-op context otherwise ("no")."""
+    if mode == "bf16":
+        enabled = True
+    else:
+        enabled = mode == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (x86 AVX512-BF16 or AMX-BF16), so bf16 autocast is fast.
 

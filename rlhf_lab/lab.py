@@ -67,10 +67,10 @@ class Lab:
         np.random.seed(seed)
         self.preset = preset
         self.defaults: dict[str, Any] = dict(preset.defaults) if preset else {}
-        # RL under bf16 autocast on a CPU that multiplies bf16 natively, for presets big enough to gain
+        # RL and reward models under bf16 autocast on a CPU that multiplies bf16 natively, for presets big enough to gain
         # (SmolLM2-135M: about 2x per PPO step); fp32 master weights either way. On CUDA "auto" is bf16.
         if self.defaults.pop("cpu_bf16", False) and self.device.type == "cpu" and cpu_has_native_bf16():
-            self.defaults["rl_mixed_precision"] = "bf16"
+            self.defaults["rl_mixed_precision"] = self.defaults["rm_mixed_precision"] = "bf16"
         self.reward_spec = reward_spec
         self.trust_remote_code = trust_remote_code
         self.tokenizer = tokenizer
@@ -172,7 +172,12 @@ class Lab:
         from rlhf_lab.stages.reward_model import RewardModelStage
 
         model, tokenizer = self.new_reward_backbone(seed)
-        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
+        config = self._with_defaults(
+            config,
+            learning_rate="rm_learning_rate",
+            max_length="max_length",
+            mixed_precision="rm_mixed_precision",
+        )
         return RewardModelStage(
             model, tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
@@ -186,7 +191,12 @@ class Lab:
         """
         from rlhf_lab.stages.reward_model import RewardModelStage
 
-        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
+        config = self._with_defaults(
+            config,
+            learning_rate="rm_learning_rate",
+            max_length="max_length",
+            mixed_precision="rm_mixed_precision",
+        )
         source = self.store if data is None else data
         ensemble = RewardModelStage.ensemble(
             n, self.new_reward_backbone, source, clock=self.clock, k=k, **config

@@ -38,7 +38,7 @@ def test_conservative_ensemble_from_the_lab(tiny_lab):
 
 
 @pytest.mark.parametrize("native", ["1", "0"])
-def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_only_on_native_cpus(monkeypatch, tiny_tok, native):
+def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_and_rm_only_on_native_cpus(monkeypatch, tiny_tok, native):
     from dataclasses import replace
 
     from rlhf_lab.models.presets import PRESETS
@@ -49,6 +49,9 @@ def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_only_on_native_cpus(monk
     lab = Lab(tiny_policy(tiny_tok), tiny_tok, reward_spec="tiny", preset=preset, device="cpu")
     stage = lab.rl(["Describe a cat."], reward=lambda prompts, responses: [0.0] * len(responses))
     assert stage.config.mixed_precision == ("bf16" if native == "1" else "auto")
+    rm = lab.reward_model([{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 4)
+    assert rm.config.mixed_precision == ("bf16" if native == "1" else "no")
+    assert rm.scorer.mixed_precision == rm.config.mixed_precision
     assert "cpu_bf16" not in lab.defaults
     # The tiny preset itself never asks for it: its matmuls are too small to gain.
     assert "cpu_bf16" not in PRESETS["tiny"].defaults and PRESETS["smollm2-135m"].defaults["cpu_bf16"]

@@ -78,6 +78,17 @@ def test_learns_a_clean_rule_from_a_store(tiny_tok):
     assert great > dull
 
 
+def test_bf16_autocast_scores_close_to_fp32_and_still_learns(tiny_tok):
+    torch.manual_seed(0)
+    store = fill(PreferenceStore(":memory:"), clean_pairs(200))
+    stage = make_stage(tiny_tok, store, mixed_precision="bf16")
+    texts = (["Write a review."] * 2, ["the film was great", "the film was slow"])
+    full = RewardScorer(stage.model, tiny_tok)(*texts)
+    half = stage.scorer(*texts)
+    assert torch.allclose(full, half, atol=0.05) and not torch.equal(full, half)  # bf16 rounding, not fp32
+    assert stage.fit(progress=False)["val_accuracy"] >= 0.9
+
+
 def test_splits_hold_prompts_apart_and_never_move(tiny_tok):
     store = fill(PreferenceStore(":memory:"), clean_pairs(60))
     stage = make_stage(tiny_tok, store)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from rlhf_lab.chat import format_conversation
+from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
-from rlhf_lab.rl.rollout import autocast_for
 
 
 class RewardError(StageError):

@@ -20,15 +20,6 @@ import torch
 from transformers import GenerationConfig
 
 
-def autocast_for(device: torch.device, mode: str = "auto"):
-    """bf16 autocast on CUDA ("auto", when supported) or anywhere ("bf16"); a no-op context otherwise."""
-    if mode == "bf16":
-        enabled = True
-    else:
-        enabled = mode == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 class PromptOrder:
     """Shuffled passes over the prompt list; `state_dict()` resumes at the same prompt."""
 

@@ -53,6 +53,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf_lab.chat import format_prompt
+from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
 from rlhf_lab.lab import freeze
 from rlhf_lab.optim import adamw
@@ -74,7 +75,6 @@ from rlhf_lab.rl.rewards import as_reward, check_finite_scores
 from rlhf_lab.rl.rollout import (
     PromptOrder,
     Rollout,
-    autocast_for,
     decode_responses,
     left_pad,
     position_ids_from_mask,

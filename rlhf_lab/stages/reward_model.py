@@ -52,7 +52,7 @@ from transformers import (
 
 from rlhf_lab import rm_eval
 from rlhf_lab.chat import format_conversation
-from rlhf_lab.device import choose_device
+from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.errors import StageBusyError, StageError
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, decay_groups
@@ -119,6 +119,9 @@ class RMConfig:
     this makes ensemble members comparable and keeps RL rewards near 0)."""
     eval_batch_size: int = 64
     """Texts per forward pass when scoring without gradients."""
+    mixed_precision: str = "no"
+    """"bf16" runs the reward model's forwards (training and scoring) under bf16 autocast, fp32 master
+    weights; "no" leaves them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16."""
     calibration_bins: int = 10
     """Bins of the reliability table and ECE."""
 
@@ -219,8 +222,10 @@ class RewardScorer:
         max_length: int = 512,
         batch_size: int = 64,
         offset: float = 0.0,
+        mixed_precision: str = "no",
     ) -> None:
         self.model = model
+        self.mixed_precision = mixed_precision
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -255,7 +260,8 @@ class RewardScorer:
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """Raw scores with gradients (the caller chooses train/eval mode)."""
-        return self.model(**self.encode(prompts, responses)).logits[:, 0].float()
+        with autocast_for(self.device, self.mixed_precision):
+            return self.model(**self.encode(prompts, responses)).logits[:, 0].float()
 
     @torch.inference_mode()
     def raw_scores(
@@ -337,7 +343,11 @@ class RewardModelStage(PairScoring, Stage):
         self.tokenizer = tokenizer
         self.source = data
         self.scorer = RewardScorer(
-            model, tokenizer, max_length=self.config.max_length, batch_size=self.config.eval_batch_size
+            model,
+            tokenizer,
+            max_length=self.config.max_length,
+            batch_size=self.config.eval_batch_size,
+            mixed_precision=self.config.mixed_precision,
         )
         self.optimizer = self._make_optimizer()
         # Kept (on CPU) so that fit(warm_start=False) can start again from the backbone.
