@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
             "threads": lab.threads,
             **{k: lab.defaults[k] for k in ("rollout_batch_size", "max_new_tokens")},
             # "bf16" where the preset asks for it and the CPU multiplies bf16 natively (Lab.__init__).
-            "rl_mixed_precision": lab.defaults.get("rl_mixed_precision", "auto"),
+            "mixed_precision": lab.defaults.get("mixed_precision", "stage default"),
         }
         for key, measure in MEASUREMENTS.items():
             row[key] = round(measure(lab, args), 4)

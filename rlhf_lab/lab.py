@@ -67,10 +67,10 @@ class Lab:
         np.random.seed(seed)
         self.preset = preset
         self.defaults: dict[str, Any] = dict(preset.defaults) if preset else {}
-        # RL and reward models under bf16 autocast on a CPU that multiplies bf16 natively, for presets big enough to gain
+        # Every stage under bf16 autocast on a CPU that multiplies bf16 natively, for presets big enough to gain
         # (SmolLM2-135M: about 2x per PPO step); fp32 master weights either way. On CUDA "auto" is bf16.
         if self.defaults.pop("cpu_bf16", False) and self.device.type == "cpu" and cpu_has_native_bf16():
-            self.defaults["rl_mixed_precision"] = self.defaults["rm_mixed_precision"] = "bf16"
+            self.defaults["mixed_precision"] = "bf16"
         self.reward_spec = reward_spec
         self.trust_remote_code = trust_remote_code
         self.tokenizer = tokenizer
@@ -164,7 +164,12 @@ class Lab:
         """Supervised fine-tuning of the policy on (prompt, response) demonstrations."""
         from rlhf_lab.stages.sft import SFTStage
 
-        config = self._with_defaults(config, learning_rate="sft_learning_rate", max_length="max_length")
+        config = self._with_defaults(
+            config,
+            learning_rate="sft_learning_rate",
+            max_length="max_length",
+            mixed_precision="mixed_precision",
+        )
         return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
 
     def reward_model(self, data: Any = None, *, seed: int | None = None, **config: Any):
@@ -176,7 +181,7 @@ class Lab:
             config,
             learning_rate="rm_learning_rate",
             max_length="max_length",
-            mixed_precision="rm_mixed_precision",
+            mixed_precision="mixed_precision",
         )
         return RewardModelStage(
             model, tokenizer, self.store if data is None else data, clock=self.clock, **config
@@ -195,7 +200,7 @@ class Lab:
             config,
             learning_rate="rm_learning_rate",
             max_length="max_length",
-            mixed_precision="rm_mixed_precision",
+            mixed_precision="mixed_precision",
         )
         source = self.store if data is None else data
         ensemble = RewardModelStage.ensemble(
@@ -217,7 +222,7 @@ class Lab:
             learning_rate="rl_learning_rate",
             max_new_tokens="max_new_tokens",
             batch_size="rollout_batch_size",
-            mixed_precision="rl_mixed_precision",
+            mixed_precision="mixed_precision",
         )
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
@@ -227,7 +232,12 @@ class Lab:
         """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
         from rlhf_lab.stages.dpo import DPOStage
 
-        config = self._with_defaults(config, learning_rate="dpo_learning_rate", max_length="max_length")
+        config = self._with_defaults(
+            config,
+            learning_rate="dpo_learning_rate",
+            max_length="max_length",
+            mixed_precision="mixed_precision",
+        )
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
         )

@@ -67,6 +67,13 @@ def test_dpo_raises_held_out_implicit_reward_accuracy(policy, tiny_tok):
     assert after["objective/kl"] != 0
 
 
+def test_bf16_autocast_starts_at_log2_and_learns(policy, tiny_tok):
+    stage = make(policy, tiny_tok, review_pairs(24), mixed_precision="bf16")
+    rows = stage.step(30)
+    assert rows[0]["loss/dpo"] == pytest.approx(math.log(2), abs=1e-6)  # same autocast on both sides
+    assert rows[-1]["loss/dpo"] < 0.5 * rows[0]["loss/dpo"]
+
+
 def test_sigmoid_loss_with_soft_target_matches_formula():
     pc, pr, rc, rr = (
         torch.tensor([-10.0]),

@@ -38,7 +38,7 @@ def test_conservative_ensemble_from_the_lab(tiny_lab):
 
 
 @pytest.mark.parametrize("native", ["1", "0"])
-def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_and_rm_only_on_native_cpus(monkeypatch, tiny_tok, native):
+def test_presets_with_cpu_bf16_run_every_stage_under_bf16_only_on_native_cpus(monkeypatch, tiny_tok, native):
     from dataclasses import replace
 
     from rlhf_lab.models.presets import PRESETS
@@ -49,9 +49,11 @@ def test_presets_with_cpu_bf16_use_bf16_autocast_for_rl_and_rm_only_on_native_cp
     lab = Lab(tiny_policy(tiny_tok), tiny_tok, reward_spec="tiny", preset=preset, device="cpu")
     stage = lab.rl(["Describe a cat."], reward=lambda prompts, responses: [0.0] * len(responses))
     assert stage.config.mixed_precision == ("bf16" if native == "1" else "auto")
-    rm = lab.reward_model([{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 4)
-    assert rm.config.mixed_precision == ("bf16" if native == "1" else "no")
+    pairs = [{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 4
+    rm = lab.reward_model(pairs)
     assert rm.scorer.mixed_precision == rm.config.mixed_precision
+    others = [rm, lab.sft([{"prompt": "p", "response": "r"}]), lab.dpo(pairs)]
+    assert [s.config.mixed_precision for s in others] == ["bf16" if native == "1" else "no"] * 3
     assert "cpu_bf16" not in lab.defaults
     # The tiny preset itself never asks for it: its matmuls are too small to gain.
     assert "cpu_bf16" not in PRESETS["tiny"].defaults and PRESETS["smollm2-135m"].defaults["cpu_bf16"]

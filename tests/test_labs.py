@@ -52,5 +52,7 @@ def test_lab_runs_top_to_bottom(path, tmp_path):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"
+    ]
     assert not errors

@@ -29,7 +29,7 @@ def test_cpu_budget_smoke():
     result = run_bench("bench/cpu_budget.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
     assert list(result["presets"]) == ["tiny"]
     assert result["presets"]["tiny"]["ppo_step_s"] > 0 and result["presets"]["tiny"]["threads"] == 1
-    assert result["presets"]["tiny"]["rl_mixed_precision"] == "auto"  # tiny never asks for CPU bf16
+    assert result["presets"]["tiny"]["mixed_precision"] == "stage default"  # tiny never asks for CPU bf16
 
 
 @pytest.mark.slow

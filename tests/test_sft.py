@@ -45,6 +45,16 @@ def test_loss_falls_and_metrics_are_in_the_vocabulary(tiny_tok):
     assert all(r["train/tokens"] > 0 for r in rows)
 
 
+def test_bf16_autocast_still_learns(tiny_tok):
+    torch.manual_seed(0)
+    stage = make_stage(tiny_tok, mixed_precision="bf16")
+    fp32 = make_stage(tiny_tok).evaluate()
+    before = stage.evaluate()
+    assert before == pytest.approx(fp32, rel=0.02) and before != fp32  # bf16 rounding, not fp32
+    stage.step(30, progress=False)
+    assert stage.evaluate() < 0.5 * before
+
+
 def test_labels_mask_prompt_and_padding(tiny_tok):
     stage = make_stage(tiny_tok)
     batch = stage.encode_batch([0, 1])

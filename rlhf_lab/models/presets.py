@@ -75,7 +75,7 @@ PRESETS: dict[str, Preset] = {
             "rm_learning_rate": 3e-5,
             "rl_learning_rate": 3e-6,
             "dpo_learning_rate": 5e-6,
-            "cpu_bf16": True,  # RL under bf16 autocast on CPUs with native bf16 (Lab.__init__)
+            "cpu_bf16": True,  # every stage under bf16 autocast on CPUs with native bf16 (Lab.__init__)
             "max_length": 384,
         },
     ),

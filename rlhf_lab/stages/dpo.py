@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.chat import format_prompt, response_suffix
+from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
 from rlhf_lab.optim import adamw
 from rlhf_lab.pairs import PairRecord, as_pair_records
@@ -85,6 +86,9 @@ class DPOConfig:
     """Length of the responses `sample()` draws."""
     seed: int = 0
     """Seed of the pair order (each pass over the pairs is a fresh permutation drawn from seed and pass)."""
+    mixed_precision: str = "no"
+    """"bf16" runs policy and reference forwards under bf16 autocast (fp32 master weights); "no" leaves
+    them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16 (Lab)."""
 
 
 def dpo_loss(
@@ -120,10 +124,16 @@ def dpo_loss(
 
 
 def sequence_logps(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    mixed_precision: str = "no",
 ) -> torch.Tensor:
     """Sum of log p(token | earlier tokens) over the tokens where `response_mask` is 1, per row."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
+    with autocast_for(input_ids.device, mixed_precision):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits[:, :-1].float()
     targets = input_ids[:, 1:]
     # gather - logsumexp: the log-softmax of the picked tokens without a second vocab-sized tensor.
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
@@ -259,12 +269,12 @@ class DPOStage(Stage):
         args = (batch["input_ids"], batch["attention_mask"], batch["response_mask"])
         with torch.no_grad():
             if self.ref_policy is not None:
-                return sequence_logps(self.ref_policy, *args)
+                return sequence_logps(self.ref_policy, *args, self.config.mixed_precision)
             was_training = self.policy.training
             self.policy.eval()
             try:
                 with self.policy.disable_adapter():
-                    return sequence_logps(self.policy, *args)
+                    return sequence_logps(self.policy, *args, self.config.mixed_precision)
             finally:
                 self.policy.train(was_training)
 
@@ -273,7 +283,11 @@ class DPOStage(Stage):
         n = batch["targets"].shape[0]
         ref = self._reference_logps(batch)
         logps = sequence_logps(
-            self.policy, batch["input_ids"], batch["attention_mask"], batch["response_mask"]
+            self.policy,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["response_mask"],
+            cfg.mixed_precision,
         )
         tokens = batch["response_mask"].sum(-1)
         eps = cfg.label_smoothing

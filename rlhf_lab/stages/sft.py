@@ -39,7 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from rlhf_lab.chat import format_conversation, format_prompt
 from rlhf_lab.demos import Demo, DemoError, load_demos, save_demos
-from rlhf_lab.device import choose_device
+from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.generation import generate
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, decay_groups
@@ -94,6 +94,9 @@ class SFTConfig:
     `SFTStage.load(path, policy=...)`."""
     eval_batch_size: int = 16
     """Batch size of `evaluate()`."""
+    mixed_precision: str = "no"
+    """"bf16" runs forwards under bf16 autocast (fp32 master weights); "no" leaves them alone. The
+    smollm2-135m preset asks for bf16 on CPUs with native bf16 (Lab)."""
 
 
 def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any:
@@ -243,7 +246,7 @@ class SFTStage(Stage):
             group["lr"] = lr
 
         self.model.train()
-        loss_sum, n_tokens = response_loss(self.model, batch)
+        loss_sum, n_tokens = response_loss(self.model, batch, self.config.mixed_precision)
         loss = loss_sum / max(n_tokens, 1)
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
@@ -278,7 +281,7 @@ class SFTStage(Stage):
             try:
                 for start in range(0, len(examples), size):
                     batch = collate(examples[start : start + size], self._pad_id, self.device)
-                    loss_sum, n = response_loss(self.model, batch)
+                    loss_sum, n = response_loss(self.model, batch, self.config.mixed_precision)
                     total, count = total + loss_sum.item(), count + n
             finally:
                 self.model.train(was_training)
@@ -356,9 +359,12 @@ def collate(
     }
 
 
-def response_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+def response_loss(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], mixed_precision: str = "no"
+) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled (response) tokens, and how many there were."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    with autocast_for(batch["input_ids"].device, mixed_precision):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # Position t predicts token t + 1.
     logits = logits[:, :-1].float()
     targets = batch["labels"][:, 1:]
