@@ -40,7 +40,7 @@ from ppo_throughput import ARCHS, build_models, word_tokenizer  # noqa: E402
 
 from rlhf_lab.device import autocast_for, choose_device, configure_threads  # noqa: E402
 from rlhf_lab.rl.logprobs import token_logprobs  # noqa: E402
-from rlhf_lab.rl.rollout import Rollout, response_forward, sample_responses  # noqa: E402
+from rlhf_lab.rl.rollout import Rollout, position_ids_from_mask, response_forward, sample_responses  # noqa: E402
 from rlhf_lab.rl.value import SeparateValueModel, ValueHead, hidden_size  # noqa: E402
 
 
@@ -152,7 +152,7 @@ def lever_value(policy: torch.nn.Module, batch: Rollout, device: torch.device, r
     head = ValueHead(hidden_size(policy)).to(device)
     separate = SeparateValueModel(copy.deepcopy(policy)).to(device)
     attention = batch.attention_mask
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    positions = position_ids_from_mask(attention)
 
     def with_head():
         with autocast_for(device):

@@ -108,6 +108,11 @@ def build_models(arch: dict, tokenizer, device: torch.device):
     return policy, reward_model
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU's (as `platform` reports it), for the JSON line."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
 def workload(estimator: str, smoke: bool) -> dict:
     if smoke:
         base = dict(prompt_words=6, max_new_tokens=8, num_epochs=2, num_minibatches=2)
@@ -190,9 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         "arch": args.arch,
         "estimator": args.estimator,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
         "threads": threads,
         "smoke": args.smoke,

@@ -367,14 +367,13 @@ def ours_worker(args: argparse.Namespace) -> dict:
 def trl_worker(args: argparse.Namespace) -> dict:
     """TRL 1.12's PPOTrainer on the same models, prompts and sizes; seconds per PPO update."""
     import gc
-    import platform
 
     import accelerate
     import torch
     import transformers
     import trl
     from datasets import Dataset
-    from ppo_throughput import ARCHS, build_models, word_tokenizer, workload
+    from ppo_throughput import ARCHS, build_models, device_name, word_tokenizer, workload
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -530,7 +529,7 @@ def trl_worker(args: argparse.Namespace) -> dict:
     times = timer.times[args.warmup :]
     out = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "precision": "bf16 (accelerate mixed precision)" if cuda else "fp32",
         "threads": threads,
         "rollouts_per_step": batch,

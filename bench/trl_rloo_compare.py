@@ -56,7 +56,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -72,7 +71,14 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ppo_throughput import ARCHS, TARGET_S, TRL_REFERENCE_S, build_models, word_tokenizer  # noqa: E402
+from ppo_throughput import (  # noqa: E402
+    ARCHS,
+    TARGET_S,
+    TRL_REFERENCE_S,
+    build_models,
+    device_name,
+    word_tokenizer,
+)
 
 from rlhf_lab.chat import format_prompt  # noqa: E402
 from rlhf_lab.device import choose_device, configure_threads  # noqa: E402
@@ -377,9 +383,7 @@ def measure(args, cycles: int, warmup: int) -> dict:
         "bench": "trl_rloo_compare",
         "arch": args.arch,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
         "threads": threads,
         "smoke": args.smoke,

@@ -154,6 +154,8 @@ class Lab:
         return generate(model or self.policy, self.tokenizer, list(prompts), **kwargs)
 
     def _with_defaults(self, config: dict[str, Any], **preset_keys: str) -> dict[str, Any]:
+        # Every stage's config has mixed_precision; the Lab sets a default for it on native-bf16 CPUs.
+        preset_keys.setdefault("mixed_precision", "mixed_precision")
         for field_name, default_key in preset_keys.items():
             if field_name not in config and default_key in self.defaults:
                 config[field_name] = self.defaults[default_key]
@@ -164,12 +166,7 @@ class Lab:
         """Supervised fine-tuning of the policy on (prompt, response) demonstrations."""
         from rlhf_lab.stages.sft import SFTStage
 
-        config = self._with_defaults(
-            config,
-            learning_rate="sft_learning_rate",
-            max_length="max_length",
-            mixed_precision="mixed_precision",
-        )
+        config = self._with_defaults(config, learning_rate="sft_learning_rate", max_length="max_length")
         return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
 
     def reward_model(self, data: Any = None, *, seed: int | None = None, **config: Any):
@@ -177,12 +174,7 @@ class Lab:
         from rlhf_lab.stages.reward_model import RewardModelStage
 
         model, tokenizer = self.new_reward_backbone(seed)
-        config = self._with_defaults(
-            config,
-            learning_rate="rm_learning_rate",
-            max_length="max_length",
-            mixed_precision="mixed_precision",
-        )
+        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
         return RewardModelStage(
             model, tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
@@ -196,12 +188,7 @@ class Lab:
         """
         from rlhf_lab.stages.reward_model import RewardModelStage
 
-        config = self._with_defaults(
-            config,
-            learning_rate="rm_learning_rate",
-            max_length="max_length",
-            mixed_precision="mixed_precision",
-        )
+        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
         source = self.store if data is None else data
         ensemble = RewardModelStage.ensemble(
             n, self.new_reward_backbone, source, clock=self.clock, k=k, **config
@@ -222,7 +209,6 @@ class Lab:
             learning_rate="rl_learning_rate",
             max_new_tokens="max_new_tokens",
             batch_size="rollout_batch_size",
-            mixed_precision="mixed_precision",
         )
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
@@ -232,12 +218,7 @@ class Lab:
         """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
         from rlhf_lab.stages.dpo import DPOStage
 
-        config = self._with_defaults(
-            config,
-            learning_rate="dpo_learning_rate",
-            max_length="max_length",
-            mixed_precision="mixed_precision",
-        )
+        config = self._with_defaults(config, learning_rate="dpo_learning_rate", max_length="max_length")
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
