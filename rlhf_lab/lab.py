@@ -25,18 +25,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
 from rlhf_lab.generation import generate
+from rlhf_lab.models.helpers import freeze
 from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
 from rlhf_lab.stages.base import StepClock
 
+__all__ = ["DEFAULT_STORE", "Lab", "freeze"]
+
 DEFAULT_STORE = "rlhf_lab_labels.sqlite"
-
-
-def freeze(model: PreTrainedModel) -> PreTrainedModel:
-    """Eval mode and no gradients: a reference that provably never changes."""
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
 
 
 class Lab:

@@ -44,7 +44,6 @@ import time
 import traceback
 import warnings
 from collections import deque
-from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_lab.chat import format_prompt
 from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
-from rlhf_lab.lab import freeze
+from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.rl.advantages import (
     explained_variance,
@@ -87,6 +86,7 @@ from rlhf_lab.stages.base import (
     StepClock,
     config_from_dict,
     load_training_state,
+    make_config,
     model_path,
     save_model,
     save_training_state,
@@ -139,7 +139,9 @@ class RLStage(Stage):
         checkpoint_dir: str | None = None,
         **overrides: Any,
     ) -> None:
-        config = _make_config(config, estimator, overrides)
+        if estimator is not None:
+            overrides = {"estimator": estimator, **overrides}
+        config = make_config(config, RLConfig, overrides)
         super().__init__(
             config, clock=clock, checkpoint_every=checkpoint_every, checkpoint_dir=checkpoint_dir
         )
@@ -539,12 +541,9 @@ class RLStage(Stage):
             )
 
     # ------------------------------------------------------------------ hyper-parameters
-    def set(self, **changes: Any) -> None:
-        """Change any of `mutable_hparams` (see the module docstring); validated before anything changes."""
-        if all(k in self.mutable_hparams for k in changes):
-            candidate = replace(self.config, **changes).validate()
-            self._check_lengths(candidate)
-        super().set(**changes)
+    def _check_config(self, config: RLConfig) -> None:
+        """`set()` checks the new prompt + response length against the model before applying it."""
+        self._check_lengths(config)
 
     def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
         cfg = self.config
@@ -717,17 +716,6 @@ class _PhaseTimer:
         if self._t is not None:
             self.out[self.phase[0]] = time.perf_counter() - self._t
             self._t = None
-
-
-def _make_config(config: RLConfig | None, estimator: str | None, overrides: dict[str, Any]) -> RLConfig:
-    known = {f.name for f in fields(RLConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"Unknown RL settings {unknown}. Known: {sorted(known)}.")
-    base = asdict(config) if config is not None else {}
-    if estimator is not None:
-        base["estimator"] = estimator
-    return RLConfig(**{**base, **overrides}).validate()
 
 
 def _check_prompts(prompts: Any) -> list[str]:

@@ -10,7 +10,9 @@ A stage is an object a notebook drives step by step:
     >>> stage.save("runs/ppo"); again = type(stage).load("runs/ppo")
 
 Subclasses implement `_train_step()` (one optimisation step returning a metrics dict) and the
-checkpoint hooks. They call `self.check_finite(loss)` before `backward()`, so a NaN loss pauses
+checkpoint hooks. A stage's config is a dataclass built by `make_config` (defaults + keyword
+overrides) with a `validate()` method; the base calls it on construction and before `set()`
+changes anything, so a bad value never reaches a step. They call `self.check_finite(loss)` before `backward()`, so a NaN loss pauses
 the stage before it can corrupt the weights.
 
 Threading model: one lock serialises steps, so a stage never runs two steps at once, whether the
@@ -24,14 +26,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +41,20 @@ import pandas as pd
 import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
+from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
+    _fsync_tree,
+    _recover,
+    _swap_into_place,
+    _write_json,
+    config_from_dict,
+    config_to_dict,
+    load_training_state,
+    model_path,
+    rng_state,
+    save_model,
+    save_training_state,
+    set_rng_state,
+)
 
 MetricRow = dict[str, Any]
 Subscriber = Callable[[MetricRow], None]
@@ -90,7 +105,7 @@ class Stage(ABC):
         checkpoint_every: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.config = config
+        self.config = validate_config(config)
         self.clock = clock or StepClock()
         self.step_count = 0
         self.checkpoint_every = checkpoint_every
@@ -291,10 +306,16 @@ class Stage(ABC):
             raise ValueError(
                 f"{self.name} cannot change {unknown} between steps; changeable: {list(self.mutable_hparams)}"
             )
+        if changes and is_dataclass(self.config):  # validated before anything changes
+            self._check_config(validate_config(replace(self.config, **changes)))
         with self._step_lock:
             for key, value in changes.items():
                 setattr(self.config, key, value)
             self._on_hparams_changed(changes)
+
+    def _check_config(self, config: Any) -> None:
+        """Hook: checks that need the stage as well as the config (e.g. prompt lengths vs. the model)."""
+        return None
 
     def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
         """Hook: push changed values into optimisers or controllers (e.g. a new learning rate)."""
@@ -386,24 +407,33 @@ class Stage(ABC):
         return f"<{type(self).__name__} step={self.step_count} status={self.status}>"
 
 
-# ---------------------------------------------------------------------- helpers
-def config_to_dict(config: Any) -> dict[str, Any]:
-    if is_dataclass(config):
-        return {f.name: getattr(config, f.name) for f in fields(config) if _jsonable(getattr(config, f.name))}
-    return {}
+# ---------------------------------------------------------------------- configs
+def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any:
+    """A private copy of `config` (or the defaults) with `overrides` applied; unknown names are an error.
 
+        >>> make_config(None, SFTConfig, {"learning_rate": 1e-3})   # SFTConfig(learning_rate=0.001, ...)
 
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def config_from_dict(config_cls: type, data: dict[str, Any], **overrides: Any) -> Any:
+    Stages mutate their config through `set()`, so the caller's object is never the stage's.
+    The result is checked by the config's `validate()` when the Stage base is constructed.
+    """
     names = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in {**data, **overrides}.items() if k in names})
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        kind = config_cls.__name__.removesuffix("Config")
+        raise TypeError(
+            f"Unknown {config_cls.__name__} field(s) {unknown}. Unknown {kind} settings cannot be applied "
+            f"(unknown {kind} settings are usually typos). Known: {sorted(names)}."
+        )
+    base = config if config is not None else config_cls()
+    return replace(base, **overrides)
+
+
+def validate_config(config: Any) -> Any:
+    """Call `config.validate()` when the config has one (every stage config does); returns `config`."""
+    check = getattr(config, "validate", None)
+    if callable(check):
+        check()
+    return config
 
 
 def _plain(value: Any) -> Any:
@@ -412,100 +442,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG a step draws from, as tensors and plain lists (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": list(_flatten_python_state(random.getstate())),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _flatten_python_state(state: tuple) -> tuple:
-    version, internal, gauss = state
-    return version, list(internal), gauss
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_tree(folder: Path) -> None:
-    for file in folder.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-
-
-def _swap_into_place(staging: Path, path: Path) -> None:
-    old = path.with_name(f".{path.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(staging, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _recover(path: Path) -> Path:
-    """A crash between the two renames of a save leaves `.name.old`: use it."""
-    if (path / "stage.json").is_file():
-        return path
-    old = path.with_name(f".{path.name}.old")
-    if (old / "stage.json").is_file():
-        return old
-    raise FileNotFoundError(f"No complete stage checkpoint at {path}")
-
-
-def model_path(folder: Path, key: str) -> Path:
-    return folder / "models" / key
-
-
-def save_model(folder: Path, key: str, model: Any, tokenizer: Any | None = None) -> None:
-    """save_pretrained as safetensors (never pickle for weights), plus the tokenizer."""
-    target = model_path(folder, key)
-    model.save_pretrained(target, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(target)
-
-
-def save_training_state(
-    folder: Path, optimizer: Any, scheduler: Any | None = None, key: str = "optim"
-) -> None:
-    state = {"optimizer": optimizer.state_dict()}
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    torch.save(state, folder / f"{key}.pt")
-
-
-def load_training_state(
-    folder: Path, optimizer: Any, scheduler: Any | None = None, key: str = "optim"
-) -> None:
-    state = torch.load(folder / f"{key}.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and "scheduler" in state:
-        scheduler.load_state_dict(state["scheduler"])
-
-
-def ensure_dataclass_copy(config: Any) -> Any:
-    """Stages mutate their config via set(); keep the caller's object untouched."""
-    return type(config)(**asdict(config)) if is_dataclass(config) else config

@@ -41,14 +41,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_lab.chat import format_prompt, response_suffix
 from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
+from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.pairs import PairRecord, as_pair_records
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,
     config_from_dict,
-    ensure_dataclass_copy,
     load_training_state,
+    make_config,
     model_path,
     save_model,
     save_training_state,
@@ -89,6 +90,20 @@ class DPOConfig:
     mixed_precision: str = "no"
     """"bf16" runs policy and reference forwards under bf16 autocast (fp32 master weights); "no" leaves
     them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16 (Lab)."""
+
+    def validate(self) -> DPOConfig:
+        """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        return self
 
 
 def dpo_loss(
@@ -170,13 +185,7 @@ class DPOStage(Stage):
         clock: StepClock | None = None,
         **overrides: Any,
     ) -> None:
-        unknown = set(overrides) - set(DPOConfig.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown DPO settings {sorted(unknown)}; see DPOConfig")
-        config = DPOConfig() if config is None else ensure_dataclass_copy(config)
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        _check_config(config)
+        config = make_config(config, DPOConfig, overrides)
         super().__init__(config, clock=clock)
         self.policy = policy
         self.tokenizer = tokenizer
@@ -185,11 +194,11 @@ class DPOStage(Stage):
             policy, "disable_adapter"
         )
         if ref_policy is not None:
-            self.ref_policy: PreTrainedModel | None = _freeze(ref_policy)
+            self.ref_policy: PreTrainedModel | None = freeze(ref_policy)
         elif self.uses_lora:
             self.ref_policy = None  # the policy with its adapter switched off
         else:
-            self.ref_policy = _freeze(copy.deepcopy(policy))
+            self.ref_policy = freeze(copy.deepcopy(policy))
         self.source = data
         self.epoch = 0  # passes over the pairs started so far (each has its own permutation)
         self.position = 0  # pairs of the current pass already used
@@ -336,7 +345,6 @@ class DPOStage(Stage):
         }
 
     def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
-        _check_config(self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate
 
@@ -462,22 +470,3 @@ def _fit(prompt: list[int], response: list[int], max_length: int) -> tuple[list[
         return prompt, response
     response = response[: max(max_length - len(prompt), max_length // 2)]
     return prompt[len(prompt) - (max_length - len(response)) :], response
-
-
-def _freeze(model: PreTrainedModel) -> PreTrainedModel:
-    from rlhf_lab.lab import freeze
-
-    return freeze(model)
-
-
-def _check_config(config: DPOConfig) -> None:
-    if config.loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {config.loss_type!r}")
-    if not config.beta > 0:
-        raise ValueError(f"beta must be positive, got {config.beta}")
-    if not 0 <= config.label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {config.label_smoothing}")
-    if int(config.batch_size) < 1:
-        raise ValueError(f"batch_size must be at least 1, got {config.batch_size}")
-    if config.max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {config.max_length}")

@@ -62,11 +62,11 @@ from rlhf_lab.stages.base import (
     StepClock,
     config_from_dict,
     load_training_state,
+    make_config,
     model_path,
     save_model,
     save_training_state,
 )
-from rlhf_lab.stages.sft import make_config
 
 LOSSES = ("bradley_terry", "ranking")
 SMALL_DATA_PROMPTS = 100  # below this many prompts the default split is 90/10 (no test set)
@@ -124,6 +124,14 @@ class RMConfig:
     weights; "no" leaves them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16."""
     calibration_bins: int = 10
     """Bins of the reliability table and ECE."""
+
+    def validate(self) -> RMConfig:
+        """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -337,8 +345,6 @@ class RewardModelStage(PairScoring, Stage):
             checkpoint_every=checkpoint_every,
             checkpoint_dir=checkpoint_dir,
         )
-        if self.config.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.config.loss!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.source = data

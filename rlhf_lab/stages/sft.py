@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from rlhf_lab.stages.base import (
     StepClock,
     config_from_dict,
     load_training_state,
+    make_config,
     model_path,
     save_model,
     save_training_state,
@@ -98,15 +99,13 @@ class SFTConfig:
     """"bf16" runs forwards under bf16 autocast (fp32 master weights); "no" leaves them alone. The
     smollm2-135m preset asks for bf16 on CPUs with native bf16 (Lab)."""
 
-
-def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any:
-    """A private copy of `config` (or the defaults) with `overrides` applied; unknown names are an error."""
-    names = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"Unknown {config_cls.__name__} field(s) {unknown}; known: {sorted(names)}")
-    base = config if config is not None else config_cls()
-    return replace(base, **overrides)
+    def validate(self) -> SFTConfig:
+        """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        return self
 
 
 class SFTStage(Stage):
