@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save_file
 from rlhf_lab.chat import format_prompt
 from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
+from rlhf_lab.lora import is_peft_model, load_lora, save_base, wrap_lora
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.rl.advantages import (
@@ -164,8 +165,14 @@ class RLStage(Stage):
         )
         if wants_value_model and value_model is None:
             value_model = copy.deepcopy(policy)
-        self.policy = _with_lora(policy, config) if config.lora else policy
-        self.uses_lora = hasattr(self.policy, "disable_adapter")
+        self.policy = (
+            wrap_lora(
+                policy, r=config.lora_r, alpha=config.lora_alpha, target_modules=config.lora_target_modules
+            )
+            if config.lora
+            else policy
+        )
+        self.uses_lora = is_peft_model(self.policy)
         if self.uses_lora:
             self.ref_policy = None
         else:
@@ -612,8 +619,9 @@ class RLStage(Stage):
 
     # ------------------------------------------------------------------ checkpoints
     def _save_state(self, folder: Path) -> None:
-        if self.uses_lora:
-            _save_lora_policy(folder, self.policy, self.tokenizer)
+        if self.uses_lora:  # the base (adapter layers removed) and the adapter, both by peft
+            save_base(self.policy, model_path(folder, "policy"), self.tokenizer)
+            self.policy.save_pretrained(model_path(folder, "adapter"), safe_serialization=True)
         else:
             save_model(folder, "policy", self.policy, self.tokenizer)
             save_model(folder, "reference", self.ref_policy)
@@ -661,7 +669,8 @@ class RLStage(Stage):
             return AutoModelForCausalLM.from_pretrained(model_path(folder, key), dtype="auto").to(device)
 
         if config.lora:
-            policy, ref = _load_lora_policy(folder).to(device), None
+            policy = load_lora(model_path(folder, "policy"), model_path(folder, "adapter")).to(device)
+            ref = None
         else:
             policy, ref = load("policy"), load("reference")
         value_backbone = (
@@ -742,48 +751,3 @@ def _in_chunks(batch: Rollout, rows: int | None, run) -> tuple:
         for s in range(0, n, rows)
     ]
     return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts))
-
-
-def _with_lora(policy: torch.nn.Module, config: RLConfig) -> torch.nn.Module:
-    if hasattr(policy, "disable_adapter"):  # already a peft model
-        return policy
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=config.lora_target_modules,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(policy, lora)
-
-
-def _save_lora_policy(folder: Path, policy: torch.nn.Module, tokenizer: Any) -> None:
-    """Base weights (peft's wrapping undone in the key names) and the adapter, both as safetensors."""
-    target = model_path(folder, "policy")
-    target.mkdir(parents=True, exist_ok=True)
-    base = policy.get_base_model()
-    state, seen = {}, set()
-    for key, tensor in base.state_dict().items():
-        if "lora_" in key or tensor.data_ptr() in seen:  # adapters saved apart; tied weights once
-            continue
-        seen.add(tensor.data_ptr())
-        state[key.replace(".base_layer.", ".")] = tensor.detach().contiguous()
-    save_file(state, target / "model.safetensors")
-    base.config.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    policy.save_pretrained(model_path(folder, "adapter"), safe_serialization=True)
-
-
-def _load_lora_policy(folder: Path) -> torch.nn.Module:
-    from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    target = model_path(folder, "policy")
-    base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(target))
-    _, unexpected = base.load_state_dict(load_file(target / "model.safetensors"), strict=False)
-    if unexpected:
-        raise StageError(f"{target} holds weights this model does not have: {unexpected[:5]}")
-    base.tie_weights()
-    return PeftModel.from_pretrained(base, model_path(folder, "adapter"), is_trainable=True)

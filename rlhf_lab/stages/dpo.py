@@ -41,6 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_lab.chat import format_prompt, response_suffix
 from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
+from rlhf_lab.lora import is_peft_model
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.pairs import PairRecord, as_pair_records
@@ -190,9 +191,7 @@ class DPOStage(Stage):
         self.policy = policy
         self.tokenizer = tokenizer
         self.device = next(policy.parameters()).device
-        self.uses_lora = getattr(policy, "peft_config", None) is not None and hasattr(
-            policy, "disable_adapter"
-        )
+        self.uses_lora = is_peft_model(policy)
         if ref_policy is not None:
             self.ref_policy: PreTrainedModel | None = freeze(ref_policy)
         elif self.uses_lora:

@@ -26,7 +26,6 @@ Metrics: `loss/sft`, `train/learning_rate`, `train/grad_norm`, `train/tokens`, `
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from rlhf_lab.chat import format_conversation, format_prompt
 from rlhf_lab.demos import Demo, DemoError, load_demos, save_demos
 from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.generation import generate
+from rlhf_lab.lora import is_peft_model, load_lora, save_base, wrap_lora
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, decay_groups
 from rlhf_lab.stages.base import (
@@ -135,7 +135,18 @@ class SFTStage(Stage):
         self.tokenizer = tokenizer
         self.demos: list[Demo] = load_demos(demos)
         self.examples = [self._tokenize(d, f"row {i}") for i, d in enumerate(self.demos)]
-        self.model = self._wrap_lora(policy) if self.config.lora else policy
+        cfg = self.config
+        self.model = (
+            wrap_lora(
+                policy,
+                r=cfg.lora_r,
+                alpha=cfg.lora_alpha,
+                dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_target_modules,
+            )
+            if cfg.lora
+            else policy
+        )
         self.device = next(self.model.parameters()).device
         self.optimizer = self._make_optimizer()
         self.samples_seen = 0  # position in the data stream: epoch = samples_seen // len(demos)
@@ -186,22 +197,6 @@ class SFTStage(Stage):
         return out
 
     # ------------------------------------------------------------------ model
-    def _wrap_lora(self, policy: PreTrainedModel) -> PreTrainedModel:
-        from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-
-        if isinstance(policy, PeftModel):  # already adapted (e.g. rebuilt by load())
-            return policy
-        lora = LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=self.config.lora_r,
-            lora_alpha=self.config.lora_alpha,
-            lora_dropout=self.config.lora_dropout,
-            target_modules=self.config.lora_target_modules,
-            # GPT-2 stores its projections as Conv1D (transposed weights).
-            fan_in_fan_out=getattr(policy.config, "model_type", "") == "gpt2",
-        )
-        return get_peft_model(policy, lora)
-
     def _make_optimizer(self) -> torch.optim.Optimizer:
         return adamw(
             decay_groups(self.model.parameters(), self.config.weight_decay), lr=self.config.learning_rate
@@ -215,7 +210,7 @@ class SFTStage(Stage):
     @property
     def is_lora(self) -> bool:
         """True while the policy carries a peft adapter (checked without importing peft)."""
-        return getattr(self.model, "peft_config", None) is not None and hasattr(self.model, "get_base_model")
+        return is_peft_model(self.model)
 
     def merge(self) -> PreTrainedModel:
         """Fold the LoRA adapter into the base weights and return the plain model.
@@ -297,8 +292,7 @@ class SFTStage(Stage):
             # For a PeftModel, save_pretrained writes the adapter only (adapter_model.safetensors).
             save_model(folder, "policy", self.model, self.tokenizer)
             if self.is_lora and self.config.lora_save_base:
-                base = copy.deepcopy(self.model).unload()  # the frozen base, adapter layers removed
-                save_model(folder, "base", base)
+                save_base(self.model, model_path(folder, "base"))
         save_training_state(folder, self.optimizer)
         save_demos(self.demos, folder / "demos.jsonl")
         (folder / "sft_state.json").write_text(json.dumps({"samples_seen": self.samples_seen}))
@@ -319,16 +313,14 @@ class SFTStage(Stage):
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source)
             if config.lora:
-                from peft import PeftModel
-
                 if policy is None:
                     if not model_path(folder, "base").is_dir():
                         raise FileNotFoundError(
                             f"{folder} holds only a LoRA adapter (lora_save_base=False): pass a fresh "
                             "copy of the base model, SFTStage.load(path, policy=load_policy(...)[0])."
                         )
-                    policy = AutoModelForCausalLM.from_pretrained(model_path(folder, "base"))
-                model = PeftModel.from_pretrained(policy, source, is_trainable=True)
+                    policy = model_path(folder, "base")
+                model = load_lora(policy, source)
             else:
                 model = AutoModelForCausalLM.from_pretrained(source)
         model.to(choose_device(device))

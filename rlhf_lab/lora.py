@@ -1,0 +1,76 @@
+"""LoRA adapters (peft) for every stage: wrap a policy, save and load it, fold it back in.
+
+    >>> from rlhf_lab.lora import wrap_lora, is_peft_model, save_base, load_lora
+    >>> policy = wrap_lora(policy, r=8, alpha=16, dropout=0.05)   # only the adapter trains
+    >>> is_peft_model(policy)
+    True
+    >>> save_base(policy, folder / "base")          # the frozen base, adapter layers removed
+    >>> policy.save_pretrained(folder / "adapter")  # peft writes the adapter alone
+    >>> policy = load_lora(folder / "base", folder / "adapter")
+    >>> plain = policy.merge_and_unload()            # one ordinary model again
+
+Everything here is peft's own API (`get_peft_model`, `save_pretrained`, `unload`,
+`PeftModel.from_pretrained`); peft is imported only when a LoRA function runs. Each stage's
+config carries its LoRA hyper-parameters (SFTConfig.lora_r, RLConfig.lora_r, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def is_peft_model(model: Any) -> bool:
+    """True for a peft model carrying an adapter (checked without importing peft)."""
+    return getattr(model, "peft_config", None) is not None and hasattr(model, "disable_adapter")
+
+
+def wrap_lora(
+    model: torch.nn.Module,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float = 0.0,
+    target_modules: str | list[str] | None = None,
+) -> torch.nn.Module:
+    """`model` with a LoRA adapter on `target_modules` (peft's default set when None); a peft model
+    is returned as it is (e.g. one rebuilt by a stage's `load`)."""
+    if is_peft_model(model):
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        # GPT-2 stores its projections as Conv1D (transposed weights).
+        fan_in_fan_out=getattr(getattr(model, "config", None), "model_type", "") == "gpt2",
+    )
+    return get_peft_model(model, config)
+
+
+def save_base(model: torch.nn.Module, path: str | Path, tokenizer: Any | None = None) -> None:
+    """Write the frozen base model of a peft `model` (adapter layers removed, safetensors) to `path`.
+
+    peft's `unload()` is destructive, so it runs on a copy; the live model keeps its adapter.
+    """
+    base = copy.deepcopy(model).unload()
+    base.save_pretrained(path, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+
+
+def load_lora(base: str | Path | torch.nn.Module, adapter: str | Path) -> torch.nn.Module:
+    """A trainable peft model: the adapter at `adapter` on `base` (a model, or a folder to load it from)."""
+    from peft import PeftModel
+
+    if not isinstance(base, torch.nn.Module):
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(base)
+    return PeftModel.from_pretrained(base, adapter, is_trainable=True)
