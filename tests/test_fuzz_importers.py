@@ -111,7 +111,7 @@ def test_demonstrations_file_of_arbitrary_bytes(tmp_path, blob):
 @FUZZ
 @given(prompts=st.one_of(text, st.lists(st.one_of(text, scalar), max_size=4)))
 def test_prompt_lists(prompts):
-    from rlhf_lab.rl.stage import _check_prompts
+    from rlhf_lab.rl.guards import check_prompts as _check_prompts
 
     try:
         checked = _check_prompts(prompts)

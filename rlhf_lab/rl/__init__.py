@@ -4,8 +4,11 @@
     >>> stage = RLStage(policy, tokenizer, prompts, reward=my_reward, estimator="rloo", beta=0.05)
     >>> stage.step(10)
 
-Modules: config (RLConfig), rollout (sampling, forward passes), logprobs, advantages, kl,
-rewards (reward adapters), value (value head / value model), stage (RLStage).
+Modules, one job each: config (RLConfig), rollout (sampling, forward passes), logprobs,
+advantages (the estimators), kl (estimators and controllers), losses (clipped surrogate, value
+loss), rewards (reward adapters), value (value head / value model), samples (the sample buffer),
+step_metrics (metric row, timings), guards (input checks, KL guard, OOM), checkpoint (model
+files), distributed (data parallel), stage (RLStage: the step, top to bottom).
 """
 
 from rlhf_lab.rl.config import RLConfig

@@ -10,6 +10,8 @@ response up to and including EOS), 0 on padding. Sequence-level tensors are (N,)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -96,3 +98,39 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     """1 - Var(returns - values) / Var(returns) over response tokens (1 = perfect, <= 0 = useless)."""
     var_returns = masked_var(returns, mask)
     return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
+
+
+def estimator_advantages(
+    config: Any,
+    scores: torch.Tensor,
+    penalty: torch.Tensor,
+    values: torch.Tensor | None,
+    mask: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token advantages (N, T) and, for PPO, GAE returns, as `config.estimator` defines them.
+
+    ppo: GAE on KL-shaped per-token rewards; rloo / reinforce: a per-sequence baseline on
+    score - beta * KL; grpo: group-normalised scores (its KL goes into the loss, not the reward).
+    `config` is an RLConfig (estimator, k, gamma, lam, whiten_*, group_std_eps).
+    """
+    returns = None
+    if config.estimator == "ppo":
+        rewards = kl_shaped_rewards(scores, penalty, mask, beta)
+        if config.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)
+        advantages, returns = gae(rewards, values, mask, config.gamma, config.lam)
+    else:
+        if config.estimator == "grpo":  # KL is in the loss, not the reward
+            per_sequence = grpo_advantages(scores, config.k, config.group_std_eps)
+        else:
+            shaped = scores - beta * penalty.sum(1)
+            per_sequence = (
+                rloo_advantages(shaped, config.k)
+                if config.estimator == "rloo"
+                else reinforce_advantages(shaped)
+            )
+        advantages = per_sequence[:, None] * mask
+    if config.whiten_advantages:
+        advantages = whiten(advantages, mask)
+    return advantages, returns

@@ -3,8 +3,10 @@
     >>> from rlhf_lab.rl import RLConfig
     >>> RLConfig(estimator="grpo", samples_per_prompt=4, beta=0.04).validate()
 
-Defaults follow the PPO-for-language-models recipe (rlhf-facts.md): gamma 1, GAE lambda 0.95,
-clip 0.2, value clip 0.2, value coefficient 0.1, 4 epochs over 4 minibatches, whitened advantages.
+Defaults follow the PPO-for-language-models recipe (Ziegler et al. 2019, arXiv:1909.08593; Huang
+et al. 2024, "The N+ Implementation Details of RLHF with PPO", arXiv:2403.17031; TRL's PPOConfig):
+gamma 1, GAE lambda 0.95, clip 0.2, value clip 0.2, value coefficient 0.1, 4 epochs over 4
+minibatches, whitened advantages.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ the log-probs it was sampled with.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -190,3 +191,15 @@ def decode_responses(tokenizer, batch: Rollout) -> list[str]:
     lengths = batch.lengths.long().tolist()
     texts = tokenizer.batch_decode([row[:n] for row, n in zip(ids, lengths)], skip_special_tokens=True)
     return [t.strip() for t in texts]
+
+
+def in_chunks(batch: Rollout, rows: int | None, run: Callable[[Rollout], tuple]) -> tuple:
+    """run(part) over row chunks of `batch` (all at once when rows is None), outputs concatenated."""
+    n = batch.response_ids.shape[0]
+    if rows is None or rows >= n:
+        return run(batch)
+    parts = [
+        run(batch.rows(torch.arange(s, min(s + rows, n), device=batch.response_ids.device)))
+        for s in range(0, n, rows)
+    ]
+    return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts))

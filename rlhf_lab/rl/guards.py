@@ -1,0 +1,107 @@
+"""What stops an RL step from going wrong: input checks, the KL guard, dropout and memory.
+
+>>> prompts = check_prompts(prompts)                 # a clear error for empty prompt lists
+>>> check_lengths(policy, prompt_tokens, max_new_tokens=24)
+>>> with dropout_off(policy, value_model): ...       # the first PPO ratio is exactly 1
+>>> warned = check_kl(mean_kl, config, name="ppo", warned=warned)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+import traceback
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from rlhf_lab.errors import StageError
+
+
+def check_prompts(prompts: Any) -> list[str]:
+    """The prompts as a list of non-empty strings, or a TypeError/ValueError naming the bad one."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not one string.")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("The prompt list is empty: RL needs prompts to sample responses for.")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(
+                f"Prompt {i} is empty or not a string ({prompt!r}); every prompt needs some text."
+            )
+    return prompts
+
+
+def check_lengths(model: torch.nn.Module, prompt_tokens: list[list[int]], max_new_tokens: int) -> None:
+    """ValueError when the longest prompt plus `max_new_tokens` exceeds the model's positions."""
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(
+        model.config, "n_positions", None
+    )
+    longest = max(len(t) for t in prompt_tokens)
+    if limit is not None and longest + max_new_tokens > limit:
+        raise ValueError(
+            f"The longest prompt is {longest} tokens; with max_new_tokens={max_new_tokens} that is more "
+            f"than the model's {limit} positions. Lower max_new_tokens to at most {limit - longest} or shorten "
+            "the prompts."
+        )
+
+
+def check_kl(mean_kl: float, config: Any, *, name: str, warned: bool) -> bool:
+    """Warn once (main thread) above `config.kl_warning`; StageError above `config.kl_limit`.
+
+    Returns whether the warning has now been given. The background thread only flags rows
+    (objective/kl_warning), since a warning there would print into whichever cell runs next.
+    """
+    if mean_kl > config.kl_warning and not warned and threading.current_thread() is threading.main_thread():
+        warned = True
+        warnings.warn(
+            f"KL to the reference is {mean_kl:.1f} nats per sequence (above {config.kl_warning}): watch for "
+            "reward hacking (compare objective/gold_scores, read stage.samples()).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if config.kl_limit is not None and mean_kl > config.kl_limit:
+        raise StageError(
+            f"{name}: KL to the reference is {mean_kl:.2f} nats per sequence, above kl_limit="
+            f"{config.kl_limit}. Stopped before updating (the policy is unchanged); the samples are in "
+            "stage.samples(). To go on: raise beta (set(beta=...)), lower the learning rate, or raise kl_limit."
+        )
+    return warned
+
+
+@contextlib.contextmanager
+def dropout_off(*modules: torch.nn.Module | None) -> Iterator[None]:
+    """Eval mode for the whole step: dropout would make the first ratio differ from 1."""
+    present = [m for m in modules if m is not None]
+    modes = [m.training for m in present]
+    for m in present:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(present, modes):
+            m.train(mode)
+
+
+def out_of_memory_error(
+    exc: BaseException, *, name: str, phase: str, step: int, config: Any, optimizer: Any, device: torch.device
+) -> StageError:
+    """Free what the failed step held and explain what to change (the stage is then paused)."""
+    traceback.clear_frames(exc.__traceback__)  # drop the step's tensors held by the traceback
+    optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    cfg = config
+    partial = " Some minibatch updates of this step may have been applied." if phase == "update" else ""
+    return StageError(
+        f"{name}: out of memory during {phase} at step {step} "
+        f"(batch_size={cfg.batch_size} x {cfg.k} samples, max_new_tokens={cfg.max_new_tokens}).{partial} "
+        f"The stage is paused and memory was freed. Lower batch_size (e.g. set(batch_size="
+        f"{max(cfg.num_minibatches, cfg.batch_size // 2)})) or max_new_tokens, set eval_batch_size, "
+        "or train LoRA adapters (lora=True) to save optimizer memory."
+    )
