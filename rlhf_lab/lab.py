@@ -166,7 +166,7 @@ class Lab:
 
     def reward_model(self, data: Any = None, *, seed: int | None = None, **config: Any):
         """A reward-model stage on `data` (pairs) or, by default, the lab's preference store."""
-        from rlhf_lab.stages.reward_model import RewardModelStage
+        from rlhf_lab.reward.stage import RewardModelStage
 
         model, tokenizer = self.new_reward_backbone(seed)
         config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
@@ -181,7 +181,7 @@ class Lab:
 
         `reduce="conservative"` makes the ensemble's reward mean - k * std (harder to game).
         """
-        from rlhf_lab.stages.reward_model import RewardModelStage
+        from rlhf_lab.reward.stage import RewardModelStage
 
         config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
         source = self.store if data is None else data

@@ -13,14 +13,14 @@ from rlhf_lab.chat import format_conversation
 from rlhf_lab.errors import NonFiniteLossError
 from rlhf_lab.metrics import is_known
 from rlhf_lab.models.tiny import tiny_reward_model
-from rlhf_lab.rm_eval import spearman_rho
-from rlhf_lab.stages.reward_model import (
+from rlhf_lab.reward import (
     RewardEnsemble,
     RewardModelStage,
     RewardScorer,
     pairwise_loss,
     read_pairs,
 )
+from rlhf_lab.reward.evaluation import spearman_rho
 from rlhf_lab.store import PreferenceStore
 
 WORDS = (

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
-from rlhf_lab.rm_eval import (
+from rlhf_lab.reward.evaluation import (
     average_ranks,
     expected_calibration_error,
     pair_metrics,

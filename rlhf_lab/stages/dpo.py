@@ -44,7 +44,7 @@ from rlhf_lab.generation import generate
 from rlhf_lab.lora import is_peft_model
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
-from rlhf_lab.pairs import PairRecord, as_pair_records
+from rlhf_lab.reward.pairs import PairRecord, as_pair_records
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,

@@ -35,13 +35,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def reliability(probs: Sequence[float], outcomes: Sequence[float], n_bins: int = 10) -> pd.DataFrame:
     """Bins of predicted P(chosen wins): columns confidence (mean prediction), accuracy (observed rate), count.
 
-    Uses `rlhf_lab.rm_eval.reliability_table` when it is available, so the panel and the RM
+    Uses `rlhf_lab.reward.evaluation.reliability_table` when it is available, so the panel and the RM
     stage's `rm/val_ece` agree; otherwise equal-width bins here.
     """
     probs = np.asarray(probs, dtype=float)
     outcomes = np.asarray(outcomes, dtype=float)
     try:
-        from rlhf_lab.rm_eval import reliability_table
+        from rlhf_lab.reward.evaluation import reliability_table
     except ImportError:
         reliability_table = None
     if reliability_table is not None:
@@ -99,10 +99,10 @@ def length_correlation(lengths: Sequence[float], rewards: Sequence[float]) -> di
 def evaluate_pairs(reward: Any, pairs: Any, *, tokenizer: Any = None) -> pd.DataFrame:
     """Score every pair: one row per pair with r_chosen, r_rejected, margin, p_chosen, target, lengths.
 
-    `pairs` is anything `rlhf_lab.pairs.as_pair_records` reads (a store, a DataFrame, a list).
+    `pairs` is anything `rlhf_lab.reward.pairs.as_pair_records` reads (a store, a DataFrame, a list).
     Lengths are in tokens with a tokenizer, in words otherwise.
     """
-    from rlhf_lab.pairs import as_pair_records
+    from rlhf_lab.reward.pairs import as_pair_records
 
     records = as_pair_records(pairs)
     score = as_score_fn(reward)

@@ -1,0 +1,73 @@
+"""`RMConfig`: the hyper-parameters of reward-model training, one docstring per field.
+
+>>> from rlhf_lab.reward import RMConfig
+>>> RMConfig(learning_rate=1e-3, loss="ranking").validate()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOSSES = ("bradley_terry", "ranking")
+
+
+@dataclass
+class RMConfig:
+    """Hyper-parameters of reward-model training.
+
+    `learning_rate` and `batch_size` may be changed between steps with `stage.set(...)`;
+    the new values apply from the next step.
+    """
+
+    learning_rate: float = 1e-5
+    """AdamW learning rate (constant). Tiny models want ~1e-3, pretrained backbones 1e-5..5e-5."""
+    batch_size: int = 32
+    """Training units per step: pairs ("bradley_terry") or ranked items ("ranking")."""
+    max_length: int = 512
+    """Longest scored text in tokens. Causal layouts keep the end (where the score is read)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on matrices (a regulariser: reward models over-fit quickly)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    seed: int = 0
+    """Seed of the data order (ensembles give each member its own)."""
+    split_seed: int = 0
+    """Seed of the prompt -> train/val/test assignment (shared by ensemble members)."""
+    split: list[float] | None = None
+    """(train, val, test) fractions of prompts; None = 0.8/0.1/0.1, or 0.9/0.1/0 below 100 prompts."""
+    loss: str = "bradley_terry"
+    """"bradley_terry" (pairs independent) or "ranking" (the pairs of one item form one unit)."""
+    ties: str = "exclude"
+    """Store ties: "exclude" them, or keep them as "soft" half votes (target 0.5)."""
+    both_bad: str = "exclude"
+    """Store "both bad" verdicts: "exclude" or "soft", as for ties."""
+    soft_labels: bool = True
+    """Merge several annotators' votes on a pair into target = fraction preferring `chosen`."""
+    use_margin: bool = True
+    """Subtract each pair's margin (e.g. a Likert difference) from r_c - r_r in the loss."""
+    epochs: int = 2
+    """Epochs of a fit from scratch (the first fit, or `warm_start=False`)."""
+    warm_start_epochs: int = 1
+    """Epochs of an incremental fit that starts from the current weights."""
+    early_stopping: bool = False
+    """Evaluate validation accuracy after each epoch; stop and keep the best weights when it stalls."""
+    patience: int = 1
+    """Epochs without a better validation accuracy before early stopping."""
+    center_rewards: bool = True
+    """After each fit, shift rewards so the training responses average 0 (rewards are shift-invariant;
+    this makes ensemble members comparable and keeps RL rewards near 0)."""
+    eval_batch_size: int = 64
+    """Texts per forward pass when scoring without gradients."""
+    mixed_precision: str = "no"
+    """"bf16" runs the reward model's forwards (training and scoring) under bf16 autocast, fp32 master
+    weights; "no" leaves them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16."""
+    calibration_bins: int = 10
+    """Bins of the reliability table and ECE."""
+
+    def validate(self) -> RMConfig:
+        """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        return self

@@ -1,0 +1,493 @@
+"""The reward-model stage: learn a scalar r(prompt, response) from pairwise preferences.
+
+    >>> from rlhf_lab.reward import RewardModelStage
+    >>> rm = RewardModelStage(model, tokenizer, store, learning_rate=1e-3)
+    >>> rm.fit()                                   # train on what the store holds now
+    >>> rm.evaluate()["accuracy"]                  # held-out pairwise accuracy, AUC, ECE, ...
+    >>> rm(["Write a review."], ["Great film!"])   # the reward callable RL stages use: tensor [n]
+    >>> labeller.add(...); rm.fit()                # incremental: keeps weights, a short pass
+
+Loss (`loss=`):
+- "bradley_terry": each pair on its own, BCE(sigmoid(r_c - r_r - margin), target). With a hard
+  label (target 1) and no margin this is -log sigmoid(r_c - r_r); soft labels (the fraction of
+  annotators preferring `chosen`) and Likert margins plug into the same formula.
+- "ranking": the k(k-1)/2 pairs of one ranked item are one training unit, their losses averaged
+  (InstructGPT), so an item of 9 responses weighs as much as an item of 2.
+
+Data: a PreferenceStore (anything with `.pairs(...)`, re-read at every `fit()`), or pairs as a
+list of dicts/objects or a DataFrame with prompt, chosen, rejected and optional target, margin,
+item_id. Prompts are split into train/val/test by a hash of the prompt text and the assignment is
+kept, so a prompt never moves between splits when new labels arrive.
+
+Scoring (the text layout for causal LMs and encoders) is `rlhf_lab.reward.scorer.RewardScorer`.
+
+Metrics per step: `loss/rm`, `rm/accuracy`, `rm/margin`, `train/learning_rate`, `train/grad_norm`,
+`train/epoch`, `rm/n_pairs`; `fit()` and `evaluate()` add `rm/val_*` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhf_lab.device import choose_device
+from rlhf_lab.errors import StageBusyError, StageError
+from rlhf_lab.models.presets import quiet_loading
+from rlhf_lab.optim import adamw, decay_groups
+from rlhf_lab.reward import evaluation
+from rlhf_lab.reward.config import RMConfig
+from rlhf_lab.reward.ensemble import RewardEnsemble
+from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
+from rlhf_lab.reward.losses import pairwise_loss
+from rlhf_lab.reward.pairs import PairRecord, prompt_unit, read_pairs
+from rlhf_lab.reward.scorer import PairScoring, RewardScorer
+from rlhf_lab.stages.base import (
+    Stage,
+    StepClock,
+    config_from_dict,
+    load_training_state,
+    make_config,
+    model_path,
+    save_model,
+    save_training_state,
+)
+
+SMALL_DATA_PROMPTS = 100  # below this many prompts the default split is 90/10 (no test set)
+
+
+# ---------------------------------------------------------------------- the stage
+class RewardModelStage(PairScoring, Stage):
+    """Trains a reward model on preference pairs; the stage itself is the reward callable."""
+
+    name = "rm"
+    mutable_hparams = ("learning_rate", "batch_size")
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: Any,
+        config: RMConfig | None = None,
+        *,
+        clock: StepClock | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_dir: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(
+            make_config(config, RMConfig, overrides),
+            clock=clock,
+            checkpoint_every=checkpoint_every,
+            checkpoint_dir=checkpoint_dir,
+        )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = data
+        self.scorer = RewardScorer(
+            model,
+            tokenizer,
+            max_length=self.config.max_length,
+            batch_size=self.config.eval_batch_size,
+            mixed_precision=self.config.mixed_precision,
+        )
+        self.optimizer = self._make_optimizer()
+        # Kept (on CPU) so that fit(warm_start=False) can start again from the backbone.
+        self._initial_state: dict[str, torch.Tensor] | None = {
+            k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+        }
+        self.pairs: list[PairRecord] = []
+        self.split_of: dict[str, str] = {}  # prompt -> "train" | "val" | "test", never reassigned
+        self._units: list[list[int]] | None = None  # training units: lists of pair indices
+        self.samples_seen = 0  # units consumed since the data was last read
+        self.data_version = 0
+
+    # ------------------------------------------------------------------ data
+    def refresh(self) -> None:
+        """Re-read the data source, assign splits to new prompts and restart the data order."""
+        with self._step_lock:
+            cfg = self.config
+            self.pairs = read_pairs(self.source, ties=cfg.ties, both_bad=cfg.both_bad, soft=cfg.soft_labels)
+            self._assign_splits()
+            self._build_units()
+            self.samples_seen = 0
+            self.data_version += 1
+
+    def _assign_splits(self) -> None:
+        seed = self.config.split_seed
+        new = sorted({p.prompt for p in self.pairs} - set(self.split_of), key=lambda s: prompt_unit(s, seed))
+        n_prompts = len(self.split_of) + len(new)
+        fractions = self.config.split or (
+            (0.8, 0.1, 0.1) if n_prompts >= SMALL_DATA_PROMPTS else (0.9, 0.1, 0.0)
+        )
+        _, val, test = (f / sum(fractions) for f in fractions)
+        for prompt in new:
+            u = prompt_unit(prompt, seed)
+            self.split_of[prompt] = "val" if u < val else "test" if u < val + test else "train"
+        # Hashing can leave a small dataset without validation prompts; give it one (a new one,
+        # so nothing already trained on moves).
+        if val > 0 and new and n_prompts >= 2 and "val" not in self.split_of.values():
+            self.split_of[new[0]] = "val"
+
+    def _build_units(self) -> None:
+        train = [i for i, p in enumerate(self.pairs) if self.split_of.get(p.prompt) == "train"]
+        if self.config.loss == "ranking":
+            groups: dict[str, list[int]] = {}
+            for i in train:
+                groups.setdefault(self.pairs[i].item, []).append(i)
+            self._units = list(groups.values())
+        else:
+            self._units = [[i] for i in train]
+
+    def split_pairs(self, split: str) -> list[PairRecord]:
+        """The pairs of one split: "train", "val" or "test"."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return [p for p in self.pairs if self.split_of.get(p.prompt) == split]
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        seed = self.config.seed * 1_000_003 + self.data_version * 10_007 + epoch
+        return torch.randperm(len(self._units), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def _next_units(self, count: int) -> list[list[int]]:
+        n, seen, out = len(self._units), self.samples_seen, []
+        while len(out) < count:
+            epoch, offset = divmod(seen, n)
+            take = min(count - len(out), n - offset)
+            out.extend(self._units[j] for j in self._epoch_order(epoch)[offset : offset + take])
+            seen += take
+        return out
+
+    # ------------------------------------------------------------------ training
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        return adamw(
+            decay_groups(self.model.parameters(), self.config.weight_decay), lr=self.config.learning_rate
+        )
+
+    def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate
+
+    def _pair_rewards(self, pairs: Sequence[PairRecord]) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(chosen), r(rejected) with gradients, each distinct text scored once."""
+        texts: dict[tuple[str, str], int] = {}
+        for p in pairs:
+            texts.setdefault((p.prompt, p.chosen), len(texts))
+            texts.setdefault((p.prompt, p.rejected), len(texts))
+        keys = list(texts)
+        rewards = self.scorer.forward([k[0] for k in keys], [k[1] for k in keys])
+        chosen = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs], device=rewards.device)
+        rejected = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs], device=rewards.device)
+        return rewards[chosen], rewards[rejected]
+
+    def loss_on(
+        self, pairs: Sequence[PairRecord], r_chosen: torch.Tensor, r_rejected: torch.Tensor
+    ) -> torch.Tensor:
+        """The configured loss for `pairs` given their rewards."""
+        device = r_chosen.device
+        target = torch.tensor([p.target for p in pairs], dtype=torch.float32, device=device)
+        margin = None
+        if self.config.use_margin:
+            margin = torch.tensor([p.margin for p in pairs], dtype=torch.float32, device=device)
+        groups = None
+        if self.config.loss == "ranking":
+            ids = {item: j for j, item in enumerate(dict.fromkeys(p.item for p in pairs))}
+            groups = torch.tensor([ids[p.item] for p in pairs], device=device)
+        return pairwise_loss(r_chosen, r_rejected, target, margin, groups)
+
+    def _train_step(self) -> dict[str, Any]:
+        if self._units is None:
+            self.refresh()
+        if not self._units:
+            raise StageError("The reward model has no training pairs yet: label some pairs, then fit().")
+        units = self._next_units(self.config.batch_size)
+        pairs = [self.pairs[i] for unit in units for i in unit]
+
+        self.model.train()
+        r_chosen, r_rejected = self._pair_rewards(pairs)
+        loss = self.loss_on(pairs, r_chosen, r_rejected)
+        self.check_finite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        self.optimizer.step()
+        self.samples_seen += len(units)
+
+        margins = (r_chosen - r_rejected).detach().cpu().numpy()
+        return {
+            "loss/rm": loss.item(),
+            "rm/accuracy": evaluation.pairwise_accuracy(margins, [p.target for p in pairs]),
+            "rm/margin": float(margins.mean()),
+            "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+            "train/grad_norm": float(grad_norm),
+            "train/epoch": self.samples_seen / len(self._units),
+            "rm/n_pairs": sum(len(u) for u in self._units),
+        }
+
+    def fit(
+        self,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        warm_start: bool = True,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Train on the data source's current contents; returns a summary with held-out metrics.
+
+        `warm_start=True` keeps the current weights and, by default, makes `warm_start_epochs`
+        passes (new labels top up a trained model); `warm_start=False` restarts from the
+        backbone's initial weights for `epochs` passes. Held-out prompts stay held out either way.
+        """
+        self.raise_if_error()
+        if self.running:
+            raise StageBusyError(
+                f"{self.name} is running in the background; pause() or stop() it before fit()."
+            )
+        started = time.perf_counter()
+        fresh = not warm_start or self.step_count == 0
+        if not warm_start:
+            self._reset_weights()
+        self.refresh()
+        if not self._units:
+            raise StageError(
+                "No training pairs: the data holds no labelled pairs with a training prompt yet."
+            )
+        n_epochs = epochs or (self.config.epochs if fresh else self.config.warm_start_epochs)
+        per_epoch = math.ceil(len(self._units) / self.config.batch_size)
+        total = n_epochs * per_epoch if max_steps is None else min(max_steps, n_epochs * per_epoch)
+        has_val = bool(self.split_pairs("val"))
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="rm fit", leave=False, disable=not progress)
+        steps, best, best_state, stale, stopped_early = 0, -1.0, None, 0, False
+        try:
+            while steps < total:
+                row = self.step(1, progress=False)[0]
+                steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss/rm']:.3f}")
+                if self.config.early_stopping and has_val and (steps % per_epoch == 0 or steps == total):
+                    accuracy = self.evaluate("val", log=False)["accuracy"]
+                    if accuracy > best:
+                        best, stale = accuracy, 0
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                        }
+                    else:
+                        stale += 1
+                    if stale >= self.config.patience and best_state is not None:
+                        self.model.load_state_dict(best_state)
+                        stopped_early = True
+                        break
+        finally:
+            bar.close()
+        if self.config.center_rewards:
+            self.scorer.offset = self._mean_training_reward()
+        held_out = self.evaluate("val") if has_val else {}
+        return {
+            "steps": steps,
+            "epochs": self.samples_seen / len(self._units),
+            "seconds": time.perf_counter() - started,
+            "warm_start": not fresh,
+            "stopped_early": stopped_early,
+            "n_train_pairs": sum(len(u) for u in self._units),
+            "n_val_pairs": len(self.split_pairs("val")),
+            "n_test_pairs": len(self.split_pairs("test")),
+            **{
+                f"val_{k}": v for k, v in held_out.items() if k != "split" and not isinstance(v, pd.DataFrame)
+            },
+        }
+
+    def _reset_weights(self) -> None:
+        if self._initial_state is None:
+            raise StageError(
+                "This stage was loaded from a checkpoint and has no initial weights to restart from; "
+                "build a new RewardModelStage on a fresh backbone instead."
+            )
+        with self._step_lock:
+            self.model.load_state_dict(self._initial_state)
+            self.optimizer = self._make_optimizer()
+            self.scorer.offset = 0.0
+
+    def _mean_training_reward(self, limit: int = 512) -> float:
+        seen = list(
+            dict.fromkeys((p.prompt, r) for p in self.split_pairs("train") for r in (p.chosen, p.rejected))
+        )
+        if not seen:
+            return self.scorer.offset
+        seen = seen[:: max(1, len(seen) // limit)]
+        with self._step_lock:
+            return float(self.scorer.raw_scores([s[0] for s in seen], [s[1] for s in seen]).mean())
+
+    # ------------------------------------------------------------------ the reward callable
+    def __call__(
+        self, prompts: str | Sequence[str], responses: str | Sequence[str], batch_size: int | None = None
+    ) -> torch.Tensor:
+        """Rewards for (prompt, response) pairs: float32 CPU tensor of shape [n], no gradients.
+
+        One prompt with several responses is broadcast. Safe to call while another stage runs.
+        """
+        with self._step_lock:
+            return self.scorer(prompts, responses, batch_size)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "val", *, gold: Any = None, log: bool = True) -> dict[str, Any]:
+        """Held-out metrics: accuracy, AUC, ECE + reliability table, loss, margins of right/wrong
+        pairs, Spearman against rankings (items with 3+ responses), accuracy against a `gold`
+        judge (anything with `.score(prompt, response)`) and the store's agreement ceiling.
+
+        With `log=True` the validation numbers are also added to `history` as an `rm/val_*` row.
+        """
+        if self._units is None:
+            self.refresh()
+        pairs = self.split_pairs(split)
+        result: dict[str, Any] = {"split": split}
+        if pairs:
+            texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
+            with self._step_lock:
+                raw = self.scorer.raw_scores([t[0] for t in texts], [t[1] for t in texts])
+            reward = dict(zip(texts, raw.tolist()))
+            r_c = torch.tensor([reward[(p.prompt, p.chosen)] for p in pairs])
+            r_r = torch.tensor([reward[(p.prompt, p.rejected)] for p in pairs])
+            targets = np.array([p.target for p in pairs])
+            result.update(evaluation.pair_metrics((r_c - r_r).numpy(), targets, self.config.calibration_bins))
+            result["loss"] = float(self.loss_on(pairs, r_c, r_r))
+            result["spearman"] = ranking_spearman(pairs, reward)
+            if gold is not None:
+                result["gold_accuracy"] = gold_accuracy(pairs, (r_c - r_r).numpy(), gold)
+        else:
+            result.update({"n_pairs": 0, "accuracy": float("nan")})
+        result["agreement_ceiling"] = self._agreement_ceiling()
+        if log and split == "val" and pairs:
+            self._log_row(
+                {
+                    "rm/val_accuracy": result["accuracy"],
+                    "rm/val_auc": result["auc"],
+                    "rm/val_ece": result["ece"],
+                    "rm/val_loss": result["loss"],
+                    **({"rm/gold_accuracy": result["gold_accuracy"]} if "gold_accuracy" in result else {}),
+                    **(
+                        {"rm/agreement_ceiling": result["agreement_ceiling"]}
+                        if result["agreement_ceiling"] is not None
+                        else {}
+                    ),
+                }
+            )
+        return result
+
+    def _agreement_ceiling(self) -> float | None:
+        """Observed inter-annotator agreement on the store's data (rlhf_lab.agreement), if measurable.
+
+        Annotators who agree on 75% of comparisons cap a model trained on their labels near 75%.
+        """
+        if not hasattr(self.source, "labels"):
+            return None
+        try:
+            from rlhf_lab.agreement import store_agreement
+        except ImportError:  # the agreement module is optional
+            return None
+        value = store_agreement(self.source).get("percent_agreement")
+        return float(value) if isinstance(value, (int, float)) and value == value else None
+
+    def _log_row(self, metrics: dict[str, Any]) -> None:
+        """Add an evaluation row to history and tell subscribers (no optimisation step is taken)."""
+        row = {
+            "stage": self.name,
+            "step": self.step_count,
+            "lab_step": self.clock.value,
+            "wall_time": time.time(),
+            "elapsed_s": self._elapsed,
+            **{k: float(v) for k, v in metrics.items()},
+        }
+        self._publish(row)
+
+    # ------------------------------------------------------------------ ensembles
+    @classmethod
+    def ensemble(
+        cls,
+        n: int,
+        build: Callable[[int], tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+        data: Any,
+        config: RMConfig | None = None,
+        *,
+        clock: StepClock | None = None,
+        k: float = 1.0,
+        **overrides: Any,
+    ) -> RewardEnsemble:
+        """`n` reward models on the same data and split, each with its own seed (head init, data order).
+
+        `build(seed) -> (model, tokenizer)`, e.g. `lab.new_reward_backbone`.
+        """
+        base = make_config(config, RMConfig, overrides)
+        members = []
+        for i in range(n):
+            model, tokenizer = build(base.seed + i)
+            members.append(cls(model, tokenizer, data, replace_seed(base, base.seed + i), clock=clock))
+        return RewardEnsemble(members, k=k)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_state(self, folder: Path) -> None:
+        with quiet_loading():
+            save_model(folder, "reward", self.model, self.tokenizer)
+        save_training_state(folder, self.optimizer)
+        with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
+            for pair in self.pairs:
+                f.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
+        state = {
+            "split_of": self.split_of,
+            "samples_seen": self.samples_seen,
+            "data_version": self.data_version,
+            "has_data": self._units is not None,
+            "offset": self.scorer.offset,
+        }
+        (folder / "rm_state.json").write_text(json.dumps(state, ensure_ascii=False))
+
+    @classmethod
+    def _from_checkpoint(
+        cls,
+        folder: Path,
+        meta: dict[str, Any],
+        *,
+        data: Any = None,
+        device: str | torch.device | None = None,
+        clock: StepClock | None = None,
+        **kwargs: Any,
+    ) -> RewardModelStage:
+        """Rebuild from a checkpoint; `data=store` re-attaches a live store for the next fit()."""
+        source = model_path(folder, "reward")
+        with quiet_loading():
+            model = AutoModelForSequenceClassification.from_pretrained(source).to(choose_device(device))
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        with open(folder / "data.jsonl", encoding="utf-8") as f:
+            snapshot = [PairRecord(**json.loads(line)) for line in f if line.strip()]
+        config = config_from_dict(RMConfig, meta["config"])
+        stage = cls(model, tokenizer, data if data is not None else snapshot, config, clock=clock, **kwargs)
+        stage._initial_state = None  # the backbone's starting weights are not in the checkpoint
+        load_training_state(folder, stage.optimizer)
+        state = json.loads((folder / "rm_state.json").read_text(encoding="utf-8"))
+        stage.pairs, stage.split_of = snapshot, state["split_of"]
+        if state["has_data"]:
+            stage._build_units()
+        stage.samples_seen, stage.data_version = state["samples_seen"], state["data_version"]
+        stage.scorer.offset = state["offset"]
+        return stage
+
+
+def replace_seed(config: RMConfig, seed: int) -> RMConfig:
+    return make_config(config, RMConfig, {"seed": seed})
