@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from rlhf_lab.attribution import reward_model_scorer
 from rlhf_lab.models.tiny import tiny_reward_model
 from rlhf_lab.rl.rewards import ModelReward
-from rlhf_lab.ui.attribution import reward_model_scorer
 
 SHORT = ("Say hi.", "hi")
 LONG = ("Write a long review of a film you liked.", "It was wonderful, moving and funny " * 4)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from ui_fakes import FakeStage
 
-from rlhf_lab.store import PreferenceStore
-from rlhf_lab.ui.attribution import (
+from rlhf_lab.attribution import (
     as_score_fn,
     attribution_html,
     integrated_gradients,
@@ -15,6 +14,7 @@ from rlhf_lab.ui.attribution import (
     reward_model_scorer,
     split_units,
 )
+from rlhf_lab.store import PreferenceStore
 from rlhf_lab.ui.diagnostics import (
     RewardModelPanel,
     evaluate_pairs,

@@ -4,9 +4,9 @@ from importlib import resources
 
 import pytest
 
+from rlhf_lab.active import ActiveLearningSource
 from rlhf_lab.store import PreferenceStore
 from rlhf_lab.ui.labeller import SHORTCUTS, PairLabeller
-from rlhf_lab.ui.queue import ActiveLearningSource
 
 ITEMS = [
     {"prompt": "Review a film.", "responses": ["Loved it!", "Meh."]},

@@ -5,7 +5,7 @@ import json
 import pytest
 from ui_fakes import FakeStage
 
-from rlhf_lab.ui.queue import (
+from rlhf_lab.active import (
     ActiveLearningSource,
     StageSource,
     as_items,

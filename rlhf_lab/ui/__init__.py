@@ -4,35 +4,47 @@
     >>> labeller = PairLabeller(lab.store, items, annotator="ana")
     >>> Dashboard(sft, rm, ppo)
 
-No training logic lives here. The front-end of the custom widgets (plain ES modules + CSS) is in
-the top-level `widgets/` folder, shipped as `rlhf_lab.widgets`.
+No training logic lives here. Names are imported lazily (module-level `__getattr__`, as in
+`rlhf_lab/__init__`), so `from rlhf_lab.ui import PairLabeller` loads anywidget but not plotly.
+Item sources and active learning are core (`rlhf_lab.active`), so is token attribution
+(`rlhf_lab.attribution`); both are re-exported here for convenience. The front-end of the custom
+widgets (plain ES modules + CSS) is in the top-level `widgets/` folder, shipped as `rlhf_lab.widgets`.
 """
 
-from rlhf_lab.ui.attribution import Attribution, attribution_html, integrated_gradients, occlusion
-from rlhf_lab.ui.dashboard import Dashboard
-from rlhf_lab.ui.diagnostics import RewardModelPanel, overoptimisation_figure, reward_model_figure
-from rlhf_lab.ui.facilitator import FacilitatorView
-from rlhf_lab.ui.labeller import PairLabeller
-from rlhf_lab.ui.queue import ActiveLearningSource, StageSource, as_items, items_from_file, pairs_from_samples
-from rlhf_lab.ui.samples import BeforeAfter, SampleViewer, compare_models
+from __future__ import annotations
 
-__all__ = [
-    "ActiveLearningSource",
-    "Attribution",
-    "BeforeAfter",
-    "Dashboard",
-    "FacilitatorView",
-    "PairLabeller",
-    "RewardModelPanel",
-    "SampleViewer",
-    "StageSource",
-    "as_items",
-    "attribution_html",
-    "compare_models",
-    "integrated_gradients",
-    "items_from_file",
-    "occlusion",
-    "overoptimisation_figure",
-    "pairs_from_samples",
-    "reward_model_figure",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "ActiveLearningSource": "rlhf_lab.active",
+    "StageSource": "rlhf_lab.active",
+    "as_items": "rlhf_lab.active",
+    "items_from_file": "rlhf_lab.active",
+    "pairs_from_samples": "rlhf_lab.active",
+    "Attribution": "rlhf_lab.attribution",
+    "attribution_html": "rlhf_lab.attribution",
+    "integrated_gradients": "rlhf_lab.attribution",
+    "occlusion": "rlhf_lab.attribution",
+    "Dashboard": "rlhf_lab.ui.dashboard",
+    "RewardModelPanel": "rlhf_lab.ui.diagnostics",
+    "overoptimisation_figure": "rlhf_lab.ui.diagnostics",
+    "reward_model_figure": "rlhf_lab.ui.diagnostics",
+    "FacilitatorView": "rlhf_lab.ui.facilitator",
+    "PairLabeller": "rlhf_lab.ui.labeller",
+    "BeforeAfter": "rlhf_lab.ui.samples",
+    "SampleViewer": "rlhf_lab.ui.samples",
+    "compare_models": "rlhf_lab.ui.samples",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'rlhf_lab.ui' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

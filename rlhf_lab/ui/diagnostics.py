@@ -24,7 +24,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from rlhf_lab.ui.attribution import as_score_fn, attribution_html, integrated_gradients, occlusion
+from rlhf_lab.attribution import as_score_fn, attribution_html, integrated_gradients, occlusion
 from rlhf_lab.ui.dashboard import error_html
 
 

@@ -26,12 +26,13 @@ import os
 import threading
 from collections import deque
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
-from rlhf_lab.ui.queue import Item, as_items, normalise_item
+from rlhf_lab.active import Item, as_items, normalise_item
 
 MODES = ("pair", "rank", "likert")
 PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
@@ -67,19 +68,20 @@ GUIDELINES = {
 }
 
 
-def _asset(name: str) -> str:
-    return resources.files("rlhf_lab.widgets").joinpath(name).read_text(encoding="utf-8")
+# The front-end files on disk: anywidget reads a pathlib.Path itself and, with ANYWIDGET_HMR=1,
+# watches it, so edits to widgets/labeller.js show up without restarting the kernel.
+WIDGETS = Path(str(resources.files("rlhf_lab.widgets")))
 
 
 class PairLabeller(anywidget.AnyWidget):
     """Label pairs (or rank k responses, or rate them 1-5) straight into a `PreferenceStore`.
 
     `items` is a list of `{"prompt", "responses"}` dicts, a JSONL/Parquet path, or a source with
-    `next(n)` (see `rlhf_lab.ui.queue`), which is asked for more whenever the queue runs dry.
+    `next(n)` (see `rlhf_lab.active`), which is asked for more whenever the queue runs dry.
     """
 
-    _esm = traitlets.Unicode(_asset("labeller.js")).tag(sync=True)
-    _css = traitlets.Unicode(_asset("labeller.css")).tag(sync=True)
+    _esm = WIDGETS / "labeller.js"
+    _css = WIDGETS / "labeller.css"
 
     item = traitlets.Dict().tag(sync=True)  # what is on screen: seq, prompt, responses (+ origin)
     mode = traitlets.Unicode("pair").tag(sync=True)

@@ -21,8 +21,8 @@ from typing import Any
 
 import ipywidgets as W
 
+from rlhf_lab.active import pairs_from_samples
 from rlhf_lab.ui.dashboard import error_html
-from rlhf_lab.ui.queue import pairs_from_samples
 
 # sample keys shown as number columns (RL stages: score, gold_score, kl, length)
 SCORE_KEYS = (
@@ -238,7 +238,7 @@ class BeforeAfter:
         self.labeller, self.names = labeller, names
         self.rows = compare_models(before, after, tokenizer, prompts, seed=seed, **generate_kwargs)
         if reward is not None:
-            from rlhf_lab.ui.attribution import as_score_fn
+            from rlhf_lab.attribution import as_score_fn
 
             score = as_score_fn(reward)
             prompts2 = [r["prompt"] for r in self.rows for _ in (0, 1)]
