@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from rlhf_lab.attribution import as_score_fn, attribution_html, integrated_gradients, occlusion
-from rlhf_lab.ui.dashboard import error_html
+from rlhf_lab.ui.html import error_html
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

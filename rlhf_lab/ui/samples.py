@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as W
 
 from rlhf_lab.active import pairs_from_samples
-from rlhf_lab.ui.dashboard import error_html
+from rlhf_lab.ui.html import error_html
 
 # sample keys shown as number columns (RL stages: score, gold_score, kl, length)
 SCORE_KEYS = (
