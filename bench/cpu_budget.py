@@ -67,7 +67,7 @@ RM_NEW_LABELS = 10  # labels that arrive before each timed warm-start retrain
 
 def measure_rm_retrain(lab: Lab, args: argparse.Namespace) -> float:
     """Median seconds of a warm-start reward-model fit() after RM_NEW_LABELS new labels."""
-    from rlhf_lab.datasets import load_preferences
+    from rlhf_lab.bundled import load_preferences
     from rlhf_lab.store import PreferenceStore
 
     rounds = args.steps

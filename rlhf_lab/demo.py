@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_lab.agreement import store_agreement
-from rlhf_lab.datasets import load_demos, load_prompts
+from rlhf_lab.bundled import load_demos, load_prompts
 from rlhf_lab.lab import Lab
 from rlhf_lab.raters import NoisyRater, get_judge, label_with_raters
 

@@ -11,7 +11,7 @@ The config (every section but `task` is optional; unknown keys are errors)::
     preset: tiny                  # a preset name, or instead:
     # policy: HuggingFaceTB/SmolLM2-135M-Instruct
     # reward_backbone: sentence-transformers/all-MiniLM-L6-v2   (with policy; used by reward: rm)
-    task: positive_review         # bundled rlhf_lab.datasets task: its prompts, demos, preferences
+    task: positive_review         # bundled rlhf_lab.bundled task: its prompts, demos, preferences
     seed: 0
     output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/, rl/ and summary.json
     threads: null                 # torch CPU threads (default: the cores split between ranks)
@@ -85,7 +85,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}.")
     if "task" not in config:
-        raise ValueError("the config needs a task (a bundled rlhf_lab.datasets task, e.g. positive_review).")
+        raise ValueError("the config needs a task (a bundled rlhf_lab.bundled task, e.g. positive_review).")
     if "preset" in config and "policy" in config:
         raise ValueError("give either preset or policy, not both.")
     for section in ("sft", "reward_model", "rl"):
@@ -124,7 +124,7 @@ def _mean(values: list[float]) -> float | None:
 
 def train(config: dict[str, Any]) -> dict[str, Any]:
     """Build the stages via Lab, run them, save checkpoints; returns the summary dict."""
-    from rlhf_lab.datasets import load_demos, load_prompts, preference_pairs
+    from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
     from rlhf_lab.lab import Lab
     from rlhf_lab.raters import get_judge
     from rlhf_lab.rl.distributed import params_sha256

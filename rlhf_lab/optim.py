@@ -12,6 +12,7 @@ is the same (AdamW with decoupled weight decay); only float rounding differs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,3 +47,16 @@ def adamw(params: Iterable[Any], lr: float, **kwargs: Any) -> torch.optim.AdamW:
     tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     kwargs.setdefault("fused", can_fuse(tensors))
     return torch.optim.AdamW(params, lr=lr, **kwargs)
+
+
+def clip_gradients(params: Iterable[torch.nn.Parameter], max_grad_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm to `max_grad_norm` (0 or less: no clipping); the norm before clipping.
+
+    `max_grad_norm` is the TRL / transformers name (TrainingArguments.max_grad_norm) every stage uses.
+    """
+    return torch.nn.utils.clip_grad_norm_(list(params), max_grad_norm if max_grad_norm > 0 else math.inf)
+
+
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """Every parameter an optimizer updates, across its groups."""
+    return [p for group in optimizer.param_groups for p in group["params"]]

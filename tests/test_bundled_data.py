@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_lab.chat import format_conversation
-from rlhf_lab.datasets import (
+from rlhf_lab.bundled import (
     TASKS,
     load_demos,
     load_preferences,
@@ -19,6 +18,7 @@ from rlhf_lab.datasets import (
     load_samples,
     preference_pairs,
 )
+from rlhf_lab.chat import format_conversation
 from rlhf_lab.raters import get_judge
 
 ROOT = Path(__file__).resolve().parent.parent

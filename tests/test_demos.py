@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from rlhf_lab.demos import Demo, DemoError, load_demos, save_demos
+from rlhf_lab.demonstrations import Demo, DemoError, load_demos, save_demos
 
 
 def test_list_of_dicts_tuples_and_completion_alias():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlhf_lab.demos import DemoError, load_demos
+from rlhf_lab.demonstrations import DemoError, load_demos
 from rlhf_lab.rl.config import RLConfig
 from rlhf_lab.store import PreferenceImportError, PreferenceStore
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from rlhf_lab.datasets import load_demos, load_preferences, load_prompts, load_samples
+from rlhf_lab.bundled import load_demos, load_preferences, load_prompts, load_samples
 from rlhf_lab.raters import (
     DEFAULT_CONSTITUTION,
     ConstitutionalJudge,

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from rlhf_lab.chat import format_prompt
-from rlhf_lab.demos import DemoError
+from rlhf_lab.demonstrations import DemoError
 from rlhf_lab.metrics import is_known
 from rlhf_lab.models.tiny import tiny_policy
 from rlhf_lab.stages.sft import IGNORE_INDEX, SFTConfig, SFTStage

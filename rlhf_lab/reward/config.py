@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 LOSSES = ("bradley_terry", "ranking")
 
@@ -27,8 +28,9 @@ class RMConfig:
     """Longest scored text in tokens. Causal layouts keep the end (where the score is read)."""
     weight_decay: float = 0.0
     """AdamW weight decay on matrices (a regulariser: reward models over-fit quickly)."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 disables clipping)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping). Formerly `grad_clip`, still
+    accepted as a deprecated keyword."""
     seed: int = 0
     """Seed of the data order (ensembles give each member its own)."""
     split_seed: int = 0
@@ -63,6 +65,13 @@ class RMConfig:
     weights; "no" leaves them alone. The smollm2-135m preset asks for bf16 on CPUs with native bf16."""
     calibration_bins: int = 10
     """Bins of the reliability table and ECE."""
+
+    deprecated_names: ClassVar[dict[str, str]] = {"grad_clip": "max_grad_norm"}
+
+    @property
+    def grad_clip(self) -> float:
+        """Deprecated name of `max_grad_norm` (kept for one release)."""
+        return self.max_grad_norm
 
     def validate(self) -> RMConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""

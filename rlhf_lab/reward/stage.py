@@ -48,7 +48,7 @@ from transformers import (
 from rlhf_lab.device import choose_device
 from rlhf_lab.errors import StageBusyError, StageError
 from rlhf_lab.models.presets import quiet_loading
-from rlhf_lab.optim import adamw, decay_groups
+from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.reward import evaluation
 from rlhf_lab.reward.config import RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
@@ -223,9 +223,7 @@ class RewardModelStage(PairScoring, Stage):
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = clip_gradients(optimizer_params(self.optimizer), self.config.max_grad_norm)
         self.optimizer.step()
         self.samples_seen += len(units)
 

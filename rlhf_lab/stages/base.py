@@ -30,6 +30,7 @@ import shutil
 import threading
 import time
 import traceback
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass, replace
@@ -416,6 +417,7 @@ def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any
     Stages mutate their config through `set()`, so the caller's object is never the stage's.
     The result is checked by the config's `validate()` when the Stage base is constructed.
     """
+    overrides = rename_deprecated(config_cls, overrides)
     names = {f.name for f in fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -426,6 +428,24 @@ def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any
         )
     base = config if config is not None else config_cls()
     return replace(base, **overrides)
+
+
+def rename_deprecated(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with deprecated field names (a config's `deprecated_names`) mapped to the current ones.
+
+    E.g. SFTConfig and RMConfig accept `grad_clip=` for `max_grad_norm=` for one release.
+    """
+    renames = getattr(config_cls, "deprecated_names", {})
+    if not any(old in values for old in renames):
+        return dict(values)
+    for old, new in renames.items():
+        if old in values:
+            warnings.warn(
+                f"{config_cls.__name__}: {old!r} is deprecated; use {new!r}.",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+    return {renames.get(k, k): v for k, v in values.items()}
 
 
 def validate_config(config: Any) -> Any:

@@ -37,8 +37,11 @@ def _jsonable(value: Any) -> bool:
 
 
 def config_from_dict(config_cls: type, data: dict[str, Any], **overrides: Any) -> Any:
+    """The config saved in a checkpoint (older field names mapped, unknown ones dropped)."""
     names = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in {**data, **overrides}.items() if k in names})
+    renames = getattr(config_cls, "deprecated_names", {})
+    values = {renames.get(k, k): v for k, v in {**data, **overrides}.items()}
+    return config_cls(**{k: v for k, v in values.items() if k in names})
 
 
 def rng_state() -> dict[str, Any]:

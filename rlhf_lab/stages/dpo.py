@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,7 +42,7 @@ from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
 from rlhf_lab.lora import is_peft_model
 from rlhf_lab.models.helpers import freeze
-from rlhf_lab.optim import adamw
+from rlhf_lab.optim import adamw, clip_gradients
 from rlhf_lab.reward.pairs import PairRecord, as_pair_records
 from rlhf_lab.stages.base import (
     Stage,
@@ -331,8 +330,7 @@ class DPOStage(Stage):
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip = self.config.max_grad_norm or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._trainable, clip)
+        grad_norm = clip_gradients(self._trainable, self.config.max_grad_norm)
         self.optimizer.step()
         return {
             "loss/dpo": loss.item(),

@@ -27,22 +27,21 @@ Metrics: `loss/sft`, `train/learning_rate`, `train/grad_norm`, `train/tokens`, `
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.chat import format_conversation, format_prompt
-from rlhf_lab.demos import Demo, DemoError, load_demos, save_demos
+from rlhf_lab.demonstrations import Demo, DemoError, load_demos, save_demos
 from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.generation import generate
 from rlhf_lab.lora import is_peft_model, load_lora, save_base, wrap_lora
 from rlhf_lab.models.presets import quiet_loading
-from rlhf_lab.optim import adamw, decay_groups
+from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,
@@ -75,8 +74,9 @@ class SFTConfig:
     """AdamW weight decay, applied to matrices only (not biases or norms)."""
     warmup_steps: int = 0
     """Steps over which the learning rate rises linearly from ~0 to `learning_rate`."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 disables clipping)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping). Formerly `grad_clip`, still
+    accepted as a deprecated keyword."""
     seed: int = 0
     """Seed of the data order (each epoch is a fresh permutation drawn from it)."""
     lora: bool = False
@@ -98,6 +98,13 @@ class SFTConfig:
     mixed_precision: str = "no"
     """"bf16" runs forwards under bf16 autocast (fp32 master weights); "no" leaves them alone. The
     smollm2-135m preset asks for bf16 on CPUs with native bf16 (Lab)."""
+
+    deprecated_names: ClassVar[dict[str, str]] = {"grad_clip": "max_grad_norm"}
+
+    @property
+    def grad_clip(self) -> float:
+        """Deprecated name of `max_grad_norm` (kept for one release)."""
+        return self.max_grad_norm
 
     def validate(self) -> SFTConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""
@@ -245,9 +252,7 @@ class SFTStage(Stage):
         self.check_finite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = clip_gradients(optimizer_params(self.optimizer), self.config.max_grad_norm)
         self.optimizer.step()
         self.samples_seen += len(indices)  # only once the step is applied
         return {
