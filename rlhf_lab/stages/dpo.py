@@ -21,7 +21,8 @@ of a response is beta * (log pi - log ref); `rewards/*` report it.
 
 Why our own loop instead of driving TRL's DPOTrainer from a thread: that trainer owns the loop
 (schedule tied to max_steps, data re-read only on train()), so pausing, changing beta, re-reading
-the store and resuming mid-run all fight it (notes/trl-1.16.md). The math is a dozen lines; here
+the store and resuming mid-run all fight it (trl/trainer/dpo_trainer.py, TRL 1.16: the loop is
+`transformers.Trainer.train`). The math is a dozen lines; here
 it is in plain sight, and tests check it against DPOTrainer.compute_loss on the same pairs.
 """
 

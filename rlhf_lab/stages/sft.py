@@ -9,7 +9,7 @@
 Each step is a plain PyTorch update, written out here rather than delegated to TRL's
 SFTTrainer: a Trainer owns its loop, so driving it one step at a time from a notebook means a
 thread parked inside a callback, a schedule tied to `max_steps` and private internals
-(notes/trl-1.16.md). The loop is a dozen lines, and keeping it visible is the point of a lab:
+(trl/trainer/sft_trainer.py, TRL 1.16, whose loop is `transformers.Trainer.train`). The loop is a dozen lines, and keeping it visible is the point of a lab:
 
 1. take the next `batch_size` demonstrations (a seeded shuffle per epoch, resumable),
 2. lay each out as `format_prompt(prompt)` + response + EOS, the exact text the policy is
