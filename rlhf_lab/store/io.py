@@ -22,12 +22,22 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rlhf_lab.store.records import Label, PreferencePair, normalise_record
 
-if TYPE_CHECKING:
-    from rlhf_lab.store.preference_store import PreferenceStore
+
+class LabelSink(Protocol):
+    """What an import writes into: a `PreferenceStore` (io does not import it, the store imports io)."""
+
+    def add_many(self, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False) -> list[int]: ...
+
+
+class PairSource(Protocol):
+    """What an export reads from: a `PreferenceStore`'s `pairs(...)`."""
+
+    def pairs(self, **options: Any) -> list[PreferencePair]: ...
+
 
 DEFAULT_MAX_CHARS = 20_000  # per text; far beyond anything the lab generates or a person writes
 DEFAULT_MAX_BYTES = 100 * 2**20
@@ -67,7 +77,7 @@ def trl_rows(
 
 
 def to_trl(
-    source: PreferenceStore | Iterable[PreferencePair],
+    source: PairSource | Iterable[PreferencePair],
     *,
     conversational: bool = False,
     as_dataset: bool = False,
@@ -180,7 +190,7 @@ def read_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
 
 
 def import_file(
-    store: PreferenceStore,
+    store: LabelSink,
     path: str | os.PathLike,
     *,
     annotator: str | None = None,
@@ -211,7 +221,7 @@ def import_file(
 
 
 def import_rows(
-    store: PreferenceStore,
+    store: LabelSink,
     rows: Iterable[Mapping[str, Any]] | Iterable[tuple[int, Mapping[str, Any]]],
     *,
     name: str = "rows",

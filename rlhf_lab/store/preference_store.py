@@ -36,45 +36,9 @@ from rlhf_lab.store.records import (
     Label,
     PreferencePair,
     expand_pairs,
-    label_item_id,
-    normalise_record,
 )
+from rlhf_lab.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, insert_row, make_row, row_to_label
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = (
-    """
-CREATE TABLE labels (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
-    item_id     TEXT NOT NULL,
-    prompt      TEXT NOT NULL,
-    responses   TEXT NOT NULL,                      -- JSON list of strings, as shown
-    judgement   TEXT NOT NULL,
-    ranking     TEXT,                               -- JSON list, best first
-    likert      TEXT,                               -- JSON list, one score per response
-    annotator   TEXT NOT NULL,
-    created     REAL NOT NULL,
-    note        TEXT,
-    criterion   TEXT,
-    source      TEXT NOT NULL,
-    policy_step INTEGER,
-    deleted     REAL                                -- set by undo(), NULL while live
-)""",
-    "CREATE INDEX labels_item ON labels(item_id)",
-    "CREATE INDEX labels_annotator ON labels(annotator, id)",
-    """
-CREATE TABLE revisions (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    label_id INTEGER NOT NULL REFERENCES labels(id),
-    changed  REAL NOT NULL,
-    previous TEXT NOT NULL                          -- JSON of the label before the edit
-)""",
-)
-
-_COLUMNS = (
-    "id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note, "
-    "criterion, source, policy_step, deleted"
-)
 EDITABLE_FIELDS = (
     "judgement",
     "ranking",
@@ -133,7 +97,7 @@ class PreferenceStore:
                 )
             if version == 0:
                 # statement by statement: executescript() would commit our open transaction
-                for statement in _SCHEMA:
+                for statement in SCHEMA:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -232,7 +196,7 @@ class PreferenceStore:
         give `ranking` (indices, best first) or `likert` (1-5 per response) instead. Bad input
         raises ValueError naming the problem; nothing is written then.
         """
-        row = _make_row(
+        row = make_row(
             {
                 "prompt": prompt,
                 "responses": responses,
@@ -246,7 +210,7 @@ class PreferenceStore:
                 "policy_step": policy_step,
             }
         )
-        return self._write(lambda conn: _insert(conn, row))
+        return self._write(lambda conn: insert_row(conn, row))
 
     def add_many(self, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False) -> list[int]:
         """Validate every record first, then store all of them in one transaction (all or nothing).
@@ -258,7 +222,7 @@ class PreferenceStore:
         rows = []
         for i, record in enumerate(records):
             try:
-                rows.append(_make_row(record))
+                rows.append(make_row(record))
             except ValueError as exc:
                 raise ValueError(f"record {i}: {exc}") from None
 
@@ -270,7 +234,7 @@ class PreferenceStore:
             for row in rows:
                 key = (row["item_id"], row["annotator"], row["created"])
                 if key not in seen:
-                    ids.append(_insert(conn, row))
+                    ids.append(insert_row(conn, row))
                     seen.add(key)
             return ids
 
@@ -316,7 +280,7 @@ class PreferenceStore:
         if {"judgement", "ranking", "likert"} & set(fields):
             merged.update(judgement=None, ranking=None, likert=None)
         merged.update(fields)
-        row = _make_row({**merged, "prompt": old.prompt, "responses": old.responses})
+        row = make_row({**merged, "prompt": old.prompt, "responses": old.responses})
 
         def update(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -352,10 +316,10 @@ class PreferenceStore:
     # ----------------------------------------------------------------- reading
     def get(self, label_id: int) -> Label:
         """The label with this id (also when undone); KeyError if there is none."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM labels WHERE id = ?", (label_id,))
+        rows = self._read(f"SELECT {COLUMNS} FROM labels WHERE id = ?", (label_id,))
         if not rows:
             raise KeyError(f"no label with id {label_id} in {self.path}")
-        return _label(rows[0])
+        return row_to_label(rows[0])
 
     def labels(
         self,
@@ -390,7 +354,9 @@ class PreferenceStore:
             where.append("id > ?")
             params.append(since_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return [_label(r) for r in self._read(f"SELECT {_COLUMNS} FROM labels{clause} ORDER BY id", params)]
+        return [
+            row_to_label(r) for r in self._read(f"SELECT {COLUMNS} FROM labels{clause} ORDER BY id", params)
+        ]
 
     def count(self) -> int:
         """Number of live (not undone) labels."""
@@ -473,53 +439,3 @@ def group_items(labels: Iterable[Label]) -> list[Item]:
     for label in labels:
         groups.setdefault(label.item_id, []).append(label)
     return [Item(key, group[0].prompt, group[0].responses, tuple(group)) for key, group in groups.items()]
-
-
-def _make_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The database row of a label given as a dict (see `normalise_record`)."""
-    r = normalise_record(record)
-    return {
-        "item_id": label_item_id(r["prompt"], r["responses"]),
-        "prompt": r["prompt"],
-        "responses": json.dumps(list(r["responses"]), ensure_ascii=False),
-        "judgement": r["judgement"].value,
-        "ranking": None if r["ranking"] is None else json.dumps(list(r["ranking"])),
-        "likert": None if r["likert"] is None else json.dumps(list(r["likert"])),
-        "annotator": r["annotator"],
-        "created": time.time() if r["created"] is None else r["created"],
-        "note": r["note"],
-        "criterion": r["criterion"],
-        "source": r["source"],
-        "policy_step": r["policy_step"],
-        "deleted": r["deleted"],
-    }
-
-
-def _insert(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
-    keys = list(row)
-    cursor = conn.execute(
-        f"INSERT INTO labels ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
-        [row[k] for k in keys],
-    )
-    return cursor.lastrowid
-
-
-def _label(row: tuple) -> Label:
-    (label_id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note) = row[:10]
-    criterion, source, policy_step, deleted = row[10:]
-    return Label(
-        id=label_id,
-        item_id=item_id,
-        prompt=prompt,
-        responses=tuple(json.loads(responses)),
-        judgement=Judgement(judgement),
-        ranking=None if ranking is None else tuple(json.loads(ranking)),
-        likert=None if likert is None else tuple(json.loads(likert)),
-        annotator=annotator,
-        created=created,
-        note=note,
-        criterion=criterion,
-        source=source,
-        policy_step=policy_step,
-        deleted=deleted,
-    )

@@ -1,0 +1,100 @@
+"""The SQLite layout of a PreferenceStore: its tables, and label rows to and from `Label`s.
+
+>>> from rlhf_lab.store.schema import SCHEMA_VERSION, make_row, row_to_label
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rlhf_lab.store.records import Judgement, Label, label_item_id, normalise_record
+
+SCHEMA_VERSION = 1
+
+SCHEMA = (
+    """
+CREATE TABLE labels (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+    item_id     TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    responses   TEXT NOT NULL,                      -- JSON list of strings, as shown
+    judgement   TEXT NOT NULL,
+    ranking     TEXT,                               -- JSON list, best first
+    likert      TEXT,                               -- JSON list, one score per response
+    annotator   TEXT NOT NULL,
+    created     REAL NOT NULL,
+    note        TEXT,
+    criterion   TEXT,
+    source      TEXT NOT NULL,
+    policy_step INTEGER,
+    deleted     REAL                                -- set by undo(), NULL while live
+)""",
+    "CREATE INDEX labels_item ON labels(item_id)",
+    "CREATE INDEX labels_annotator ON labels(annotator, id)",
+    """
+CREATE TABLE revisions (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    label_id INTEGER NOT NULL REFERENCES labels(id),
+    changed  REAL NOT NULL,
+    previous TEXT NOT NULL                          -- JSON of the label before the edit
+)""",
+)
+
+COLUMNS = (
+    "id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note, "
+    "criterion, source, policy_step, deleted"
+)
+
+
+def make_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The database row of a label given as a dict (see `normalise_record`)."""
+    r = normalise_record(record)
+    return {
+        "item_id": label_item_id(r["prompt"], r["responses"]),
+        "prompt": r["prompt"],
+        "responses": json.dumps(list(r["responses"]), ensure_ascii=False),
+        "judgement": r["judgement"].value,
+        "ranking": None if r["ranking"] is None else json.dumps(list(r["ranking"])),
+        "likert": None if r["likert"] is None else json.dumps(list(r["likert"])),
+        "annotator": r["annotator"],
+        "created": time.time() if r["created"] is None else r["created"],
+        "note": r["note"],
+        "criterion": r["criterion"],
+        "source": r["source"],
+        "policy_step": r["policy_step"],
+        "deleted": r["deleted"],
+    }
+
+
+def insert_row(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
+    keys = list(row)
+    cursor = conn.execute(
+        f"INSERT INTO labels ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
+        [row[k] for k in keys],
+    )
+    return cursor.lastrowid
+
+
+def row_to_label(row: tuple) -> Label:
+    (label_id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note) = row[:10]
+    criterion, source, policy_step, deleted = row[10:]
+    return Label(
+        id=label_id,
+        item_id=item_id,
+        prompt=prompt,
+        responses=tuple(json.loads(responses)),
+        judgement=Judgement(judgement),
+        ranking=None if ranking is None else tuple(json.loads(ranking)),
+        likert=None if likert is None else tuple(json.loads(likert)),
+        annotator=annotator,
+        created=created,
+        note=note,
+        criterion=criterion,
+        source=source,
+        policy_step=policy_step,
+        deleted=deleted,
+    )
