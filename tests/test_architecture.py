@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "rlhf_lab"
 WIDGET_LIBRARIES = ("ipywidgets", "anywidget", "plotly")
 MAX_LINES = 500
@@ -103,25 +105,38 @@ def test_core_modules_never_import_widget_libraries_at_import_time():
     assert not offenders, f"core modules importing widget libraries: {offenders}"
 
 
-def _loaded_after(statement: str) -> list[str]:
-    code = (
-        f"import json, sys\n{statement}\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{WIDGET_LIBRARIES!r} or m == 'rlhf_lab.lab')))"
+# One interpreter for every import check (importing torch and transformers dominates the time):
+# each step imports more and records what is loaded by then.
+STEPS = {
+    "core": "import rlhf_lab.rl, rlhf_lab.store, rlhf_lab.agreement",
+    "ui": "import rlhf_lab.ui, rlhf_lab.active, rlhf_lab.attribution",
+    "every_core_module": "\n".join(
+        f"import {name}" for name in _modules() if not name.startswith("rlhf_lab.ui") and name != "rlhf_lab"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, list[str]]:
+    """For each step, the widget libraries (and rlhf_lab.lab) loaded once its imports have run."""
+    watched = (
+        f"sorted(m for m in sys.modules if m.split('.')[0] in {WIDGET_LIBRARIES!r} or m == 'rlhf_lab.lab')"
     )
+    code = "import json, sys\nout = {}\n" + "".join(
+        f"{statement}\nout[{step!r}] = {watched}\n" for step, statement in STEPS.items()
+    )
+    code += "print(json.dumps(out))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_core_loads_neither_the_lab_nor_widgets():
-    assert _loaded_after("import rlhf_lab.rl, rlhf_lab.store, rlhf_lab.agreement") == []
+def test_core_loads_neither_the_lab_nor_widgets(loaded):
+    assert loaded["core"] == []
 
 
-def test_importing_every_core_module_loads_no_widget_library():
-    core = [n for n in _modules() if not n.startswith("rlhf_lab.ui") and n != "rlhf_lab"]
-    loaded = _loaded_after("\n".join(f"import {name}" for name in core))
-    assert [m for m in loaded if m != "rlhf_lab.lab"] == []
+def test_ui_package_is_lazy(loaded):
+    assert loaded["ui"] == []
 
 
-def test_ui_package_is_lazy():
-    assert _loaded_after("import rlhf_lab.ui, rlhf_lab.active, rlhf_lab.attribution") == []
+def test_importing_every_core_module_loads_no_widget_library(loaded):
+    assert [m for m in loaded["every_core_module"] if m != "rlhf_lab.lab"] == []
