@@ -63,9 +63,9 @@ def default_cpu_threads() -> int:
 
     RLHF_LAB_THREADS wins. Otherwise one thread on a box with two cores or fewer: on a busy
     2-core machine two torch threads were 20-100x slower than one (measured on the lab's 2-core
-development machine; set RLHF_LAB_THREADS to measure yours), because
-    the kernel, the UI and the data work compete for the same cores. Bigger machines get half
-    their cores, at most 8 (small models stop scaling beyond that).
+    development machine; set RLHF_LAB_THREADS to measure yours), because the kernel, the UI and
+    the data work compete for the same cores. Bigger machines get half their cores, at most 8
+    (small models stop scaling beyond that).
     """
     env = os.environ.get("RLHF_LAB_THREADS")
     if env:
