@@ -35,6 +35,12 @@ N_PAIRS = 150  # preference pairs per task (from train prompts)
 N_RANKED, K_RANKED = 30, 4  # k-way ranking set: the first N_RANKED pair prompts get K_RANKED responses
 MAX_DEMO_WORDS = 58  # prompt + response: fits the tiny preset's 256-token context with room to spare
 SPARE_PROMPTS = 20  # extra train prompts to sample from when a pair comes out unusable
+# The `extend` step: every train prompt gets PLAIN_PER_PROMPT plain samples (PAIRS_PER_PROMPT disjoint
+# pairs, so 300 prompts give 600 training pairs: enough optimizer steps for a reward model), and every
+# test prompt the same, for a fixed held-out set of 120 gold-labelled pairs that evaluations share.
+PLAIN_PER_PROMPT = 4
+PAIRS_PER_PROMPT = 2
+EXTEND_PREFILL_SHARE = 0.5  # helpful_harmless: share of the new prompts that also get a refusal
 
 # ---------------------------------------------------------------------------------------------
 # positive_review: word lists and templates (our own text)
@@ -563,6 +569,133 @@ def make_samples(out: Path, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# step 2c: more samples: PLAIN_PER_PROMPT per train prompt, and the held-out set on test prompts
+# ---------------------------------------------------------------------------------------------
+
+
+def draw_until(
+    rows: list[dict[str, Any]], want: int, round_base: int, model, tokenizer, args, label: str
+) -> None:
+    """Append SmolLM2 draws to each row's `responses`/`seeds` until it has `want` distinct ones.
+
+    Round r seeds torch with round_base + r; a row still short after 4 rounds keeps what it has.
+    """
+    import torch
+
+    from rlhf_lab.generation import generate
+
+    for round_ in range(4):
+        requests = []
+        for r in rows:
+            requests += [r] * max(want - len(distinct_responses(r["responses"])), 0)
+        if not requests:
+            return
+        torch.manual_seed(round_base + round_)
+        requests.sort(key=lambda r: len(r["prompt"]))  # similar lengths share a batch: less padding
+        start = time.perf_counter()
+        for i in range(0, len(requests), args.batch_size):
+            chunk = requests[i : i + args.batch_size]
+            texts = generate(
+                model,
+                tokenizer,
+                [r["prompt"] for r in chunk],
+                max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                batch_size=args.batch_size,
+            )
+            for r, text in zip(chunk, texts):
+                r["responses"].append(text)
+                r["seeds"].append(round_base + round_)
+        print(f"  {label} round {round_}: {len(requests)} responses in {time.perf_counter() - start:.0f} s")
+
+
+def prefill_rows(
+    rows: list[dict[str, Any]], share: float, seed_key: str, prefill_seed: int, model, tokenizer, args
+) -> None:
+    """Give a seeded `share` of `rows` (that lack one) a refusal-prefilled response."""
+    import torch
+
+    rng = random.Random(seed_key)
+    open_rows = [r for r in rows if "prefilled" not in r]
+    chosen = sorted(rng.sample(range(len(open_rows)), round(share * len(open_rows))))
+    prefixes = [rng.choice(REFUSAL_PREFIXES) for _ in chosen]
+    torch.manual_seed(prefill_seed)
+    texts = generate_prefilled(model, tokenizer, [open_rows[i]["prompt"] for i in chosen], prefixes, args)
+    for i, prefix, text in zip(chosen, prefixes, texts):
+        open_rows[i]["prefilled"] = {"prefix": prefix, "response": text, "seed": prefill_seed}
+
+
+def sample_row(prompt: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in prompt.items() if k not in ("id", "task", "split", "prompt")}
+    return {
+        "id": prompt["id"],
+        "task": prompt["task"],
+        "prompt": prompt["prompt"],
+        "responses": [],
+        "seeds": [],
+        **meta,
+    }
+
+
+def make_extension(out: Path, args: argparse.Namespace) -> None:
+    """Top every train prompt up to PLAIN_PER_PROMPT samples and sample the test prompts (held-out set)."""
+    import torch
+
+    from rlhf_lab.models.presets import load_policy
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_policy("smollm2")
+    model.eval()
+    seconds = {}
+    for t, task in enumerate(TASKS):
+        start = time.perf_counter()
+        prompts = read_jsonl(data_file(out, task, "prompts"))
+        train = [r for r in prompts if r["split"] == "train"]
+        random.Random(f"{args.seed}-{task}").shuffle(train)  # the order `sample` drew its prompts in
+        rows = read_jsonl(data_file(out, task, "samples"))
+        used = {r["id"] for r in rows}
+        rows += [sample_row(p) for p in train if p["id"] not in used]
+        heldout = [sample_row(p) for p in prompts if p["split"] == "test"]
+        base = args.seed * 1000 + 100 + 500 * t
+        draw_until(rows, PLAIN_PER_PROMPT, base, model, tokenizer, args, f"{task} train")
+        draw_until(heldout, PLAIN_PER_PROMPT, base + 50, model, tokenizer, args, f"{task} held-out")
+        if task == "helpful_harmless":
+            new_rows = [r for r in rows if r["id"] not in used]
+            prefill_rows(
+                new_rows, EXTEND_PREFILL_SHARE, f"{args.seed}-extend-train", base + 90, model, tokenizer, args
+            )
+            prefill_rows(
+                heldout,
+                EXTEND_PREFILL_SHARE,
+                f"{args.seed}-extend-heldout",
+                base + 91,
+                model,
+                tokenizer,
+                args,
+            )
+        write_jsonl(data_file(out, task, "samples"), rows)
+        write_jsonl(data_file(out, task, "heldout_samples"), heldout)
+        seconds[task] = round(time.perf_counter() - start, 1)
+    update_manifest(
+        out,
+        "extend",
+        {
+            "seed": args.seed,
+            "plain_per_prompt": PLAIN_PER_PROMPT,
+            "prefill_share": EXTEND_PREFILL_SHARE,
+            "temperature": args.temperature,
+            "top_p": args.top_p,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+            "seconds": seconds,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # step 2b: refusal-prefilled samples (helpful_harmless)
 # ---------------------------------------------------------------------------------------------
 
@@ -683,12 +816,13 @@ def generation_settings(out: Path) -> dict[str, Any]:
     return {k: sample[k] for k in ("model", "temperature", "top_p", "max_new_tokens")}
 
 
-def candidates(row: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The responses of a pair and of a ranking (possibly empty) for one samples row.
+def candidates(row: dict[str, Any], seed: int) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The pairs (up to PAIRS_PER_PROMPT, disjoint) and the ranking (possibly empty) of one samples row.
 
-    Plain rows: the first two distinct samples (pair) and first K_RANKED (ranking). Rows with a
-    refusal-prefilled response: one sample against the refusal (pair), three samples and the
-    refusal (ranking), shuffled so the refusal's position says nothing.
+    Plain rows: consecutive distinct samples make the pairs, (0, 1) then (2, 3); the first K_RANKED
+    make the ranking. Rows with a refusal-prefilled response: the first pair is one sample against
+    the refusal, the next pairs continue with the remaining samples; the ranking is three samples and
+    the refusal. Pair and ranking order are shuffled so the refusal's position says nothing.
     """
     plain = [
         {"text": text, "source": "sampled", "seed": row["seeds"][row["responses"].index(text)]}
@@ -696,14 +830,42 @@ def candidates(row: dict[str, Any], seed: int) -> tuple[list[dict[str, Any]], li
     ]
     prefilled = row.get("prefilled")
     if prefilled is None or prefilled["response"] in row["responses"]:
-        return plain[:2] if len(plain) >= 2 else [], plain[:K_RANKED] if len(plain) >= K_RANKED else []
+        pairs = [plain[i : i + 2] for i in range(0, 2 * PAIRS_PER_PROMPT, 2) if i + 2 <= len(plain)]
+        return pairs, plain[:K_RANKED] if len(plain) >= K_RANKED else []
     refusal = {"text": prefilled["response"], "source": "refusal-prefilled", "seed": prefilled["seed"]}
     rng = random.Random(f"{seed}-{row['id']}")
-    pair = [plain[0], refusal]
+    first = [plain[0], refusal]
     ranking = plain[: K_RANKED - 1] + [refusal] if len(plain) >= K_RANKED - 1 else []
-    rng.shuffle(pair)
+    rng.shuffle(first)
     rng.shuffle(ranking)
-    return pair, ranking
+    rest = [plain[i : i + 2] for i in range(1, 2 * PAIRS_PER_PROMPT - 1, 2) if i + 2 <= len(plain)]
+    return [first, *rest][:PAIRS_PER_PROMPT], ranking
+
+
+def rated_pair(
+    task: str, index: int, row: dict[str, Any], pair: list[dict[str, Any]], gold, panel, generation, kind
+) -> dict[str, Any]:
+    """One pair judged by every rater of the panel, with the gold scores and where each text came from."""
+    meta = {
+        k: v
+        for k, v in row.items()
+        if k not in ("id", "task", "split", "prompt", "responses", "seeds", "prefilled")
+    }
+    prompt = row["prompt"]
+    a, b = (c["text"] for c in pair)
+    return {
+        "id": f"{task}/{kind}/{index:03d}",
+        "task": task,
+        "prompt_id": row["id"],
+        "prompt": prompt,
+        "responses": [a, b],
+        "raters": [r.name for r in panel],
+        "judgements": {r.name: str(r(prompt, a, b).judgement) for r in panel},
+        "gold_scores": [round(x, 4) for x in gold.scores(prompt, [a, b])],
+        "sources": [c["source"] for c in pair],
+        "generation": {**generation, "seeds": [c["seed"] for c in pair]},
+        **meta,
+    }
 
 
 def make_labels(out: Path, seed: int) -> None:
@@ -712,51 +874,53 @@ def make_labels(out: Path, seed: int) -> None:
     for task in TASKS:
         gold, panel, panels[task] = make_raters(task, seed)
         samples = read_jsonl(data_file(out, task, "samples"))
-        pairs, rankings = [], []
+        # First pairs of every row first, so the 150 pairs of earlier releases keep their ids.
+        by_round: list[list[tuple[dict[str, Any], list[dict[str, Any]]]]] = [
+            [] for _ in range(PAIRS_PER_PROMPT)
+        ]
+        rankings = []
         for row in samples:
-            meta = {
-                k: v
-                for k, v in row.items()
-                if k not in ("id", "task", "prompt", "responses", "seeds", "prefilled")
-            }
-            pair, ranked = candidates(row, seed)
-            prompt = row["prompt"]
-            if pair:
-                a, b = (c["text"] for c in pair)
-                pairs.append(
-                    {
-                        "id": f"{task}/pair/{len(pairs):03d}",
-                        "task": task,
-                        "prompt_id": row["id"],
-                        "prompt": prompt,
-                        "responses": [a, b],
-                        "raters": [r.name for r in panel],
-                        "judgements": {r.name: str(r(prompt, a, b).judgement) for r in panel},
-                        "gold_scores": [round(x, 4) for x in gold.scores(prompt, [a, b])],
-                        "sources": [c["source"] for c in pair],
-                        "generation": {**generation, "seeds": [c["seed"] for c in pair]},
-                        **meta,
-                    }
-                )
+            pairs, ranked = candidates(row, seed)
+            for i, pair in enumerate(pairs):
+                by_round[i].append((row, pair))
             if ranked and len(rankings) < N_RANKED:
                 texts = [c["text"] for c in ranked]
+                meta = {
+                    k: v
+                    for k, v in row.items()
+                    if k not in ("id", "task", "prompt", "responses", "seeds", "prefilled")
+                }
                 rankings.append(
                     {
                         "id": f"{task}/ranking/{len(rankings):03d}",
                         "task": task,
                         "prompt_id": row["id"],
-                        "prompt": prompt,
+                        "prompt": row["prompt"],
                         "responses": texts,
-                        "ranking": gold.rank(prompt, texts),
+                        "ranking": gold.rank(row["prompt"], texts),
                         "ranker": "gold",
-                        "gold_scores": [round(x, 4) for x in gold.scores(prompt, texts)],
+                        "gold_scores": [round(x, 4) for x in gold.scores(row["prompt"], texts)],
                         "sources": [c["source"] for c in ranked],
                         "generation": {**generation, "seeds": [c["seed"] for c in ranked]},
                         **meta,
                     }
                 )
+        ordered = [item for round_ in by_round for item in round_]
+        pairs = [
+            rated_pair(task, i, row, pair, gold, panel, generation, "pair")
+            for i, (row, pair) in enumerate(ordered)
+        ]
         write_jsonl(data_file(out, task, "preferences"), pairs)
         write_jsonl(data_file(out, task, "rankings"), rankings)
+        heldout_path = data_file(out, task, "heldout_samples")
+        if heldout_path.exists():
+            rows = read_jsonl(heldout_path)
+            held = [(row, pair) for row in rows for pair in candidates(row, seed)[0]]
+            heldout = [
+                rated_pair(task, i, row, pair, gold, panel, generation, "heldout")
+                for i, (row, pair) in enumerate(held)
+            ]
+            write_jsonl(data_file(out, task, "heldout"), heldout)
     update_manifest(out, "label", {"seed": seed, "raters": panels})
 
 
@@ -769,7 +933,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("step", choices=["all", "prompts", "sample", "prefill", "label", "manifest"])
+    parser.add_argument(
+        "step", choices=["all", "prompts", "sample", "prefill", "extend", "label", "manifest"]
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -784,6 +950,8 @@ def main(argv: list[str] | None = None) -> None:
         make_samples(args.out, args)
     if args.step in ("all", "prefill"):
         make_prefilled(args.out, args)
+    if args.step in ("all", "extend"):
+        make_extension(args.out, args)
     if args.step in ("all", "label"):
         make_labels(args.out, args.seed)
     if args.step == "manifest":

@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 from rlhf_lab.bundled import (
+    crowd_pairs,
+    heldout_pairs,
+    load_heldout,
+    rater_agreement_with_gold,
+)
+from rlhf_lab.bundled import (
     TASKS,
     load_demos,
     load_preferences,
@@ -79,7 +85,7 @@ def test_demos_are_short_train_only_and_fit_the_tiny_context(task, tiny_tok):
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_preference_pairs_schema_and_valid_judgements(task):
     pairs = load_preferences(task)
-    assert len(pairs) >= 140
+    assert len(pairs) >= 600  # enough optimizer steps for a reward model (bench/README.md)
     train = {r["prompt"] for r in load_prompts(task, "train")}
     for pair in pairs:
         a, b = pair["responses"]
@@ -90,7 +96,11 @@ def test_preference_pairs_schema_and_valid_judgements(task):
         assert set(pair["judgements"].values()) <= VERDICTS
         assert len(pair["gold_scores"]) == 2
         assert {"temperature", "max_new_tokens", "seeds"} <= set(pair["generation"])
-    assert len({p["prompt"] for p in pairs}) == len(pairs), "one pair per prompt"
+    by_prompt: dict[str, list[str]] = {}
+    for pair in pairs:
+        by_prompt.setdefault(pair["prompt"], []).extend(pair["responses"])
+    assert max(len(texts) for texts in by_prompt.values()) <= 4, "at most two pairs per prompt"
+    assert all(len(set(texts)) == len(texts) for texts in by_prompt.values()), "a prompt's pairs are disjoint"
     # Several raters per pair, and they do not all agree (else agreement has nothing to show).
     raters = pairs[0]["raters"]
     assert len(raters) >= 4
@@ -109,11 +119,11 @@ def test_gold_judgements_follow_gold_scores(task):
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_preference_pairs_helper_orients_by_rater(task):
-    rows = {r["prompt"]: r for r in load_preferences(task)}
+    rows = {(r["prompt"], *sorted(r["responses"])): r for r in load_preferences(task)}
     pairs = preference_pairs(task, rater="gold")
     assert pairs and len(pairs) <= len(rows)
     for pair in pairs:
-        row = rows[pair["prompt"]]
+        row = rows[(pair["prompt"], *sorted([pair["chosen"], pair["rejected"]]))]
         chosen_index = row["responses"].index(pair["chosen"])
         assert row["judgements"]["gold"] == "AB"[chosen_index]
         assert pair["rejected"] == row["responses"][1 - chosen_index]
@@ -178,7 +188,8 @@ def test_manifest_lists_every_file_with_rows_and_sha256(manifest):
 
 
 def test_bundled_data_stays_small(manifest):
-    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 2_000_000
+    # 600 rated pairs and a 120-pair held-out set per task, with their samples: about 3 MB in all.
+    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 3_500_000
 
 
 def test_prompts_and_demos_rebuild_identically(tmp_path, manifest):
@@ -192,10 +203,10 @@ def test_prompts_and_demos_rebuild_identically(tmp_path, manifest):
 def test_labels_rebuild_identically_from_the_samples(tmp_path, manifest):
     # Raters are deterministic given the seed: relabelling the committed samples gives the committed pairs.
     make_data = _make_data()
-    for name in ("manifest.json", *(f"{t}_samples.jsonl" for t in TASKS)):
+    for name in ("manifest.json", *(f"{t}_{k}.jsonl" for t in TASKS for k in ("samples", "heldout_samples"))):
         (tmp_path / name).write_bytes((DATA / name).read_bytes())
     make_data.make_labels(tmp_path, seed=manifest["steps"]["label"]["seed"])
-    for kind in ("preferences", "rankings"):
+    for kind in ("preferences", "rankings", "heldout"):
         for task in TASKS:
             name = f"{task}_{kind}.jsonl"
             assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), (
@@ -228,3 +239,30 @@ def test_unknown_task_and_split_errors_name_the_known_ones():
     with pytest.raises(ValueError, match="Known splits: train, test"):
         load_prompts("positive_review", split="validation")
     assert all(isinstance(text, str) and text for text in TASKS.values())
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_heldout_set_is_on_test_prompts_only_and_rated_by_the_panel(task):
+    rows = load_heldout(task)
+    assert len(rows) == 120
+    test = {r["prompt"] for r in load_prompts(task, "test")}
+    train = {r["prompt"] for r in load_prompts(task, "train")}
+    assert {r["prompt"] for r in rows} == test and not test & train
+    assert all(set(r["judgements"]) == set(r["raters"]) for r in rows)
+    pairs = heldout_pairs(task)
+    assert pairs and all(p["prompt"] in test for p in pairs)
+
+
+def test_positive_review_heldout_has_over_100_gold_decided_pairs():
+    assert len(heldout_pairs("positive_review")) >= 100
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_crowd_pairs_carry_the_raters_votes_as_soft_labels(task):
+    pairs = crowd_pairs(task)
+    assert len(pairs) >= 500
+    assert all(0.5 <= p["target"] <= 1.0 for p in pairs)
+    assert any(p["target"] < 1.0 for p in pairs) and any(p["target"] == 1.0 for p in pairs)
+    # Each crowd rater flips gold 20% of the time, so they agree with gold on about 80% of decided pairs.
+    assert 0.7 < rater_agreement_with_gold(load_preferences(task)) < 0.9
+    assert rater_agreement_with_gold(load_preferences(task), raters=("gold",)) == 1.0
