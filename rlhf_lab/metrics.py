@@ -42,7 +42,10 @@ METRICS: dict[str, str] = {
     "rm/agreement_ceiling": "Inter-annotator agreement on the same data: the accuracy ceiling.",
     "rm/n_pairs": "Number of training pairs in the store when the step ran.",
     # RL objective (per sequence)
-    "objective/scores": "Mean reward-model (or reward function) score of the sampled responses.",
+    "objective/scores": "Mean score of the sampled responses as the policy optimises it: the reward model's "
+    "score after normalisation (mean 0, std 1 on the starting policy's samples) or the reward function's own.",
+    "objective/raw_scores": "Mean score of the sampled responses as the reward model or function returned it, "
+    "before normalisation.",
     "objective/kl": "Mean KL(pi || pi_ref) per sequence, k1 estimator (sum of log-ratio).",
     "objective/kl_k3": "Mean KL per sequence, k3 estimator (always >= 0, lower variance).",
     "objective/entropy": "Mean per-sequence entropy of the sampling policy.",

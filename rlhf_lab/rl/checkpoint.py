@@ -12,6 +12,7 @@ controller, kept samples). Weights are safetensors throughout.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlhf_lab.lora import load_lora, save_base
+from rlhf_lab.rl.kl import kl_controller_from_state
 from rlhf_lab.stages.checkpoint import model_path, save_model
 
 
@@ -62,3 +64,24 @@ def load_value_head(folder: Path, stage: Any, device: torch.device) -> None:
     head = stage.value_head if stage.value_head is not None else getattr(stage.value_model, "head", None)
     if head is not None:
         head.load_state_dict(load_file(folder / "value_head.safetensors", device=str(device)))
+
+
+def save_loop_state(folder: Path, stage: Any) -> None:
+    """The RL loop's own state: prompt order, KL controller, reward normalisation, prompts."""
+    state = {
+        "prompt_order": stage.order.state_dict(),
+        "kl_controller": stage.kl_ctl.state_dict(),
+        "kl_warned": stage._kl_warned,
+        "reward_normalizer": stage.normalizer.state_dict(),
+    }
+    (folder / "rl_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    (folder / "prompts.json").write_text(json.dumps(stage.prompts), encoding="utf-8")
+
+
+def load_loop_state(folder: Path, stage: Any) -> None:
+    state = json.loads((folder / "rl_state.json").read_text(encoding="utf-8"))
+    stage.order.load_state_dict(state["prompt_order"])
+    stage.kl_ctl = kl_controller_from_state(state["kl_controller"])
+    stage._kl_warned = state["kl_warned"]
+    if "reward_normalizer" in state:  # checkpoints from before reward normalisation have none
+        stage.normalizer.load_state_dict(state["reward_normalizer"])

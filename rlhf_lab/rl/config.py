@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, fields
 
 from rlhf_lab.generation import MAX_NEW_TOKENS_LIMIT
+from rlhf_lab.lora import LORA_ALPHA, LORA_R, LORA_TARGET_MODULES
 
 ESTIMATORS = ("ppo", "rloo", "grpo", "reinforce")
 GROUP_ESTIMATORS = ("rloo", "grpo")
@@ -49,8 +50,11 @@ class RLConfig:
     """KL coefficient (initial value when target_kl is set)."""
     target_kl: float | None = None
     """Adaptive KL control: move beta so the per-sequence KL approaches this (nats). None = fixed beta."""
-    kl_horizon: int = 10_000
-    """Adaptive controller horizon in rollouts (Ziegler et al.): larger = slower beta changes."""
+    kl_horizon: int | None = None
+    """Adaptive controller horizon in rollouts (Ziegler et al. 2019): larger = slower beta changes.
+    None = ten steps' worth of rollouts (10 * batch_size * samples_per_prompt), so beta can respond
+    within a lab run of tens of steps. (lm-human-preferences used 10,000 rollouts: at 16 rollouts a step
+    that would move beta by 0.4% in 20 steps, i.e. not at all.)"""
     kl_estimator: str = "k1"
     """Per-token KL used in the reward penalty: "k1" (log-ratio) or "k3" (always >= 0). GRPO uses k3 in its loss."""
     kl_warning: float = 8.0
@@ -65,10 +69,20 @@ class RLConfig:
     """Scale the per-token rewards to unit variance (mean kept) before GAE (PPO only)."""
     whiten_advantages: bool = True
     """Normalise advantages to zero mean, unit variance over the batch (all estimators)."""
+    normalize_reward: bool | None = None
+    """Fit a gain and bias on the first step's scores (samples of the starting policy) so they have mean 0
+    and std 1, as lm-human-preferences does, so beta means the same for every reward model (see
+    rlhf_lab.rl.normalization). None = on for learned reward models, off for reward functions and gold
+    judges, whose scale means something."""
 
     # --- PPO update ------------------------------------------------------------------
     learning_rate: float = 1e-5
-    """AdamW learning rate (policy, value head and value model)."""
+    """AdamW learning rate of the policy (and of a separate value model's backbone)."""
+    value_learning_rate: float | None = 1e-3
+    """AdamW learning rate of the value head (PPO); None = learning_rate. The head is a fresh linear layer
+    that has to catch up with the returns within a few steps, so like a classifier head in fine-tuning it
+    learns far faster than the backbone: at the policy's own rate (1e-6..1e-5 for a real model) it stays
+    near zero, explained variance stays 0 and GAE gives the early tokens almost no credit."""
     num_epochs: int = 4
     """Passes (K) over the rollouts per step."""
     num_minibatches: int = 4
@@ -82,7 +96,7 @@ class RLConfig:
     ent_coef: float = 0.0
     """Weight of an entropy bonus (0 = entropy reported, not optimised)."""
     max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
+    """Clip the global gradient norm to this value (0 disables clipping, as in every stage)."""
     gamma: float = 1.0
     """Discount factor over response tokens."""
     lam: float = 0.95
@@ -96,11 +110,11 @@ class RLConfig:
     or "separate" (a copy of the policy backbone with its own head)."""
     lora: bool = False
     """Train LoRA adapters (peft) instead of all weights; the reference is then the adapter switched off."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA scaling numerator."""
-    lora_target_modules: str | list[str] = "all-linear"
+    lora_r: int = LORA_R
+    """LoRA rank (rlhf_lab.lora's default, shared by every stage)."""
+    lora_alpha: int = LORA_ALPHA
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_target_modules: str | list[str] = LORA_TARGET_MODULES
     """Modules that get adapters (peft's target_modules)."""
 
     # --- engine ----------------------------------------------------------------------
@@ -129,6 +143,16 @@ class RLConfig:
     @property
     def rollouts_per_step(self) -> int:
         return self.batch_size * self.k
+
+    @property
+    def value_lr(self) -> float:
+        """The value head's learning rate with its default filled in."""
+        return self.value_learning_rate if self.value_learning_rate is not None else self.learning_rate
+
+    @property
+    def kl_horizon_rollouts(self) -> int:
+        """The adaptive KL controller's horizon with its default filled in."""
+        return self.kl_horizon if self.kl_horizon is not None else 10 * self.rollouts_per_step
 
     def validate(self) -> RLConfig:
         """Raise ValueError with a plain explanation for any setting that cannot work."""
@@ -176,6 +200,10 @@ class RLConfig:
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.learning_rate < 0:
             raise ValueError("num_epochs must be >= 1 and learning_rate >= 0.")
+        if self.value_learning_rate is not None and self.value_learning_rate < 0:
+            raise ValueError(f"value_learning_rate must be >= 0 or None, got {self.value_learning_rate}.")
+        if self.kl_horizon is not None and self.kl_horizon < 1:
+            raise ValueError(f"kl_horizon must be >= 1 rollouts or None, got {self.kl_horizon}.")
         if self.keep_sample_steps < 1:
             raise ValueError(f"keep_sample_steps must be >= 1, got {self.keep_sample_steps}.")
         return self

@@ -88,7 +88,7 @@ def dropout_off(*modules: torch.nn.Module | None) -> Iterator[None]:
 
 
 def out_of_memory_error(
-    exc: BaseException, *, name: str, phase: str, step: int, config: Any, optimizer: Any, device: torch.device
+    exc: BaseException, name: str, phase: str, step: int, config: Any, optimizer: Any, device: torch.device
 ) -> StageError:
     """Free what the failed step held and explain what to change (the stage is then paused)."""
     traceback.clear_frames(exc.__traceback__)  # drop the step's tensors held by the traceback

@@ -9,7 +9,8 @@
 
 One step (`_train_step` reads top to bottom like the algorithm):
 1. rollout: `batch_size` prompts (seeded, resumable order), `samples_per_prompt` responses each;
-2. score: the reward sees prompt and response text; a missing-EOS penalty and clipping apply;
+2. score: the reward sees prompt and response text; learned reward models are normalised (mean 0, std 1
+   on the starting policy's samples: rlhf_lab.rl.normalization); a missing-EOS penalty and clipping apply;
 3. one no-grad pass each for the old log-probs (+ values) and the frozen reference's log-probs;
    KL per token by k1 and k3; PPO adds -beta * KL to every token and the score on the last one;
 4. advantages: GAE (ppo), leave-one-out (rloo), group-normalised (grpo) or mean baseline (reinforce);
@@ -19,18 +20,18 @@ One step (`_train_step` reads top to bottom like the algorithm):
 Mutable while paused (`stage.set(...)`, applied from the next step): beta, target_kl (None switches
 to a fixed beta), learning_rate, temperature, top_k, top_p, batch_size, max_new_tokens, kl_limit.
 
-Metrics (names and meanings in rlhf_lab.metrics): objective/{kl, kl_k3, scores, rlhf_reward,
-non_score_reward, entropy, beta, kl_warning}, policy/{entropy, approxkl, clipfrac, ratio},
-loss/{policy, total}, train/{learning_rate, grad_norm}, response/{length, eos_rate}; PPO adds
-loss/value and val/{clipfrac, mean, explained_variance}; objective/scores/<name> per weighted
-objective; objective/gold_scores with `gold=`. Update metrics are means over all minibatches;
-`last_minibatch_stats` keeps each minibatch's, `last_timings` the seconds per phase.
+Metrics (names and meanings in rlhf_lab.metrics): objective/{kl, kl_k3, scores, raw_scores, rlhf_reward,
+non_score_reward, entropy, beta, kl_warning}, policy/{entropy, approxkl, clipfrac, ratio}, loss/{policy,
+total}, train/{learning_rate, grad_norm}, response/{length, eos_rate}; PPO adds loss/value and val/{clipfrac,
+mean, explained_variance}; objective/scores/<name> per weighted objective; objective/gold_scores with `gold=`.
+Update metrics are means over all minibatches; `last_minibatch_stats` keeps each minibatch's, `last_timings`
+the seconds per phase.
 
-Device-agnostic: the models' device decides; on CUDA forwards run under bf16 autocast (fp32 master
-weights); AdamW is fused on CUDA and CPU (rlhf_lab.optim); `compile_generation` gives a static KV
-cache (and compiled decoding on CUDA). Metric values stay on the device through the update loop
-and come to the host once per step; the one deliberate sync inside the loop is `check_finite(loss)`
-before each backward, which the stage contract requires so a NaN never reaches the weights.
+Device-agnostic: the models' device decides; on CUDA forwards run under bf16 autocast (fp32 master weights);
+AdamW is fused on CUDA and CPU (rlhf_lab.optim); `compile_generation` gives a static KV cache (and compiled
+decoding on CUDA). Metric values stay on the device through the update loop and come to the host once per
+step; the one deliberate sync inside the loop is `check_finite(loss)` before each backward, which the stage
+contract requires so a NaN never reaches the weights.
 """
 
 from __future__ import annotations
@@ -48,18 +49,19 @@ from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
 from rlhf_lab.lora import is_peft_model, wrap_lora
 from rlhf_lab.models.helpers import freeze
-from rlhf_lab.optim import adamw
+from rlhf_lab.optim import adamw, clip_gradients
 from rlhf_lab.rl.advantages import (
     estimator_advantages,
     masked_mean,
 )
-from rlhf_lab.rl.checkpoint import load_models, load_value_head, save_models
+from rlhf_lab.rl.checkpoint import load_loop_state, load_models, load_value_head, save_loop_state, save_models
 from rlhf_lab.rl.config import RLConfig
 from rlhf_lab.rl.distributed import average_gradients, world_size
 from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_off, out_of_memory_error
-from rlhf_lab.rl.kl import kl_controller_from_state, kl_estimate, kl_k1, kl_k3, make_kl_controller
+from rlhf_lab.rl.kl import kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
 from rlhf_lab.rl.losses import clipped_value_loss, policy_loss
+from rlhf_lab.rl.normalization import RewardNormalizer, is_learned_reward
 from rlhf_lab.rl.rewards import as_reward, check_finite_scores
 from rlhf_lab.rl.rollout import (
     PromptOrder,
@@ -73,7 +75,7 @@ from rlhf_lab.rl.rollout import (
 )
 from rlhf_lab.rl.samples import SampleBuffer
 from rlhf_lab.rl.step_metrics import UPDATE_STATS, PhaseTimer, minibatch_stats, step_metrics
-from rlhf_lab.rl.value import SeparateValueModel, ValueHead, hidden_size
+from rlhf_lab.rl.value import SeparateValueModel, ValueHead, hidden_size, param_groups
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,
@@ -133,7 +135,7 @@ class RLStage(Stage):
             tokenizer(format_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
             for p in self.prompts
         ]
-        self.reward = as_reward(reward)
+        self.reward_source, self.reward = reward, as_reward(reward)
         self.gold = gold
 
         # Models. The reference is a frozen deep copy unless given, or the adapter-off policy with LoRA.
@@ -163,12 +165,11 @@ class RLStage(Stage):
             self.value_head = ValueHead(hidden_size(self.policy)).to(self.device)
         check_lengths(self.policy, self._prompt_tokens, config.max_new_tokens)
 
-        self.params = [p for p in self.policy.parameters() if p.requires_grad]
-        for extra in (self.value_head, self.value_model):
-            if extra is not None:
-                self.params += list(extra.parameters())
-        self.optimizer = adamw(self.params, lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
-        self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon)
+        groups = param_groups(self.policy, self.value_head, self.value_model, config)
+        self.params = [p for group in groups for p in group["params"]]
+        self.optimizer = adamw(groups, lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
+        self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon_rollouts)
+        self.normalizer = RewardNormalizer()
         self._world_size = world_size()
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
@@ -183,15 +184,9 @@ class RLStage(Stage):
             with self._dropout_off():
                 return self._rl_step(phase)
         except torch.OutOfMemoryError as exc:
-            raise out_of_memory_error(
-                exc,
-                name=self.name,
-                phase=phase[0],
-                step=self.step_count + 1,
-                config=self.config,
-                optimizer=self.optimizer,
-                device=self.device,
-            ) from exc
+            step, config, optimizer = self.step_count + 1, self.config, self.optimizer
+            error = out_of_memory_error(exc, self.name, phase[0], step, config, optimizer, self.device)
+            raise error from exc
 
     def _rl_step(self, phase: list[str]) -> dict[str, Any]:
         cfg, timer = self.config, PhaseTimer(self.last_timings, phase)
@@ -208,7 +203,7 @@ class RLStage(Stage):
         timer.start("scoring")
         reward = self.reward(prompts, responses)
         check_finite_scores(reward.scores, prompts, responses)
-        scores = self._adjust_scores(reward.scores.to(self.device), batch)
+        scores = self._adjust_scores(self._normalized(reward.scores).to(self.device), batch)
         gold = [float(self.gold.score(p, r)) for p, r in zip(prompts, responses)] if self.gold else None
 
         # 3. Old log-probs (+ values) and reference log-probs: one no-grad pass each.
@@ -249,7 +244,7 @@ class RLStage(Stage):
         # 6. KL control and metrics.
         self.kl_ctl.update(mean_kl, len(rows))
         self.last_minibatch_stats = minibatch_stats(stats)
-        return step_metrics(
+        return {"objective/raw_scores": float(reward.scores.mean())} | step_metrics(
             per_sample,
             old_entropy,
             mask,
@@ -264,6 +259,15 @@ class RLStage(Stage):
         )
 
     # ------------------------------------------------------------------ the pieces of a step
+    def _normalized(self, raw: torch.Tensor) -> torch.Tensor:
+        """Scores after the reward normalisation (fitted on the first step's samples), or unchanged."""
+        wanted = self.config.normalize_reward
+        if not (is_learned_reward(self.reward_source) if wanted is None else wanted):
+            return raw
+        if not self.normalizer.fitted:
+            self.normalizer.fit(raw)  # warns in plain words when the reward is nearly flat
+        return self.normalizer(raw)
+
     def _dropout_off(self):
         """Eval mode for the whole step (rlhf_lab.rl.guards.dropout_off)."""
         return dropout_off(self.policy, self.value_model)
@@ -397,7 +401,9 @@ class RLStage(Stage):
                 loss.backward()
                 if self._world_size > 1:  # data parallel (rlhf_lab.headless under accelerate launch)
                     average_gradients(self.params)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                grad_norm = clip_gradients(
+                    self.params, cfg.max_grad_norm
+                )  # 0 = no clipping, as in every stage
                 self.optimizer.step()
 
                 with torch.no_grad():
@@ -426,17 +432,20 @@ class RLStage(Stage):
     def _on_hparams_changed(self, changes: dict[str, Any]) -> None:
         cfg = self.config
         if "target_kl" in changes:
-            self.kl_ctl = make_kl_controller(self.kl_ctl.value, cfg.target_kl, cfg.kl_horizon)
+            self.kl_ctl = make_kl_controller(self.kl_ctl.value, cfg.target_kl, cfg.kl_horizon_rollouts)
         if "beta" in changes:
             self.kl_ctl.value = float(cfg.beta)
         if "learning_rate" in changes:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.learning_rate
+            self.optimizer.param_groups[0]["lr"] = cfg.learning_rate
+            if len(self.optimizer.param_groups) > 1:  # the value head
+                self.optimizer.param_groups[1]["lr"] = cfg.value_lr
 
     def set_reward(self, reward: Any) -> None:
-        """Score from the next step on with `reward` (e.g. a retrained reward model)."""
+        """Score from the next step on with `reward` (e.g. a retrained reward model); its normalisation is
+        fitted again on that step's samples."""
         with self._step_lock:
-            self.reward = as_reward(reward)
+            self.reward_source, self.reward = reward, as_reward(reward)
+            self.normalizer.reset()
 
     # ------------------------------------------------------------------ samples
     def samples(self, n: int | None = None, step: int | None = None) -> list[dict[str, Any]]:
@@ -455,13 +464,7 @@ class RLStage(Stage):
     def _save_state(self, folder: Path) -> None:
         save_models(folder, self)
         save_training_state(folder, self.optimizer)
-        state = {
-            "prompt_order": self.order.state_dict(),
-            "kl_controller": self.kl_ctl.state_dict(),
-            "kl_warned": self._kl_warned,
-        }
-        (folder / "rl_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-        (folder / "prompts.json").write_text(json.dumps(self.prompts), encoding="utf-8")
+        save_loop_state(folder, self)
         self.sample_buffer.save(folder / "samples.jsonl")
 
     @classmethod
@@ -488,10 +491,7 @@ class RLStage(Stage):
         stage = cls(policy, tokenizer, prompts, reward, config=config, gold=gold, **models, **kwargs)
         load_value_head(folder, stage, device)
         load_training_state(folder, stage.optimizer)
-        state = json.loads((folder / "rl_state.json").read_text(encoding="utf-8"))
-        stage.order.load_state_dict(state["prompt_order"])
-        stage.kl_ctl = kl_controller_from_state(state["kl_controller"])
-        stage._kl_warned = state["kl_warned"]
+        load_loop_state(folder, stage)
         stage.sample_buffer.load(folder / "samples.jsonl")
         return stage
 

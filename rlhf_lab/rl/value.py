@@ -11,6 +11,8 @@ state before the action, which is where the policy's logits for token t come fro
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -63,3 +65,18 @@ class SeparateValueModel(nn.Module):
         )
         hidden = out.hidden_states[-1][:, -(response_length + 1) : -1]
         return self.head(hidden)
+
+
+def param_groups(
+    policy: nn.Module, value_head: nn.Module | None, value_model: nn.Module | None, config: Any
+) -> list:
+    """AdamW groups: the policy (and a separate value model's backbone) at `learning_rate`; the value
+    head, trained from zero, at its own larger rate (`config.value_lr`)."""
+    policy_params = [p for p in policy.parameters() if p.requires_grad]
+    head = value_head if value_model is None else value_model.head
+    if value_model is not None:
+        policy_params += list(value_model.backbone.parameters())
+    groups = [{"params": policy_params}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr": config.value_lr})
+    return groups

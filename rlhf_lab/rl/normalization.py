@@ -1,0 +1,84 @@
+"""Reward normalisation before RL: a gain and a bias fitted once on the starting policy's samples.
+
+    >>> norm = RewardNormalizer()
+    >>> norm.fit(first_step_scores)        # scores of responses sampled from the starting policy
+    >>> norm(scores)                       # (scores - bias) * gain: mean 0, std 1 on those samples
+
+A reward model's scale is arbitrary (Bradley-Terry only fixes differences), yet the KL penalty
+beta * KL is measured against it: the same beta is strong for one reward model and negligible for
+the next. OpenAI's lm-human-preferences (Ziegler et al. 2019, `train_policy.py`, "normalize the
+reward model") therefore sets a gain and bias so that scores of samples from the initial policy have
+mean 0 and standard deviation 1 before PPO. We fit on the first step's rollouts, which come from the
+starting policy (the frozen reference), and keep the values fixed afterwards.
+
+A nearly flat reward model (spread below `FLAT_STD`) is not blown up to unit scale: amplifying noise
+would make the policy random-walk away from the reference while learning nothing. The gain is
+capped at 1 / FLAT_STD and `fit` returns a warning in plain words instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+FLAT_STD = 0.05
+"""A raw score spread below this is "nearly flat": two typical samples differ by less than a 51:49
+Bradley-Terry preference."""
+
+
+class FlatRewardWarning(UserWarning):
+    """The reward barely separates the policy's samples; RL on it would follow noise."""
+
+
+class RewardNormalizer:
+    """Affine map (score - bias) * gain with mean 0 and std 1 on the samples it was fitted on."""
+
+    def __init__(self) -> None:
+        self.bias = 0.0
+        self.gain = 1.0
+        self.raw_std: float | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.raw_std is not None
+
+    def fit(self, scores: torch.Tensor) -> str | None:
+        """Fit on raw scores. A nearly flat reward gets a FlatRewardWarning; its message is returned too."""
+        scores = scores.detach().float().cpu()
+        std = float(scores.std(correction=1)) if len(scores) > 1 else 0.0
+        self.bias = float(scores.mean())
+        self.raw_std = std
+        self.gain = 1.0 / max(std, FLAT_STD)
+        if std < FLAT_STD:
+            message = (
+                f"This reward model is nearly flat: its scores on the policy's first {len(scores)} samples "
+                f"vary by only {std:.4f} (standard deviation). RL would follow noise, so the scores are not "
+                "scaled up. Label more pairs or train the reward model longer (rm.fit(...)), then start RL again."
+            )
+            warnings.warn(message, FlatRewardWarning, stacklevel=3)
+            return message
+        return None
+
+    def reset(self) -> None:
+        """Forget the fit (e.g. a new reward model): the next step fits again."""
+        self.__init__()
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        return (scores - self.bias) * self.gain
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bias": self.bias, "gain": self.gain, "raw_std": self.raw_std}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bias, self.gain, self.raw_std = state["bias"], state["gain"], state["raw_std"]
+
+
+def is_learned_reward(reward: Any) -> bool:
+    """True for reward models (a reward-model stage, ensemble, scorer or raw HF classifier), whose
+    scale is arbitrary; False for reward functions and gold judges, whose scale means something."""
+    from rlhf_lab.reward import RewardEnsemble, RewardModelStage, RewardScorer
+    from rlhf_lab.rl.rewards import ModelReward
+
+    return isinstance(reward, (RewardModelStage, RewardEnsemble, RewardScorer, ModelReward))
