@@ -65,9 +65,16 @@ def load_samples(task: str) -> list[dict[str, Any]]:
     return _read(task, "samples")
 
 
-def preference_pairs(task: str, rater: str = "gold") -> list[dict[str, Any]]:
-    """`rater`'s pairs as prompt/chosen/rejected (the layout TRL's reward and DPO trainers read); ties dropped."""
-    rows = load_preferences(task)
+def load_heldout(task: str) -> list[dict[str, Any]]:
+    """The fixed held-out set: pairs of SmolLM2 responses on *test* prompts, rated like the preferences.
+
+    Never used for training; every reward-model evaluation (labs, benches, the demo) uses it, so
+    their accuracies are comparable. Same fields as `load_preferences`.
+    """
+    return _read(task, "heldout")
+
+
+def _oriented(rows: list[dict[str, Any]], rater: str, task: str) -> list[dict[str, Any]]:
     known = rows[0]["raters"] if rows else []
     if rater not in known:
         raise KeyError(f"Unknown rater {rater!r} for {task!r}. Known raters: {', '.join(known)}.")
@@ -80,3 +87,47 @@ def preference_pairs(task: str, rater: str = "gold") -> list[dict[str, Any]]:
         chosen, rejected = (a, b) if verdict == "A" else (b, a)
         out.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
     return out
+
+
+def preference_pairs(task: str, rater: str = "gold") -> list[dict[str, Any]]:
+    """`rater`'s pairs as prompt/chosen/rejected (the layout TRL's reward and DPO trainers read); ties dropped."""
+    return _oriented(load_preferences(task), rater, task)
+
+
+def heldout_pairs(task: str, rater: str = "gold") -> list[dict[str, Any]]:
+    """The held-out set as prompt/chosen/rejected by `rater` (default: the gold judge); ties dropped."""
+    return _oriented(load_heldout(task), rater, task)
+
+
+CROWD = ("noisy-1", "noisy-2", "noisy-3")
+"""The bundled panel's three crowd raters: each flips the gold verdict 20% of the time."""
+
+
+def crowd_pairs(task: str, raters: tuple[str, ...] = CROWD) -> list[dict[str, Any]]:
+    """Training pairs from several raters' votes: prompt, chosen (the majority's), rejected and target =
+    the fraction of decided votes for `chosen` (soft labels). Pairs every rater called a tie are dropped."""
+    out = []
+    for row in load_preferences(task):
+        votes = [row["judgements"][r] for r in raters]
+        decided = [v for v in votes if v != "tie"]
+        if not decided:
+            continue
+        share_a = sum(v == "A" for v in decided) / len(decided)
+        a, b = row["responses"]
+        chosen, rejected, target = (a, b, share_a) if share_a >= 0.5 else (b, a, 1.0 - share_a)
+        out.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "target": target})
+    return out
+
+
+def rater_agreement_with_gold(rows: list[dict[str, Any]], raters: tuple[str, ...] = CROWD) -> float:
+    """Mean share of `raters`' verdicts that match the gold judge's, over pairs gold decides.
+
+    This is the ceiling a reward model trained on those raters is measured against.
+    """
+    hits = [
+        row["judgements"][r] == row["judgements"]["gold"]
+        for row in rows
+        if row["judgements"]["gold"] != "tie"
+        for r in raters
+    ]
+    return sum(hits) / len(hits) if hits else float("nan")

@@ -10,19 +10,17 @@ from pathlib import Path
 import pytest
 
 from rlhf_lab.bundled import (
+    TASKS,
     crowd_pairs,
     heldout_pairs,
-    load_heldout,
-    rater_agreement_with_gold,
-)
-from rlhf_lab.bundled import (
-    TASKS,
     load_demos,
+    load_heldout,
     load_preferences,
     load_prompts,
     load_rankings,
     load_samples,
     preference_pairs,
+    rater_agreement_with_gold,
 )
 from rlhf_lab.chat import format_conversation
 from rlhf_lab.raters import get_judge
@@ -260,7 +258,9 @@ def test_positive_review_heldout_has_over_100_gold_decided_pairs():
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_crowd_pairs_carry_the_raters_votes_as_soft_labels(task):
     pairs = crowd_pairs(task)
-    assert len(pairs) >= 500
+    # helpful_harmless's rule-based judge calls about a third of the pairs a tie (two equally off-topic
+    # answers), and the crowd follows it; VADER almost never ties.
+    assert len(pairs) >= (550 if task == "positive_review" else 350)
     assert all(0.5 <= p["target"] <= 1.0 for p in pairs)
     assert any(p["target"] < 1.0 for p in pairs) and any(p["target"] == 1.0 for p in pairs)
     # Each crowd rater flips gold 20% of the time, so they agree with gold on about 80% of decided pairs.

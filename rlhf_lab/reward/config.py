@@ -22,8 +22,9 @@ class RMConfig:
 
     learning_rate: float = 1e-5
     """AdamW learning rate (constant). Tiny models want ~1e-3, pretrained backbones 1e-5..5e-5."""
-    batch_size: int = 32
-    """Training units per step: pairs ("bradley_terry") or ranked items ("ranking")."""
+    batch_size: int = 8
+    """Training units per step: pairs ("bradley_terry") or ranked items ("ranking"). Small batches give
+    a lab-sized data set enough optimizer steps."""
     max_length: int = 512
     """Longest scored text in tokens. Causal layouts keep the end (where the score is read)."""
     weight_decay: float = 0.0
@@ -47,10 +48,17 @@ class RMConfig:
     """Merge several annotators' votes on a pair into target = fraction preferring `chosen`."""
     use_margin: bool = True
     """Subtract each pair's margin (e.g. a Likert difference) from r_c - r_r in the loss."""
-    epochs: int = 2
-    """Epochs of a fit from scratch (the first fit, or `warm_start=False`)."""
-    warm_start_epochs: int = 1
-    """Epochs of an incremental fit that starts from the current weights."""
+    steps: int = 80
+    """Optimizer steps of a fit from scratch (the first fit, or `warm_start=False`). Schedules count steps,
+    not epochs: 48 pairs x 3 epochs at batch 32 is 6 Adam steps, which leaves a reward model untrained,
+    while ~50-100 steps at batch 8 learn from 50-600 pairs (bench/README.md, "reward model")."""
+    warm_start_steps: int = 20
+    """Optimizer steps of an incremental fit that starts from the current weights (new labels top up a
+    trained or pre-trained model)."""
+    epochs: int | None = None
+    """If set, a fit from scratch makes this many passes over the training pairs instead of `steps`."""
+    warm_start_epochs: int | None = None
+    """If set, an incremental fit makes this many passes instead of `warm_start_steps`."""
     early_stopping: bool = False
     """Evaluate validation accuracy after each epoch; stop and keep the best weights when it stalls."""
     patience: int = 1
@@ -79,4 +87,8 @@ class RMConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("steps", "warm_start_steps", "epochs", "warm_start_epochs"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         return self

@@ -131,6 +131,20 @@ def both_orders(margins: ArrayLike, targets: ArrayLike | None = None) -> tuple[n
     return np.concatenate([margins, -margins]), np.concatenate([targets, 1.0 - targets])
 
 
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion `p` observed on `n` trials (Wilson 1927).
+
+    Unlike p +- z * SE it stays inside [0, 1] and is honest at small n: on 11 pairs an accuracy of
+    0.27 has the interval (0.10, 0.56), i.e. "too few pairs to tell". Fractional successes (ties
+    counted as half) are fine. (nan, nan) when n is 0.
+    """
+    if n <= 0 or p != p:
+        return (float("nan"), float("nan"))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def sigmoid(x: ArrayLike) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
@@ -147,9 +161,11 @@ def pair_metrics(margins: ArrayLike, targets: ArrayLike | None = None, n_bins: i
     decided = labels != 0.5
     probs = sigmoid(scores)
     oriented = np.where(targets >= 0.5, margins, -margins)[targets != 0.5]
+    accuracy = pairwise_accuracy(margins, targets)
     return {
         "n_pairs": int(len(margins)),
-        "accuracy": pairwise_accuracy(margins, targets),
+        "accuracy": accuracy,
+        "accuracy_ci": wilson_interval(accuracy, int((targets != 0.5).sum())),
         "auc": roc_auc(scores[decided], labels[decided] > 0.5),
         "ece": expected_calibration_error(probs, labels, n_bins),
         "margin_right": float(oriented[oriented > 0].mean()) if (oriented > 0).any() else float("nan"),
@@ -182,3 +198,16 @@ def gold_accuracy(pairs: Sequence[Any], margins: np.ndarray, gold: Any) -> float
     gold_margin = np.array([gold.score(p.prompt, p.chosen) - gold.score(p.prompt, p.rejected) for p in pairs])
     gold_target = np.where(gold_margin > 0, 1.0, np.where(gold_margin < 0, 0.0, 0.5))
     return pairwise_accuracy(margins, gold_target)
+
+
+def agreement_ceiling(source: Any) -> float | None:
+    """Observed inter-annotator agreement on a store's data (rlhf_lab.agreement), if measurable.
+
+    Annotators who agree on 75% of comparisons cap a model trained on their labels near 75%.
+    """
+    if not hasattr(source, "labels"):
+        return None
+    from rlhf_lab.agreement import store_agreement
+
+    value = store_agreement(source).get("percent_agreement")
+    return float(value) if isinstance(value, (int, float)) and value == value else None

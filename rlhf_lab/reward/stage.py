@@ -110,6 +110,10 @@ class RewardModelStage(PairScoring, Stage):
         self._initial_state: dict[str, torch.Tensor] | None = {
             k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
         }
+        self._initial_offset = 0.0
+        self.pretrained: str | None = (
+            None  # what the initial weights learned from (rlhf_lab.reward.pretrained)
+        )
         self.pairs: list[PairRecord] = []
         self.split_of: dict[str, str] = {}  # prompt -> "train" | "val" | "test", never reassigned
         self._units: list[list[int]] | None = None  # training units: lists of pair indices
@@ -247,9 +251,10 @@ class RewardModelStage(PairScoring, Stage):
     ) -> dict[str, Any]:
         """Train on the data source's current contents; returns a summary with held-out metrics.
 
-        `warm_start=True` keeps the current weights and, by default, makes `warm_start_epochs`
-        passes (new labels top up a trained model); `warm_start=False` restarts from the
-        backbone's initial weights for `epochs` passes. Held-out prompts stay held out either way.
+        `warm_start=True` keeps the current weights and makes `warm_start_steps` optimizer steps (new
+        labels top up a trained or pre-trained model); `warm_start=False` restarts from the initial
+        weights (the backbone's, or the pre-trained ones) for `steps` steps. `epochs` or `max_steps`
+        override the schedule. Held-out prompts stay held out either way.
         """
         self.raise_if_error()
         if self.running:
@@ -257,7 +262,7 @@ class RewardModelStage(PairScoring, Stage):
                 f"{self.name} is running in the background; pause() or stop() it before fit()."
             )
         started = time.perf_counter()
-        fresh = not warm_start or self.step_count == 0
+        fresh = not warm_start or (self.step_count == 0 and not self.pretrained)
         if not warm_start:
             self._reset_weights()
         self.refresh()
@@ -265,9 +270,11 @@ class RewardModelStage(PairScoring, Stage):
             raise StageError(
                 "No training pairs: the data holds no labelled pairs with a training prompt yet."
             )
-        n_epochs = epochs or (self.config.epochs if fresh else self.config.warm_start_epochs)
-        per_epoch = math.ceil(len(self._units) / self.config.batch_size)
-        total = n_epochs * per_epoch if max_steps is None else min(max_steps, n_epochs * per_epoch)
+        cfg = self.config
+        per_epoch = math.ceil(len(self._units) / cfg.batch_size)
+        n_epochs = epochs or (cfg.epochs if fresh else cfg.warm_start_epochs)
+        total = n_epochs * per_epoch if n_epochs else (cfg.steps if fresh else cfg.warm_start_steps)
+        total = total if max_steps is None else min(max_steps, total)
         has_val = bool(self.split_pairs("val"))
 
         from tqdm.auto import tqdm
@@ -321,7 +328,7 @@ class RewardModelStage(PairScoring, Stage):
         with self._step_lock:
             self.model.load_state_dict(self._initial_state)
             self.optimizer = self._make_optimizer()
-            self.scorer.offset = 0.0
+            self.scorer.offset = self._initial_offset
 
     def _mean_training_reward(self, limit: int = 512) -> float:
         seen = list(
@@ -345,16 +352,23 @@ class RewardModelStage(PairScoring, Stage):
             return self.scorer(prompts, responses, batch_size)
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, split: str = "val", *, gold: Any = None, log: bool = True) -> dict[str, Any]:
-        """Held-out metrics: accuracy, AUC, ECE + reliability table, loss, margins of right/wrong
-        pairs, Spearman against rankings (items with 3+ responses), accuracy against a `gold`
-        judge (anything with `.score(prompt, response)`) and the store's agreement ceiling.
+    def evaluate(
+        self, split: str = "val", *, pairs: Any = None, gold: Any = None, log: bool = True
+    ) -> dict[str, Any]:
+        """Held-out metrics: accuracy (with its 95% interval), AUC, ECE + reliability table, loss,
+        margins of right/wrong pairs, Spearman against rankings (items with 3+ responses), accuracy
+        against a `gold` judge (anything with `.score(prompt, response)`) and the store's agreement ceiling.
 
-        With `log=True` the validation numbers are also added to `history` as an `rm/val_*` row.
+        `pairs` evaluates on given pairs instead of a split, e.g. the fixed bundled held-out set
+        `rlhf_lab.bundled.heldout_pairs(task)` (gold-labelled, shared by every evaluation). With
+        `log=True` validation numbers are also added to `history` as an `rm/val_*` row.
         """
-        if self._units is None:
-            self.refresh()
-        pairs = self.split_pairs(split)
+        if pairs is not None:
+            pairs, split = read_pairs(pairs), "given"
+        else:
+            if self._units is None:
+                self.refresh()
+            pairs = self.split_pairs(split)
         result: dict[str, Any] = {"split": split}
         if pairs:
             texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
@@ -371,8 +385,8 @@ class RewardModelStage(PairScoring, Stage):
                 result["gold_accuracy"] = gold_accuracy(pairs, (r_c - r_r).numpy(), gold)
         else:
             result.update({"n_pairs": 0, "accuracy": float("nan")})
-        result["agreement_ceiling"] = self._agreement_ceiling()
-        if log and split == "val" and pairs:
+        result["agreement_ceiling"] = evaluation.agreement_ceiling(self.source)
+        if log and split in ("val", "given") and pairs:
             self._log_row(
                 {
                     "rm/val_accuracy": result["accuracy"],
@@ -388,20 +402,6 @@ class RewardModelStage(PairScoring, Stage):
                 }
             )
         return result
-
-    def _agreement_ceiling(self) -> float | None:
-        """Observed inter-annotator agreement on the store's data (rlhf_lab.agreement), if measurable.
-
-        Annotators who agree on 75% of comparisons cap a model trained on their labels near 75%.
-        """
-        if not hasattr(self.source, "labels"):
-            return None
-        try:
-            from rlhf_lab.agreement import store_agreement
-        except ImportError:  # the agreement module is optional
-            return None
-        value = store_agreement(self.source).get("percent_agreement")
-        return float(value) if isinstance(value, (int, float)) and value == value else None
 
     def _log_row(self, metrics: dict[str, Any]) -> None:
         """Add an evaluation row to history and tell subscribers (no optimisation step is taken)."""
@@ -453,6 +453,7 @@ class RewardModelStage(PairScoring, Stage):
             "data_version": self.data_version,
             "has_data": self._units is not None,
             "offset": self.scorer.offset,
+            "pretrained": self.pretrained,
         }
         (folder / "rm_state.json").write_text(json.dumps(state, ensure_ascii=False))
 
@@ -484,6 +485,7 @@ class RewardModelStage(PairScoring, Stage):
             stage._build_units()
         stage.samples_seen, stage.data_version = state["samples_seen"], state["data_version"]
         stage.scorer.offset = state["offset"]
+        stage.pretrained = state.get("pretrained")
         return stage
 
 

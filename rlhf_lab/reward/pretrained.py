@@ -1,0 +1,89 @@
+"""A reward model pre-trained on a bundled task's rated pairs, cached, to fine-tune on a room's labels.
+
+    >>> rm = lab.reward_model(pretrained="positive_review")   # trains once (cached), then loads
+    >>> rm.evaluate(pairs=heldout_pairs("positive_review"))["accuracy"]
+    >>> labeller.add(...); rm.fit()                            # warm start: a few steps on your labels
+
+A room labels tens of pairs in a session; a reward model needs hundreds to learn anything. So a lab
+can start from a reward model trained on the 600 bundled pairs (three simulated crowd raters' votes
+as soft labels, `rlhf_lab.bundled.crowd_pairs`) and fine-tune it on the participants' own labels,
+which then visibly move it. The weights are cached under $RLHF_LAB_CACHE (default
+~/.cache/rlhf_lab) by a key of the backbone, task, data and settings, so a lab pays the training once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rlhf_lab.bundled import crowd_pairs
+from rlhf_lab.models.smollm2 import cache_root
+
+
+def _cache_key(spec: str, task: str, pairs: list[dict[str, Any]], config: Any, seed: int) -> str:
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in asdict(config).items() if k not in ("eval_batch_size", "calibration_bins")}
+    digest.update(json.dumps([spec, task, seed, settings, pairs], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+def pretrain_on_bundled(
+    stage_cls: type, build: Any, task: str, data: Any, *, spec: str, seed: int, **config: Any
+):
+    """A `stage_cls` (RewardModelStage) on `data`, starting from weights pre-trained on `task`'s bundled pairs.
+
+    `build(seed) -> (model, tokenizer)` makes a fresh backbone. The pre-training uses the stage's own
+    settings (learning rate, batch size, `steps`) on all bundled pairs (no validation split: the
+    bundled held-out set on test prompts is the evaluation). Returns the stage whose initial weights
+    (what `fit(warm_start=False)` restarts from) are the pre-trained ones.
+    """
+    model, tokenizer = build(seed)
+    pairs = crowd_pairs(task)
+    settings = {k: v for k, v in config.items() if k != "clock"}  # pre-training is off the lab's clock
+    probe = stage_cls(model, tokenizer, pairs, split=[1.0, 0.0, 0.0], **settings)
+    folder = cache_root() / "reward_pretrained" / _cache_key(spec, task, pairs, probe.config, seed)
+    weights = folder / "model.safetensors"
+    if weights.exists() and (folder / "state.json").exists():
+        model.load_state_dict(
+            load_file(str(weights), device=str(next(model.parameters()).device)), strict=False
+        )
+        offset = json.loads((folder / "state.json").read_text())["offset"]
+    else:
+        probe.fit(warm_start=False, progress=True)
+        offset = probe.scorer.offset
+        _save_atomically(folder, model, offset)
+    stage = stage_cls(model, tokenizer, data, **config)  # snapshots the pre-trained weights as initial
+    stage.pretrained = f"{len(pairs)} bundled {task} pairs (3 simulated crowd raters)"
+    stage.scorer.offset = stage._initial_offset = offset
+    return stage
+
+
+def _save_atomically(folder: Path, model: torch.nn.Module, offset: float) -> None:
+    """Write into a temporary sibling folder, then rename: a crash never leaves half a cache entry."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Tied weights share storage; safetensors refuses duplicates, so keep each tensor once.
+    seen: dict[int, str] = {}
+    unique = {}
+    for key, tensor in state.items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen[tensor.data_ptr()] = key
+        unique[key] = tensor
+    save_file(unique, str(tmp / "model.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"offset": offset}))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process cached it first: theirs is as good as ours
+        for item in tmp.iterdir():
+            item.unlink()
+        tmp.rmdir()
