@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         lab = Lab.from_preset(name, device="cpu")
         row = {
             "threads": lab.threads,
-            **{k: lab.defaults[k] for k in ("rollout_batch_size", "max_new_tokens")},
+            **{k: lab.defaults[k] for k in ("rollouts_per_step", "max_new_tokens")},
             # "bf16" where the preset asks for it and the CPU multiplies bf16 natively (Lab.__init__).
             "mixed_precision": lab.defaults.get("mixed_precision", "stage default"),
         }

@@ -164,15 +164,37 @@ class Lab:
         config = self._with_defaults(config, learning_rate="sft_learning_rate", max_length="max_length")
         return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
 
-    def reward_model(self, data: Any = None, *, seed: int | None = None, **config: Any):
-        """A reward-model stage on `data` (pairs) or, by default, the lab's preference store."""
+    def reward_model(
+        self, data: Any = None, *, seed: int | None = None, pretrained: str | None = None, **config: Any
+    ):
+        """A reward-model stage on `data` (pairs) or, by default, the lab's preference store.
+
+        `pretrained="positive_review"` (a bundled task) starts from a reward model trained on that
+        task's 600 bundled rated pairs (cached after the first time), so a room's few labels fine-tune
+        it instead of having to teach a model from nothing (rlhf_lab.reward.pretrained).
+        """
         from rlhf_lab.reward.stage import RewardModelStage
 
-        model, tokenizer = self.new_reward_backbone(seed)
-        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
-        return RewardModelStage(
-            model, tokenizer, self.store if data is None else data, clock=self.clock, **config
+        config = self._with_defaults(
+            config, learning_rate="rm_learning_rate", max_length="max_length", steps="rm_steps"
         )
+        source = self.store if data is None else data
+        if pretrained is not None:
+            from rlhf_lab.reward.pretrained import pretrain_on_bundled
+
+            seed = self.seed if seed is None else seed
+            return pretrain_on_bundled(
+                RewardModelStage,
+                self.new_reward_backbone,
+                pretrained,
+                source,
+                spec=self.reward_spec,
+                seed=seed,
+                clock=self.clock,
+                **config,
+            )
+        model, tokenizer = self.new_reward_backbone(seed)
+        return RewardModelStage(model, tokenizer, source, clock=self.clock, **config)
 
     def reward_ensemble(
         self, n: int = 3, data: Any = None, *, k: float = 1.0, reduce: str = "mean", **config: Any
@@ -198,13 +220,19 @@ class Lab:
     def rl(self, prompts: list[str], reward: Any, estimator: str = "ppo", **config: Any):
         """An RL stage with any estimator: "ppo", "rloo", "grpo" or "reinforce"."""
         from rlhf_lab.rl import RLStage
+        from rlhf_lab.rl.config import GROUP_ESTIMATORS
 
         config = self._with_defaults(
             config,
             learning_rate="rl_learning_rate",
             max_new_tokens="max_new_tokens",
-            batch_size="rollout_batch_size",
+            num_epochs="rl_num_epochs",
+            num_minibatches="rl_num_minibatches",
         )
+        if "batch_size" not in config and "rollouts_per_step" in self.defaults:
+            # The preset fixes the rollouts per step (the compute budget); RLOO/GRPO spend them as k per prompt.
+            k = config.get("samples_per_prompt") or (4 if estimator in GROUP_ESTIMATORS else 1)
+            config["batch_size"] = max(1, self.defaults["rollouts_per_step"] // k)
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
         )

@@ -22,6 +22,13 @@ from typing import Any
 
 import torch
 
+# One set of LoRA defaults for every stage (SFTConfig, DPO and RLConfig refer to these). Rank 16 with
+# alpha = 2 * rank on every linear layer is the common recipe for models of this size (the QLoRA paper,
+# Dettmers et al. 2023, adapts all linear layers; peft's "all-linear" selects them and skips the output layer).
+LORA_R = 16
+LORA_ALPHA = 32
+LORA_TARGET_MODULES = "all-linear"
+
 
 def is_peft_model(model: Any) -> bool:
     """True for a peft model carrying an adapter (checked without importing peft)."""

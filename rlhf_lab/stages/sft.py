@@ -39,7 +39,15 @@ from rlhf_lab.chat import format_conversation, format_prompt
 from rlhf_lab.demonstrations import Demo, DemoError, load_demos, save_demos
 from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.generation import generate
-from rlhf_lab.lora import is_peft_model, load_lora, save_base, wrap_lora
+from rlhf_lab.lora import (
+    LORA_ALPHA,
+    LORA_R,
+    LORA_TARGET_MODULES,
+    is_peft_model,
+    load_lora,
+    save_base,
+    wrap_lora,
+)
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.stages.base import (
@@ -81,14 +89,14 @@ class SFTConfig:
     """Seed of the data order (each epoch is a fresh permutation drawn from it)."""
     lora: bool = False
     """Train a LoRA adapter (peft) instead of all weights."""
-    lora_r: int = 8
-    """LoRA rank."""
-    lora_alpha: int = 16
+    lora_r: int = LORA_R
+    """LoRA rank (rlhf_lab.lora's default, shared by every stage)."""
+    lora_alpha: int = LORA_ALPHA
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA branch."""
-    lora_target_modules: list[str] | None = None
-    """Module names to adapt (e.g. ["c_attn"] for GPT-2, ["q_proj", "v_proj"] for Llama); None = peft's default."""
+    lora_target_modules: str | list[str] | None = LORA_TARGET_MODULES
+    """Modules that get adapters: "all-linear" (peft), names such as ["q_proj", "v_proj"], or None = peft's default."""
     lora_save_base: bool = True
     """With LoRA, also write the frozen base model into checkpoints so `load` needs nothing else.
     False keeps checkpoints to the adapter; then pass a fresh copy of the base model to
