@@ -419,23 +419,14 @@ function render({ model, el }) {
     ["change:mode", drawAll],
   ];
   for (const [name, fn] of handlers) model.on(name, fn);
-  // ipywidgets marks a model's comm dead on a kernel restart ("comm_live_update", "comm:close"):
-  // say so at once instead of waiting for a click.
-  const onCommGone = () => {
-    const live = model.comm_live !== undefined ? model.comm_live : model.get && model.get("comm_live");
-    if (live === false) markDead();
-  };
+  // ipywidgets triggers "comm:close" when the kernel closes this widget's comm: say so at once.
+  // (After a kernel restart the comm is disposed instead, and the next send throws: see send.)
   const onClose = () => markDead();
-  for (const [name, fn] of [["comm_live_update", onCommGone], ["comm:close", onClose]]) {
-    try {
-      model.on(name, fn);
-    } catch (err) {
-      // an older anywidget without these events: the click-time check above still applies
-    }
-  }
+  model.on("comm:close", onClose);
   drawAll();
   return () => {
     clearTimeout(replyTimer);
+    model.off("comm:close", onClose);
     for (const [name, fn] of handlers) model.off(name, fn);
   };
 }
