@@ -33,7 +33,7 @@ def test_lab_runs_top_to_bottom(path, tmp_path):
     from nbclient import NotebookClient
 
     work = tmp_path / "labs"
-    shutil.copytree(LABS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*"))
+    shutil.copytree(LABS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*", "runs"))
     nb = nbformat.read(work / path.name, as_version=4)
     env = {"RLHF_LAB_PRESET": "tiny", "RLHF_LAB_QUICK": "1", "RLHF_LAB_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     old = {k: os.environ.get(k) for k in env}

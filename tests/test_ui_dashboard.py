@@ -180,3 +180,14 @@ def test_panels_follow_the_stages_and_attach_rebuilds():
     assert list(trace.x) == [1, 2]  # the earlier curve is redrawn in the new figure
     lr_axis = dash.figure.layout[f"yaxis{len(dash.panels) if len(dash.panels) > 1 else ''}"]
     assert list(dash.panels)[-1] == "Learning rate" and lr_axis.type == "log"
+
+
+def test_until_done_awaits_a_background_run_and_reraises_nothing_on_success():
+    import asyncio
+
+    from rlhf_lab.ui.dashboard import until_done
+
+    stage = FakeStage()
+    stage.run(steps=3)
+    asyncio.run(until_done(stage, poll_s=0.01))
+    assert stage.status == "done" and stage.step_count == 3

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from ui_fakes import FakeStage
 
@@ -17,6 +18,7 @@ from rlhf_lab.attribution import (
 from rlhf_lab.store import PreferenceStore
 from rlhf_lab.ui.diagnostics import (
     RewardModelPanel,
+    calibration_table,
     evaluate_pairs,
     length_correlation,
     overoptimisation_figure,
@@ -97,6 +99,23 @@ def test_reliability_bins_and_length_correlation():
     corr = length_correlation([1, 2, 3, 4], [2, 4, 6, 100])
     assert corr["spearman"] == pytest.approx(1.0) and corr["pearson"] < 1.0
     assert math.isnan(length_correlation([1, 2], [1, 2])["pearson"])
+
+
+def test_calibration_plot_of_a_calibrated_scorer_lies_on_the_diagonal():
+    # A scorer whose P(A beats B) = sigmoid(margin) is right, stored as labels are: chosen first.
+    rng = np.random.default_rng(0)
+    m = rng.uniform(-4, 4, 20_000)
+    a_wins = rng.random(m.size) < 1 / (1 + np.exp(-m))
+    frame = pd.DataFrame({"margin": np.where(a_wins, m, -m), "target": 1.0})
+    table = calibration_table(frame, n_bins=10)
+    assert table["count"].sum() == 2 * m.size  # both orders
+    assert np.abs(table["accuracy"] - table["confidence"]).max() < 0.03
+    assert table["accuracy"].iloc[0] < 0.1  # chosen-first alone would read about 0.9 here
+    fig = reward_model_figure(
+        frame.assign(len_chosen=1, len_rejected=1, r_chosen=frame["margin"], r_rejected=0.0)
+    )
+    curve = fig.data[2]
+    assert np.allclose(curve.x, table["confidence"]) and np.allclose(curve.y, table["accuracy"])
 
 
 PAIRS = [

@@ -1,5 +1,6 @@
 """PairLabeller driven from Python: messages as labeller.js sends them, assertions on the store."""
 
+import time
 from importlib import resources
 
 import pytest
@@ -264,3 +265,20 @@ def test_sample_viewer_sends_pairs_for_a_real_ppo_stage(tiny_lab):
         assert by_prompt[item["prompt"]] in item["responses"] and item["policy_step"] == 1
     no_generate = SampleViewer(ppo, labeller=tiny_lab.label(), n=4, generate=None)
     assert no_generate.send_to_labeller() == 0  # the old behaviour, on request
+
+
+def test_header_counts_labels_added_behind_the_labellers_back(tmp_path, monkeypatch):
+    # e.g. a crowd cell that runs after the labeller is shown: the header must count them
+    import rlhf_lab.ui.labeller as labeller_module
+
+    monkeypatch.setattr(labeller_module, "REFRESH_S", 0.05)
+    store = PreferenceStore(tmp_path / "labels.sqlite")
+    labeller = PairLabeller(store, [{"prompt": "p", "responses": ["a", "b"]}], annotator="ana")
+    assert labeller.progress["total"] == 0
+    store.add("q", ["c", "d"], "A", annotator="crowd-1")
+    deadline = time.monotonic() + 10
+    while labeller.progress["total"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert labeller.progress["total"] == 1 and labeller.progress["by_annotator"] == {"crowd-1": 1}
+    labeller.close()
+    store.close()

@@ -100,12 +100,53 @@ function render({ model, el }) {
   const responses = () => item().responses || [];
   const hasItem = () => responses().length > 0;
 
+  // ---------------------------------------------------------------- the kernel connection
+  // After a kernel restart (or crash) this view's comm is gone and model.send throws ("Cannot
+  // send"); the new kernel knows nothing of this widget. Say so, and never look as if a label
+  // was taken. A reply that does not come within REPLY_MS (a busy or dead kernel) is reported too.
+  const REPLY_MS = 8000;
+  const DEAD =
+    "The kernel restarted or stopped, so this labeller is no longer connected: re-run this cell " +
+    "to label again. Nothing was recorded for this click; every label shown as recorded before is in the store.";
+  let dead = false;
+  let replyTimer = null;
+
+  function markDead() {
+    dead = true;
+    clearTimeout(replyTimer);
+    root.classList.remove("rl-pending");
+    root.classList.add("rl-disconnected");
+    sentSeq = -1;
+    status.textContent = DEAD;
+    status.className = "rl-status rl-status-error rl-status-dead";
+  }
+
+  function replied() {
+    clearTimeout(replyTimer);
+    replyTimer = null;
+  }
+
   function send(action, extra) {
+    if (dead) return markDead();
     const seq = item().seq;
     if (action !== "undo" && (!hasItem() || sentSeq === seq)) return;
+    try {
+      model.send(Object.assign({ action, seq, note: note.value }, extra || {}));
+    } catch (err) {
+      return markDead();
+    }
     if (action !== "undo") sentSeq = seq;
     root.classList.add("rl-pending");
-    model.send(Object.assign({ action, seq, note: note.value }, extra || {}));
+    clearTimeout(replyTimer);
+    replyTimer = setTimeout(() => {
+      if (dead) return;
+      root.classList.remove("rl-pending");
+      sentSeq = -1; // a retry is safe: the kernel records one judgement per item
+      status.textContent =
+        "No answer from the kernel yet: it is busy running another cell (the label is recorded when it " +
+        "finishes) or it has stopped (then re-run this cell). Nothing is shown as recorded until it answers.";
+      status.className = "rl-status rl-status-error";
+    }, REPLY_MS);
   }
 
   // ---------------------------------------------------------------- drawing
@@ -130,6 +171,8 @@ function render({ model, el }) {
   }
 
   function drawStatus() {
+    replied();
+    if (dead) return;
     const kind = model.get("status_kind") || "info";
     status.textContent = model.get("status") || "";
     status.className = "rl-status rl-status-" + kind;
@@ -271,6 +314,7 @@ function render({ model, el }) {
   }
 
   function drawItem() {
+    replied();
     const hadFocus = root.contains(document.activeElement);
     const it = item();
     root.classList.remove("rl-pending");
@@ -375,8 +419,14 @@ function render({ model, el }) {
     ["change:mode", drawAll],
   ];
   for (const [name, fn] of handlers) model.on(name, fn);
+  // ipywidgets triggers "comm:close" when the kernel closes this widget's comm: say so at once.
+  // (After a kernel restart the comm is disposed instead, and the next send throws: see send.)
+  const onClose = () => markDead();
+  model.on("comm:close", onClose);
   drawAll();
   return () => {
+    clearTimeout(replyTimer);
+    model.off("comm:close", onClose);
     for (const [name, fn] of handlers) model.off(name, fn);
   };
 }

@@ -35,6 +35,7 @@ _HOMES = {
     "BeforeAfter": "rlhf_lab.ui.samples",
     "SampleViewer": "rlhf_lab.ui.samples",
     "compare_models": "rlhf_lab.ui.samples",
+    "until_done": "rlhf_lab.ui.dashboard",
 }
 
 __all__ = sorted(_HOMES)

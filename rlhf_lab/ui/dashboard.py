@@ -5,6 +5,11 @@
     >>> dash                                            # curves, Step/Run/Pause/Stop, beta/lr/temperature
     >>> ppo.run(steps=200)                              # curves update while it trains
 
+A notebook that needs a run finished waits with `await dash.finished()` (or `await
+until_done(stage)`): unlike `stage.wait()`, an awaiting cell lets the kernel handle widget
+messages (ipykernel 7 dispatches comm messages while an async cell awaits), so Pause, Run and
+Step keep working during Run All, and the cells below run when the run ends.
+
 The dashboard is assembled from its curves (rlhf_lab.ui.curves: panels, traces, smoothing),
 its controls (rlhf_lab.ui.controls: buttons, sliders, status) and shared HTML helpers
 (rlhf_lab.ui.html). It only observes and calls public stage methods: rows arrive through
@@ -17,6 +22,7 @@ nbconvert to text) the dashboard shows a text summary of the latest metrics inst
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -148,6 +154,14 @@ class Dashboard(CurvesMixin, ControlsMixin):
             ticker.join(timeout)
         self.flush()
 
+    async def finished(self, poll_s: float = 0.2) -> None:
+        """Await the end of every background run on this dashboard; the buttons act meanwhile.
+
+        A paused run has not ended: press Run (or Stop) in the dashboard and the wait ends.
+        """
+        await until_done(*self.stages, poll_s=poll_s)
+        self.wait()
+
     # ------------------------------------------------------------------ display
     def summary(self) -> str:
         """Plain-text state: each stage's status and the latest value of every plotted metric."""
@@ -184,3 +198,28 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self._unsubscribe.clear()
         self.widget.close()
         self.figure.close()
+
+
+async def until_done(*stages: Any, poll_s: float = 0.2) -> None:
+    """Await the end of the stages' background runs (`await until_done(ppo)` in a notebook cell).
+
+    Awaiting, rather than blocking in `stage.wait()`, leaves the kernel free to handle widget
+    messages, so dashboard buttons act while the cell waits. A paused run keeps the cell waiting
+    until Run or Stop is pressed. Errors from a run are re-raised, as `wait()` does.
+    """
+    announced = False
+    while any(_in_flight(s) for s in stages):
+        if not announced and any(getattr(s, "status", None) == "paused" for s in stages):
+            print("A run is paused: this cell waits until you press Run (or Stop) in the dashboard.")
+            announced = True
+        await asyncio.sleep(poll_s)
+    for stage in stages:
+        stage.wait()
+
+
+def _in_flight(stage: Any) -> bool:
+    """A background run is alive (running or paused). Stages without a thread: status "running"."""
+    if not hasattr(stage, "_thread"):
+        return getattr(stage, "status", None) == "running"
+    thread = stage._thread
+    return thread is not None and thread.is_alive()

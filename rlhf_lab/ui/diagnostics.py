@@ -144,13 +144,28 @@ def agreement_ceiling(store: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def calibration_table(frame: pd.DataFrame, n_bins: int = 10) -> pd.DataFrame:
+    """The reliability table of `evaluate_pairs` rows, each pair counted in both orders.
+
+    Pairs are stored chosen-first, so in chosen-first order alone the observed rate is near 1 in
+    every bin. Counting (margin, target) and (-margin, 1 - target), as the ECE does
+    (`rlhf_lab.reward.evaluation.both_orders`), is showing A and B in either order.
+    """
+    from rlhf_lab.reward.evaluation import both_orders
+
+    margins, targets = both_orders(
+        frame["margin"].to_numpy(dtype=float), frame["target"].to_numpy(dtype=float)
+    )
+    return reliability(_sigmoid(margins), targets, n_bins=n_bins)
+
+
 def reward_model_figure(frame: pd.DataFrame, *, ceiling: float | None = None, n_bins: int = 10):
-    """Three panels: accuracy vs ceiling, reliability diagram, reward vs response length."""
+    """Three panels: accuracy vs ceiling, reliability diagram (both orders), reward vs response length."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     accuracy = pair_accuracy(frame)
-    table = reliability(frame["p_chosen"], frame["target"], n_bins=n_bins)
+    table = calibration_table(frame, n_bins=n_bins)
     lengths = np.concatenate([frame["len_chosen"], frame["len_rejected"]])
     rewards = np.concatenate([frame["r_chosen"], frame["r_rejected"]])
     corr = length_correlation(lengths, rewards)

@@ -14,7 +14,9 @@ A name is checked in Python (non-empty after strip, at most 64 characters); an i
 the old name and says why in the status line. Undo only removes the current annotator's labels.
 
 Every judgement goes to `store.add` the moment it is given (one committed transaction), so a
-kernel restart loses nothing. The browser sends each judgement with the sequence number of the
+kernel restart loses nothing. The header counts what the store holds now: a background thread
+re-reads the counts every `REFRESH_S` seconds, so labels other cells (or other people) add show
+up while a cell runs. A widget whose kernel has gone says so in the browser and records nothing. The browser sends each judgement with the sequence number of the
 item it was shown; the kernel records only judgements for the item on screen, so a double click
 or a held key records once. Modes: "pair" (A / B / tie / both bad), "rank" (k responses, click or
 press their numbers best-first) and "likert" (1-5 per response).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import deque
 from importlib import resources
 from pathlib import Path
@@ -41,6 +44,7 @@ SHORTCUTS = {"1": "A", "2": "B", "t": "tie", "b": "both_bad", "s": "skip", "u": 
 REFILL = 8  # items pulled from a source whenever the queue runs dry
 ANNOTATOR_ENV = "RLHF_LAB_ANNOTATOR"
 MAX_ANNOTATOR_LEN = 64
+REFRESH_S = 2.0  # how often the header re-reads the store's counts
 
 
 def default_annotator() -> str:
@@ -132,6 +136,13 @@ class PairLabeller(anywidget.AnyWidget):
             self._queue.extend(self._checked(as_items(items)))
         self.on_msg(self._on_frontend_msg)
         self._advance()
+        self._stop_refresh = threading.Event()
+        threading.Thread(
+            target=_refresh_counts,
+            args=(weakref.ref(self), self._stop_refresh),
+            name="rlhf-lab-labeller",
+            daemon=True,
+        ).start()
 
     @traitlets.validate("annotator")
     def _validate_annotator(self, proposal: dict) -> str:
@@ -303,6 +314,10 @@ class PairLabeller(anywidget.AnyWidget):
         self._update_progress()
 
     def _update_progress(self) -> None:
+        with self._lock:
+            self._set_progress()
+
+    def _set_progress(self) -> None:
         try:
             by_annotator = self.store.count_by_annotator()
             total = self.store.count()
@@ -315,6 +330,12 @@ class PairLabeller(anywidget.AnyWidget):
             "mine": by_annotator.get(self.annotator, 0),
             "by_annotator": by_annotator,
         }
+
+    def close(self) -> None:
+        stop = getattr(self, "_stop_refresh", None)  # absent when __init__ failed early
+        if stop is not None:
+            stop.set()
+        super().close()
 
     def _say(self, message: str, kind: str) -> None:
         self.status_kind = kind
@@ -346,3 +367,16 @@ class PairLabeller(anywidget.AnyWidget):
             f"<PairLabeller {self.mode} annotator={self.annotator!r} criterion={self.criterion!r}: "
             f"{self.session_count} labelled this session, {self.progress.get('left', 0)} left>"
         )
+
+
+def _refresh_counts(ref: weakref.ref, stop: threading.Event) -> None:
+    """Keep a labeller's store counts current until it is closed or collected (a daemon thread)."""
+    while not stop.wait(REFRESH_S):
+        labeller = ref()
+        if labeller is None or labeller.comm is None:
+            return
+        try:
+            labeller._update_progress()
+        except Exception:  # a closed store or widget: the next action says why
+            pass
+        del labeller
