@@ -40,8 +40,8 @@ from rlhf_lab.reward.evaluation import wilson_interval
 # Per preset: enough to see every effect, small enough for a 2-core laptop CPU (bench/README.md has the
 # measurements behind each number).
 SCHEDULES: dict[str, dict[str, Any]] = {
-    "tiny": {"sft_steps": 150, "label_pairs": 200, "rl_steps": 30, "estimator": "rloo"},
-    "smollm2-135m": {"sft_steps": 0, "label_pairs": 16, "rl_steps": 14, "estimator": "rloo"},
+    "tiny": {"sft_steps": 150, "label_pairs": 200, "rl_steps": 30, "estimator": "rloo", "beta": 0.05},
+    "smollm2-135m": {"sft_steps": 0, "label_pairs": 16, "rl_steps": 14, "estimator": "rloo", "beta": 0.05},
 }
 
 
@@ -78,6 +78,7 @@ def run_demo(
     n_raters: int = 3,
     flip_prob: float = 0.2,
     estimator: str | None = None,
+    beta: float | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline and return a report dict (its "text" entry is the printable summary).
@@ -90,6 +91,7 @@ def run_demo(
         ("label_pairs", label_pairs),
         ("rl_steps", ppo_steps),
         ("estimator", estimator),
+        ("beta", beta),
     ):
         if value is not None:
             schedule[key] = value
@@ -132,7 +134,7 @@ def run_demo(
 
     # 3. RL against the reward model, KL to the starting policy, gold judge watching.
     t = time.perf_counter()
-    rl = lab.rl(train_prompts, reward=rm, gold=judge, estimator=schedule["estimator"])
+    rl = lab.rl(train_prompts, reward=rm, gold=judge, estimator=schedule["estimator"], beta=schedule["beta"])
     rl_rows = rl.step(schedule["rl_steps"], progress=progress)
     timings["rl_s"] = time.perf_counter() - t
 

@@ -158,6 +158,9 @@ def test_reward_model_schedules_count_optimizer_steps(tiny_tok):
     stage = RewardModelStage(tiny_reward_model(tiny_tok), tiny_tok, _pairs(40), steps=7, warm_start_steps=3)
     assert stage.fit(progress=False)["steps"] == 7
     assert stage.fit(progress=False)["steps"] == 3  # warm start
+    few = RewardModelStage(tiny_reward_model(tiny_tok), tiny_tok, _pairs(10), steps=7, split=[1, 0, 0])
+    few.fit(progress=False)
+    assert few.fit(progress=False)["steps"] == 2 * math.ceil(10 / 8)  # at most two passes over 10 pairs
     assert stage.fit(warm_start=False, progress=False)["steps"] == 7
     assert stage.fit(epochs=1, progress=False)["steps"] == math.ceil(len(stage._units) / 8)  # batch 8
     with pytest.raises(ValueError, match="steps"):
@@ -192,4 +195,4 @@ def test_pretrained_reward_model_is_cached_and_fine_tunes_warm(tiny_lab, tmp_pat
     assert again.scorer.offset == rm.scorer.offset
     tiny_lab.store.add("Review a film.", ["A dull, awful film.", "A wonderful film!"], "B", annotator="me")
     summary = rm.fit(progress=False)
-    assert summary["warm_start"] and summary["steps"] == rm.config.warm_start_steps
+    assert summary["warm_start"] and summary["steps"] == 2  # two passes over one new label

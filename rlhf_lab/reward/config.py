@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 LOSSES = ("bradley_terry", "ranking")
+WARM_START_MAX_EPOCHS = 2
+"""An incremental fit makes at most this many passes over the training pairs: 20 steps on 16 new labels
+would be 10 passes, which memorises them and undoes what a pre-trained model knew (held-out accuracy vs
+gold 0.73 -> 0.53 on MiniLM, bench/README.md)."""
 
 
 @dataclass
@@ -54,7 +58,7 @@ class RMConfig:
     while ~50-100 steps at batch 8 learn from 50-600 pairs (bench/README.md, "reward model")."""
     warm_start_steps: int = 20
     """Optimizer steps of an incremental fit that starts from the current weights (new labels top up a
-    trained or pre-trained model)."""
+    trained or pre-trained model), at most WARM_START_MAX_EPOCHS passes over the training pairs."""
     epochs: int | None = None
     """If set, a fit from scratch makes this many passes over the training pairs instead of `steps`."""
     warm_start_epochs: int | None = None

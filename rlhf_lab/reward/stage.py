@@ -50,7 +50,7 @@ from rlhf_lab.errors import StageBusyError, StageError
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.reward import evaluation
-from rlhf_lab.reward.config import RMConfig
+from rlhf_lab.reward.config import WARM_START_MAX_EPOCHS, RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
 from rlhf_lab.reward.losses import pairwise_loss
@@ -273,7 +273,9 @@ class RewardModelStage(PairScoring, Stage):
         cfg = self.config
         per_epoch = math.ceil(len(self._units) / cfg.batch_size)
         n_epochs = epochs or (cfg.epochs if fresh else cfg.warm_start_epochs)
-        total = n_epochs * per_epoch if n_epochs else (cfg.steps if fresh else cfg.warm_start_steps)
+        # A warm fit tops up: at most WARM_START_MAX_EPOCHS passes, so 16 new labels are learned, not memorised.
+        warm = min(cfg.warm_start_steps, WARM_START_MAX_EPOCHS * per_epoch)
+        total = n_epochs * per_epoch if n_epochs else (cfg.steps if fresh else warm)
         total = total if max_steps is None else min(max_steps, total)
         has_val = bool(self.split_pairs("val"))
 
