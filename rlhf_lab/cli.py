@@ -118,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.output_dir:
         config["output_dir"] = args.output_dir
-    train(config)  # prints the one-line JSON summary (rank 0)
+    train(config, progress=not args.quiet)  # prints the one-line JSON summary (rank 0)
     return 0
 
 
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="YAML file: preset, task, sft/reward_model/rl sections, output_dir")
     train.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bars (stderr)")
     train.set_defaults(func=_train)
 
     presets = sub.add_parser("presets", help="list the model presets")
