@@ -124,7 +124,6 @@ def _user_files(folder):
     return folder
 
 
-@pytest.mark.slow  # ~3-4 s: SFT, reward model and RLOO steps, exports, event files
 def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
     data = _user_files(tmp_path / "data")
     config = {

@@ -101,3 +101,13 @@ def test_the_generated_script_runs_every_stage_on_tiny_models(tmp_path, capsys):
 
     AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "outputs" / "rl")
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "outputs" / "reward")
+
+
+def test_the_grpo_example_exports(tmp_path):
+    from pathlib import Path
+
+    from rlhf_lab.headless import load_config
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "grpo_tiny.yaml"
+    recipe = export_trl(load_config(example), tmp_path)
+    assert [s["trainer"] for s in recipe["stages"]] == ["SFTTrainer", "RewardTrainer", "GRPOTrainer"]
