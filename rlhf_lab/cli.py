@@ -6,6 +6,8 @@ rlhf-lab serve --store shared.sqlite [--voila] [--ip 0.0.0.0]   workshop mode
 rlhf-lab presets                   list the presets
 rlhf-lab train CONFIG.yaml         headless SFT / reward model / RL from a YAML file (rlhf_lab.headless);
                                    data-parallel under `accelerate launch --multi_gpu --num_processes N -m rlhf_lab.cli train ...`
+rlhf-lab export-trl CONFIG.yaml --out DIR   the same recipe as TRL 1.16 datasets, configs and a script
+                                   (rlhf_lab.trl_recipe) for `accelerate launch DIR/train_trl.py`
 """
 
 from __future__ import annotations
@@ -118,7 +120,17 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.output_dir:
         config["output_dir"] = args.output_dir
-    train(config)  # prints the one-line JSON summary (rank 0)
+    train(config, progress=not args.quiet)  # prints the one-line JSON summary (rank 0)
+    return 0
+
+
+def _export_trl(args: argparse.Namespace) -> int:
+    from rlhf_lab.headless import load_config
+    from rlhf_lab.trl_recipe import export_trl
+
+    recipe = export_trl(load_config(args.config), args.out)
+    stages = ", ".join(f"{s['kind']} ({s['trainer']})" for s in recipe["stages"])
+    print(f"Wrote {args.out}: {stages}. Run: accelerate launch {Path(args.out) / 'train_trl.py'}")
     return 0
 
 
@@ -167,7 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="YAML file: preset, task, sft/reward_model/rl sections, output_dir")
     train.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bars (stderr)")
     train.set_defaults(func=_train)
+
+    export_trl = sub.add_parser(
+        "export-trl", help="write the config's recipe as TRL 1.16 datasets, configs and a train_trl.py"
+    )
+    export_trl.add_argument(
+        "config", help="the YAML file `rlhf-lab train` reads (rl.estimator: grpo or rloo)"
+    )
+    export_trl.add_argument("--out", required=True, help="folder to write")
+    export_trl.set_defaults(func=_export_trl)
 
     presets = sub.add_parser("presets", help="list the model presets")
     presets.set_defaults(func=_presets)

@@ -11,7 +11,11 @@ The config (every section but `task` is optional; unknown keys are errors)::
     preset: tiny                  # a preset name, or instead:
     # policy: HuggingFaceTB/SmolLM2-135M-Instruct
     # reward_backbone: sentence-transformers/all-MiniLM-L6-v2   (with policy; used by reward: rm)
-    task: positive_review         # bundled rlhf_lab.bundled task: its prompts, demos, preferences
+    task: positive_review         # bundled rlhf_lab.bundled task: its prompts, demos, preferences, gold judge
+    # Your own data instead (JSONL or Parquet, checked like the lab's importers; each replaces the task's):
+    # demonstrations: data/demos.jsonl      # prompt + response (or completion), or chat `messages`
+    # prompts: data/prompts.parquet         # a `prompt` column (RL)
+    # preferences: data/prefs.jsonl         # prompt, chosen, rejected (or label records): reward model, DPO
     seed: 0
     output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/, rl/ and summary.json
     threads: null                 # torch CPU threads (default: the cores split between ranks)
@@ -21,13 +25,20 @@ The config (every section but `task` is optional; unknown keys are errors)::
     reward_model:                 # only read when rl.reward is rm
       epochs: 2                   # fit() passes over the task's bundled preference pairs
       learning_rate: 1.0e-4       # ...any RMConfig field
+    dpo:                          # DPO on the preferences (after SFT, before RL)
+      steps: 10
+      beta: 0.1                   # ...any DPOConfig field
     rl:
       estimator: ppo              # ppo | rloo | grpo | reinforce
       steps: 2
       reward: gold                # gold: the task's gold judge; rm: a reward model fitted on the preferences
       batch_size: 8               # ...any RLConfig field (beta, learning_rate, max_new_tokens, ...)
+    log_to: tensorboard           # or wandb / trackio, a list of them, or {backend: wandb, project: x}
+    export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
 
-It prints one JSON summary line (also written to output_dir/summary.json).
+It shows a progress bar per stage on stderr (`progress=True`, what `rlhf-lab train` passes) and
+prints one JSON summary line (also written to output_dir/summary.json). TensorBoard logs go to
+output_dir/tensorboard unless the log_to entry names a log_dir.
 
 On a machine without GPUs, `--multi_gpu` still starts N CPU processes (gloo); accelerate's
 `--cpu` flag would start only one (its multi-CPU mode goes through mpirun). torchrun works too:
@@ -64,8 +75,15 @@ TOP_LEVEL = {
     "output_dir",
     "threads",
     "sft",
+    "dpo",
     "rl",
+    "demonstrations",
+    "prompts",
+    "preferences",
+    "log_to",
+    "export",
 }
+DATA_FILES = ("demonstrations", "prompts", "preferences")
 RANK_SEED_STRIDE = 1000  # rank r samples with seed + 1000 * r
 
 
@@ -84,17 +102,94 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     unknown = set(config) - TOP_LEVEL
     if unknown:
         raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}.")
-    if "task" not in config:
-        raise ValueError("the config needs a task (a bundled rlhf_lab.bundled task, e.g. positive_review).")
+    if "task" not in config and not any(config.get(key) for key in DATA_FILES):
+        raise ValueError(
+            "the config needs a task (a bundled rlhf_lab.bundled task, e.g. positive_review) or data files "
+            f"({', '.join(DATA_FILES)})."
+        )
     if "preset" in config and "policy" in config:
         raise ValueError("give either preset or policy, not both.")
-    for section in ("sft", "reward_model", "rl"):
+    for section in ("sft", "reward_model", "dpo", "rl"):
         if config.get(section) is not None and not isinstance(config[section], dict):
             raise ValueError(f"{section} must be a mapping of settings.")
+    for key in DATA_FILES:
+        if config.get(key) is not None and not isinstance(config[key], (str, os.PathLike)):
+            raise ValueError(f"{key} must be a file path (.jsonl or .parquet), got {config[key]!r}.")
     rl = config.get("rl") or {}
     if rl.get("reward", "gold") not in ("gold", "rm"):
         raise ValueError(f"rl.reward must be 'gold' or 'rm', got {rl.get('reward')!r}.")
+    needs = {
+        "sft": ("demonstrations", config.get("sft")),
+        "dpo": ("preferences", config.get("dpo")),
+        "rl": ("prompts", rl),
+        "rl.reward: rm": ("preferences", rl and rl.get("reward") == "rm"),
+    }
+    for what, (key, wanted) in needs.items():
+        if wanted and "task" not in config and not config.get(key):
+            raise ValueError(f"{what} needs {key}: name a file, or a bundled task.")
+    if rl and rl.get("reward", "gold") == "gold" and "task" not in config:
+        raise ValueError(
+            "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
+        )
+    tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
     return config
+
+
+def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(backend, options) pairs from the config's log_to: a name, a mapping with `backend`, or a list."""
+    from rlhf_lab.tracking import BACKENDS
+
+    entries = [] if log_to in (None, False) else log_to if isinstance(log_to, list) else [log_to]
+    specs = []
+    for entry in entries:
+        options = dict(entry) if isinstance(entry, dict) else {"backend": entry}
+        backend = options.pop("backend", None)
+        if backend not in BACKENDS:
+            raise ValueError(f"log_to: unknown tracker {backend!r}; known: {', '.join(BACKENDS)}.")
+        if backend == "tensorboard":
+            options.setdefault("log_dir", str(out / "tensorboard"))
+        specs.append((backend, options))
+    return specs
+
+
+def load_prompt_file(path: str | os.PathLike) -> list[str]:
+    """Prompts from a JSONL/Parquet file: a `prompt` per row (text, or one user message in chat form)."""
+    from rlhf_lab.store.io import PreferenceImportError, read_rows
+
+    name, prompts = Path(path).name, []
+    for number, row in read_rows(path):
+        prompt = row.get("prompt") if isinstance(row, dict) else None
+        if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+            prompt = prompt[-1].get("content")  # chat form: the last (user) message
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PreferenceImportError(
+                f"{name}, row {number}: expected a non-empty text `prompt`, got {prompt!r}"
+            )
+        prompts.append(prompt)
+    if not prompts:
+        raise PreferenceImportError(f"{name}: no prompts")
+    return prompts
+
+
+def load_user_data(config: dict[str, Any]) -> dict[str, Any]:
+    """The data files named in the config, read and checked before any model is built."""
+    from rlhf_lab.demonstrations import load_demos
+    from rlhf_lab.store import PreferenceStore
+    from rlhf_lab.store.io import read_rows
+
+    data: dict[str, Any] = {}
+    if config.get("demonstrations"):
+        path = Path(config["demonstrations"])
+        data["demos"] = load_demos(
+            [row for _, row in read_rows(path)] if path.suffix.lower() == ".parquet" else path
+        )
+    if config.get("prompts"):
+        data["prompts"] = load_prompt_file(config["prompts"])
+    if config.get("preferences"):
+        store = PreferenceStore(":memory:")  # the lab's importer: every row checked, errors name the row
+        store.import_file(config["preferences"])
+        data["preferences"] = store
+    return data
 
 
 def _distributed() -> tuple[int, int]:
@@ -122,8 +217,11 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def train(config: dict[str, Any]) -> dict[str, Any]:
-    """Build the stages via Lab, run them, save checkpoints; returns the summary dict."""
+def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """Build the stages via Lab, run them, save checkpoints and exports; returns the summary dict.
+
+    `progress=True` shows a tqdm bar per stage (rank 0 only).
+    """
     from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
     from rlhf_lab.lab import Lab
     from rlhf_lab.raters import get_judge
@@ -133,8 +231,10 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     rank, world = _distributed()
     seed = int(config.get("seed", 0))
-    task = config["task"]
+    task = config.get("task")
     out = Path(config.get("output_dir") or "rlhf_lab_runs/headless")
+    user_data = load_user_data(config)  # bad rows fail here, before any model loads
+    show = progress and rank == 0
     threads = config.get("threads") or (max(1, (os.cpu_count() or 1) // world) if world > 1 else None)
     lab_kwargs = {
         "seed": seed,
@@ -149,13 +249,30 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     else:
         lab = Lab.from_preset(config.get("preset", "tiny"), **lab_kwargs)
     summary: dict[str, Any] = {"task": task, "preset": config.get("preset"), "world_size": world}
+    summary["data"] = {key: str(config[key]) for key in DATA_FILES if config.get(key)}
+    trackers = []
+    if rank == 0:
+        from rlhf_lab.tracking import log_to
+
+        trackers = [
+            log_to([], backend, **options) for backend, options in tracking_specs(config.get("log_to"), out)
+        ]
+
+    def watch(stage: Any) -> None:
+        for tracker in trackers:
+            tracker.attach(stage)
+
+    exports: dict[str, str] = {}
+    last_policy_stage: Any = None
+    export = bool(config.get("export", True)) and rank == 0
 
     sft_cfg = dict(config.get("sft") or {})
     if sft_cfg:
         steps = int(sft_cfg.pop("steps", 20))
         sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
-        sft = lab.sft(load_demos(task), **sft_cfg)
-        rows = sft.step(steps, progress=False)
+        sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
+        watch(sft)
+        rows = sft.step(steps, progress=show)
         summary["sft"] = {
             "steps": steps,
             "loss_first": rows[0]["loss/sft"],
@@ -163,31 +280,56 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
         }
         if rank == 0:
             sft.save(out / "sft")
+        last_policy_stage = sft
+
+    dpo_cfg = dict(config.get("dpo") or {})
+    if dpo_cfg:
+        steps = int(dpo_cfg.pop("steps", 10))
+        dpo_cfg.setdefault("seed", seed)
+        dpo = lab.dpo(
+            user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
+        )
+        watch(dpo)
+        rows = dpo.step(steps, progress=show)
+        summary["dpo"] = {
+            "steps": steps,
+            "loss_first": rows[0]["loss/dpo"],
+            "loss_last": rows[-1]["loss/dpo"],
+        }
+        if rank == 0:
+            dpo.save(out / "dpo")
+        last_policy_stage = dpo
 
     rl_cfg = dict(config.get("rl") or {})
     if rl_cfg:
         steps = int(rl_cfg.pop("steps", 10))
         reward_kind = rl_cfg.pop("reward", "gold")
         estimator = rl_cfg.pop("estimator", "ppo")
-        judge = get_judge(task)
+        judge = get_judge(task) if task else None
         if reward_kind == "rm":
             rm_cfg = dict(config.get("reward_model") or {})
             epochs = rm_cfg.pop("epochs", None)
-            rm = lab.reward_model(preference_pairs(task), **rm_cfg)
-            fit = rm.fit(epochs=epochs, warm_start=False, progress=False)
+            rm = lab.reward_model(
+                user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **rm_cfg
+            )
+            watch(rm)
+            fit = rm.fit(epochs=epochs, warm_start=False, progress=show)
             summary["reward_model"] = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
             if rank == 0:
                 rm.save(out / "reward_model")
+            if export:
+                exports["reward_model"] = str(rm.export(out / "export" / "reward_model"))
             reward: Any = rm
         else:
             reward = _gold_reward(judge)
-        prompts = [row["prompt"] for row in load_prompts(task, "train")]
+        prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
         rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
         rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
         if world > 1:
             # Built identically on every rank; from here on each rank samples differently.
             torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
-        rows = rl.step(steps, progress=False)
+        watch(rl)
+        rows = rl.step(steps, progress=show)
         summary["rl"] = {
             "estimator": estimator,
             "reward": reward_kind,
@@ -200,8 +342,16 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
         trained = rl.params
         if rank == 0:
             rl.save(out / "rl")
+        last_policy_stage = rl
     else:
         trained = list(lab.policy.parameters())
+    for tracker in trackers:
+        tracker.close()
+    if export and last_policy_stage is not None:
+        # The lab's policy is the model every stage trained in place; the last stage's card describes it.
+        exports["policy"] = str(last_policy_stage.export(out / "export" / "policy"))
+    if exports:
+        summary["exports"] = exports
 
     summary["param_sha256"] = params_sha256(trained)
     summary["seconds"] = round(time.perf_counter() - started, 2)

@@ -5,7 +5,7 @@
 #   ./scripts/lab.sh serve ...    workshop mode (see README)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
+RLHF_LAB_EXTRAS="${RLHF_LAB_EXTRAS-}" source "$ROOT/scripts/setup_env.sh"  # the lab alone, no test tools
 cd "$ROOT"
 if [ $# -eq 0 ]; then set -- lab; fi
 exec "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/rlhf-lab" "$@"

@@ -5,7 +5,7 @@
 #   ./scripts/test.sh -m "not slow and not browser"    the quick set, in seconds
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
+RLHF_LAB_EXTRAS="${RLHF_LAB_EXTRAS-dev}" source "$ROOT/scripts/setup_env.sh"  # with the test tools (dev extras)
 cd "$ROOT"
 
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

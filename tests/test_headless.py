@@ -1,5 +1,6 @@
 """Headless `rlhf-lab train CONFIG.yaml`: config checks, one process, and data-parallel RL on 2 ranks."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -105,3 +106,80 @@ def test_train_with_a_reward_model_fitted_on_the_bundled_preferences(tmp_path, c
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["rl"]["reward"] == "rm" and summary["reward_model"]["n_train_pairs"] > 0
     assert (tmp_path / "run" / "reward_model" / "stage.json").is_file()
+
+
+def _user_files(folder):
+    """Demonstrations (JSONL), prompts (Parquet) and preference pairs (JSONL) of one's own."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    demos = [{"prompt": f"Greet guest {i}.", "response": "Welcome, lovely to see you!"} for i in range(6)]
+    (folder / "demos.jsonl").write_text("\n".join(json.dumps(d) for d in demos) + "\n")
+    pd.DataFrame({"prompt": [f"Greet guest {i}." for i in range(6)]}).to_parquet(folder / "prompts.parquet")
+    prefs = [
+        {"prompt": f"Greet guest {i}.", "chosen": "Welcome, lovely to see you!", "rejected": "Go away."}
+        for i in range(12)
+    ]
+    (folder / "prefs.jsonl").write_text("\n".join(json.dumps(p) for p in prefs) + "\n")
+    return folder
+
+
+def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
+    data = _user_files(tmp_path / "data")
+    config = {
+        "preset": "tiny",
+        "demonstrations": str(data / "demos.jsonl"),
+        "prompts": str(data / "prompts.parquet"),
+        "preferences": str(data / "prefs.jsonl"),
+        "output_dir": str(tmp_path / "run"),
+        "sft": {"steps": 1, "batch_size": 2},
+        "reward_model": {"epochs": 1, "batch_size": 4},
+        "rl": {
+            "estimator": "rloo",
+            "reward": "rm",
+            "steps": 1,
+            "batch_size": 2,
+            "samples_per_prompt": 2,
+            "num_minibatches": 1,
+            "num_epochs": 1,
+            "max_new_tokens": 4,
+        },
+        "log_to": "tensorboard" if importlib.util.find_spec("tensorboard") else None,
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["task"] is None and summary["data"]["prompts"].endswith("prompts.parquet")
+    assert summary["rl"]["steps"] == 1 and summary["reward_model"]["n_train_pairs"] > 0
+    export = tmp_path / "run" / "export"
+    assert summary["exports"] == {
+        "reward_model": str(export / "reward_model"),
+        "policy": str(export / "policy"),
+    }
+    for folder in ("policy", "reward_model"):
+        assert (export / folder / "model.safetensors").is_file() and (export / folder / "README.md").is_file()
+    if config["log_to"]:
+        assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_bad_user_files_fail_before_training_and_name_the_row(tmp_path):
+    from rlhf_lab.headless import train
+
+    data = _user_files(tmp_path / "data")
+    (data / "prefs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p"}\n')
+    config = {
+        "preset": "tiny",
+        "preferences": str(data / "prefs.jsonl"),
+        "dpo": {"steps": 1},
+        "output_dir": str(tmp_path / "run"),
+    }
+    with pytest.raises(ValueError, match="row 2"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="rl needs prompts"):
+        check_config({"preset": "tiny", "preferences": "p.jsonl", "rl": {"reward": "rm"}})
+    with pytest.raises(ValueError, match="gold needs a bundled task"):
+        check_config({"prompts": "p.jsonl", "rl": {"reward": "gold"}})
+    with pytest.raises(ValueError, match="unknown tracker"):
+        check_config({"task": "positive_review", "log_to": "mlflow"})

@@ -55,7 +55,7 @@ from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
 from rlhf_lab.reward.losses import pairwise_loss
 from rlhf_lab.reward.pairs import PairRecord, prompt_unit, read_pairs
-from rlhf_lab.reward.scorer import PairScoring, RewardScorer
+from rlhf_lab.reward.scorer import PairScoring, RewardScorer, as_lists
 from rlhf_lab.stages.base import (
     Stage,
     StepClock,
@@ -352,6 +352,10 @@ class RewardModelStage(PairScoring, Stage):
         """
         with self._step_lock:
             return self.scorer(prompts, responses, batch_size)
+
+    def encode(self, prompts: str | Sequence[str], responses: str | Sequence[str]) -> dict[str, torch.Tensor]:
+        """The model inputs the reward is read from (an exported model's logits on them = `self(...)`)."""
+        return self.scorer.encode(*as_lists(prompts, responses))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(

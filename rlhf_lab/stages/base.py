@@ -395,6 +395,13 @@ class Stage(ABC):
         set_rng_state(torch.load(path / "rng.pt", weights_only=True))
         return stage
 
+    def export(self, path: str | os.PathLike, **options: Any) -> Path:
+        """A plain transformers folder with a model card (rlhf_lab.export): a reward model whose logit
+        is the lab's reward, or the policy with any LoRA adapter merged, tokenizer and chat template."""
+        from rlhf_lab.export import export_stage
+
+        return export_stage(self, path, **options)
+
     @abstractmethod
     def _save_state(self, folder: Path) -> None:
         """Write weights (safetensors), optimizer/scheduler state and data the stage needs."""

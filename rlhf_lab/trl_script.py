@@ -1,0 +1,111 @@
+"""Run a recipe exported by `rlhf-lab export-trl` with TRL 1.16 (this file is copied as train_trl.py).
+
+    accelerate launch train_trl.py                  # every GPU of the machine; DeepSpeed via `accelerate config`
+    python train_trl.py --cpu --max-steps 2         # a quick check on a laptop
+
+Reads recipe.json next to this file: the starting policy, then stages (sft, dpo, reward, rl) with the
+TRL config arguments rlhf-lab mapped from the lab's settings. Each stage trains from the previous
+stage's output folder and writes outputs/<stage>/ (LoRA adapters are merged before saving, so every
+folder is a plain transformers model). Needs trl>=1.16,<1.17, accelerate, peft and datasets;
+`reward: gold` also needs rlhf-lab (the task's gold judge). Stand-alone: it does not import rlhf_lab
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _path(value: str | None) -> str | None:
+    """Folders in the recipe are relative to this file; hub ids stay as they are."""
+    if value is None:
+        return None
+    local = HERE / value
+    return str(local) if local.exists() else value
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else value[-1]["content"]
+
+
+def gold_reward(task: str):
+    from rlhf_lab.raters import get_judge  # the bundled task's judge (pip install rlhf-lab)
+
+    judge = get_judge(task)
+
+    def gold(prompts, completions, **_):
+        return [float(judge.score(_text(p), _text(c))) for p, c in zip(prompts, completions)]
+
+    return gold
+
+
+def run_stage(stage: dict, policy: str, reward_model: str | None, out: Path, overrides: dict) -> str:
+    import trl
+    from datasets import load_dataset
+    from peft import LoraConfig
+
+    kind = stage["kind"]
+    args = {**stage["args"], **overrides, "output_dir": str(out / kind)}
+    if "max_steps" in overrides:
+        args.pop("num_train_epochs", None)
+    data = load_dataset("json", data_files=str(HERE / stage["dataset"]), split="train")
+    peft_config = None
+    if stage.get("lora"):
+        task_type = "SEQ_CLS" if kind == "reward" else "CAUSAL_LM"
+        peft_config = LoraConfig(task_type=task_type, **stage["lora"])
+    common = {"train_dataset": data, "peft_config": peft_config}
+    if kind == "sft":
+        trainer = trl.SFTTrainer(model=policy, args=trl.SFTConfig(**args), **common)
+    elif kind == "dpo":
+        trainer = trl.DPOTrainer(model=policy, args=trl.DPOConfig(**args), **common)
+    elif kind == "reward":
+        trainer = trl.RewardTrainer(model=_path(stage["model"]), args=trl.RewardConfig(**args), **common)
+    else:
+        config_cls, trainer_cls = {
+            "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
+            "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
+        }[stage["estimator"]]
+        reward = reward_model if stage["reward"] == "rm" else gold_reward(stage["task"])
+        trainer = trainer_cls(model=policy, reward_funcs=reward, args=config_cls(**args), **common)
+    trainer.train()
+    folder = args["output_dir"]
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # peft: write one plain model
+        model = trainer.accelerator.unwrap_model(model).merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(folder, safe_serialization=True)
+        trainer.processing_class.save_pretrained(folder)
+    trainer.accelerator.wait_for_everyone()
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=str(HERE / "recipe.json"))
+    parser.add_argument("--output-dir", default=None, help="default: outputs/ next to this file")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap every stage (a quick check)")
+    parser.add_argument("--cpu", action="store_true", help="use_cpu=True, bf16 off")
+    args = parser.parse_args(argv)
+    recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
+    out = Path(args.output_dir) if args.output_dir else HERE / recipe["output_dir"]
+    overrides: dict = {}
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    if args.cpu:
+        overrides.update(use_cpu=True, bf16=False)
+    policy, reward_model = _path(recipe["policy"]), None
+    for stage in recipe["stages"]:
+        folder = run_stage(stage, policy, reward_model, out, overrides)
+        if stage["kind"] == "reward":
+            reward_model = folder
+        else:
+            policy = folder
+        print(json.dumps({"stage": stage["kind"], "trainer": stage["trainer"], "output": folder}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""`rlhf-lab export-trl`: TRL-format data, mapped TRL 1.16 configs and a script that runs (tiny, CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from rlhf_lab.cli import main
+from rlhf_lab.trl_recipe import export_trl
+
+RECIPE = {
+    "preset": "tiny",
+    "task": "positive_review",
+    "seed": 3,
+    "sft": {"steps": 2, "batch_size": 4, "learning_rate": 1e-3},
+    "dpo": {"steps": 2, "batch_size": 4, "beta": 0.2, "loss_type": "ipo"},
+    "reward_model": {"epochs": 1, "batch_size": 8},
+    "rl": {
+        "estimator": "grpo",
+        "steps": 2,
+        "reward": "rm",
+        "batch_size": 2,
+        "samples_per_prompt": 2,
+        "num_minibatches": 2,
+        "num_epochs": 1,
+        "max_new_tokens": 6,
+        "beta": 0.0,
+        "clip_range": 0.1,
+    },
+}
+
+
+def test_recipe_maps_the_lab_settings_and_writes_trl_data(tmp_path):
+    recipe = export_trl(RECIPE, tmp_path / "out")
+    stages = {s["kind"]: s for s in recipe["stages"]}
+    assert [s["kind"] for s in recipe["stages"]] == ["sft", "dpo", "reward", "rl"]
+    sft, dpo, rm, rl = (stages[k]["args"] for k in ("sft", "dpo", "reward", "rl"))
+    assert (sft["max_steps"], sft["per_device_train_batch_size"], sft["learning_rate"], sft["seed"]) == (
+        2,
+        4,
+        1e-3,
+        3,
+    )
+    assert sft["max_length"] == 192  # the tiny preset's default, as in the lab
+    assert (dpo["beta"], dpo["loss_type"], dpo["learning_rate"]) == (0.2, ["ipo"], 1e-3)
+    assert (rm["num_train_epochs"], rm["per_device_train_batch_size"], rm["center_rewards_coefficient"]) == (
+        1,
+        8,
+        None,
+    )
+    assert stages["reward"]["model"] == "models/reward_backbone"
+    assert (rl["num_generations"], rl["per_device_train_batch_size"], rl["steps_per_generation"]) == (2, 2, 2)
+    assert (rl["epsilon"], rl["max_completion_length"], rl["num_iterations"], rl["beta"]) == (0.1, 6, 1, 0.0)
+    assert stages["rl"]["trainer"] == "GRPOTrainer"
+    out = tmp_path / "out"
+    sft_row = json.loads((out / "data" / "sft.jsonl").read_text().splitlines()[0])
+    assert sft_row["prompt"][0]["role"] == "user" and sft_row["completion"][0]["role"] == "assistant"
+    pref = json.loads((out / "data" / "preferences.jsonl").read_text().splitlines()[0])
+    assert {"prompt", "chosen", "rejected", "margin"} <= set(pref)
+    assert (
+        json.loads((out / "data" / "prompts.jsonl").read_text().splitlines()[0])["prompt"][0]["role"]
+        == "user"
+    )
+    assert (out / "train_trl.py").is_file() and (out / "models" / "policy" / "config.json").is_file()
+    readme = (out / "README.md").read_text()
+    assert "accelerate launch train_trl.py" in readme and "`clip_range` | `epsilon`" in readme
+
+
+def test_ppo_is_refused_with_the_alternatives(tmp_path):
+    with pytest.raises(ValueError, match="grpo or rloo"):
+        export_trl({"task": "positive_review", "rl": {"estimator": "ppo"}}, tmp_path)
+
+
+@pytest.mark.slow  # four TRL trainers, 1 step each, on the tiny preset: ~30-60 s on 2 cores
+def test_the_generated_script_runs_every_stage_on_tiny_models(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(RECIPE))
+    assert main(["export-trl", str(config), "--out", str(tmp_path / "out")]) == 0
+    assert "accelerate launch" in capsys.readouterr().out
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "out" / "train_trl.py"), "--cpu", "--max-steps", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"stage"')]
+    assert [d["stage"] for d in done] == ["sft", "dpo", "reward", "rl"]
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "outputs" / "rl")
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "outputs" / "reward")
+
+
+def test_the_grpo_example_exports(tmp_path):
+    from pathlib import Path
+
+    from rlhf_lab.headless import load_config
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "grpo_tiny.yaml"
+    recipe = export_trl(load_config(example), tmp_path)
+    assert [s["trainer"] for s in recipe["stages"]] == ["SFTTrainer", "RewardTrainer", "GRPOTrainer"]
