@@ -262,8 +262,16 @@ class RewardModelStage(PairScoring, Stage):
             self._reset_weights()
         self.refresh()
         if not self._units:
+            excluded = [
+                f"{k}='exclude'" for k in ("ties", "both_bad") if getattr(self.config, k) == "exclude"
+            ]
+            hint = (
+                f" Ties/'both bad' verdicts are left out ({', '.join(excluded)}); 'soft' keeps them."
+                if excluded
+                else ""
+            )
             raise StageError(
-                "No training pairs: the data holds no labelled pairs with a training prompt yet."
+                f"No training pairs: the data holds no labelled pairs with a training prompt yet.{hint}"
             )
         n_epochs = epochs or (self.config.epochs if fresh else self.config.warm_start_epochs)
         per_epoch = math.ceil(len(self._units) / self.config.batch_size)

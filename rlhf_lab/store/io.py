@@ -12,6 +12,16 @@ Import (`import_file`, `import_rows`): label records (as written above) or prefe
 is written and the whole file goes in as one transaction, so a bad row leaves the store untouched;
 the `PreferenceImportError` names the row and the problem.
 
+A pair row is stored as a label with responses [chosen, rejected] (A = chosen, B = rejected). Its
+verdict is "chosen wins" ("A") unless the row carries `judgement` (or `label`), which is honoured
+exactly, never reinterpreted:
+
+    "A" -> chosen wins    "B" -> rejected wins    "tie" -> tie    "both_bad" (or "both bad") -> both bad
+
+(case-insensitive). Any other value (e.g. "maybe", null, true) is refused with the row named. With
+`strict=True`, a field the format does not know is refused too (by default extra columns such as a
+dataset's scores are ignored).
+
     >>> store.to_jsonl("backup.jsonl")                           # doctest: +SKIP
     >>> PreferenceStore("merged.sqlite").import_file("backup.jsonl")   # doctest: +SKIP
 """
@@ -24,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlhf_lab.store.records import Label, PreferencePair, normalise_record
+from rlhf_lab.store.records import PAIR_JUDGEMENTS, Label, PreferencePair, normalise_record, parse_judgement
 
 
 class LabelSink(Protocol):
@@ -44,6 +54,7 @@ DEFAULT_MAX_BYTES = 100 * 2**20
 
 LABEL_FIELDS = tuple(Label.__dataclass_fields__)
 _TEXT_KEYS = ("prompt", "chosen", "rejected")
+PAIR_FIELDS = ("prompt", "chosen", "rejected", "judgement", "label")
 
 
 class PreferenceImportError(ValueError):
@@ -198,6 +209,7 @@ def import_file(
     max_chars: int = DEFAULT_MAX_CHARS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     skip_existing: bool = True,
+    strict: bool = False,
 ) -> list[int]:
     """Validate every row of a JSONL/Parquet file, then add them all in one transaction.
 
@@ -205,7 +217,9 @@ def import_file(
     `skip_existing` a record already in the store (same item, annotator and created time) is
     skipped, so importing the same export twice or merging stores is safe. Preference-pair rows
     become "A" labels with responses [chosen, rejected], by `annotator` (default: the file's
-    name) with `source` (default "import:<file name>"). Returns the ids of the new labels.
+    name) with `source` (default "import:<file name>"); a `judgement`/`label` on a pair row is honoured
+    as the module docstring says. `strict=True` refuses fields the format does not know. Returns the
+    ids of the new labels.
     """
     name = Path(path).name
     rows = read_rows(path, max_bytes=max_bytes)
@@ -217,6 +231,7 @@ def import_file(
         source=source or f"import:{Path(path).stem}",
         max_chars=max_chars,
         skip_existing=skip_existing,
+        strict=strict,
     )
 
 
@@ -229,6 +244,7 @@ def import_rows(
     source: str = "import:rows",
     max_chars: int = DEFAULT_MAX_CHARS,
     skip_existing: bool = True,
+    strict: bool = False,
 ) -> list[int]:
     """Like `import_file` for rows already in memory (dicts, e.g. a `datasets.Dataset`)."""
     numbered = [row if isinstance(row, tuple) else (i, row) for i, row in enumerate(rows, start=1)]
@@ -250,6 +266,11 @@ def import_rows(
         try:
             if not isinstance(row, Mapping):
                 raise ValueError(f"expected an object, got {type(row).__name__}")
+            if strict:
+                known = LABEL_FIELDS if is_record else PAIR_FIELDS
+                unknown = sorted(set(row) - set(known))
+                if unknown:
+                    raise ValueError(f"unknown field(s) {unknown} (strict import); known: {', '.join(known)}")
             record = (
                 _record_from_label_row(row) if is_record else _record_from_pair_row(row, annotator, source)
             )
@@ -294,11 +315,38 @@ def _message_content(value: Any, key: str, role: str) -> Any:
     # expected role rather than silently dropping system prompts or earlier turns.
     if not isinstance(value, list):
         return value
-    if len(value) != 1 or not isinstance(value[0], Mapping) or value[0].get("role") != role:
+    if not all(isinstance(m, Mapping) and "role" in m for m in value):
+        raise ValueError(
+            f"{key!r} must be a text or a list with one {{'role': {role!r}, 'content': ...}} message, "
+            f"got a list of {', '.join(sorted({type(m).__name__ for m in value})) or 'nothing'}"
+        )
+    if len(value) != 1 or value[0].get("role") != role:
         raise ValueError(
             f"{key!r} must be a single {role!r} message; multi-turn conversations are not supported"
         )
     return _text(value[0], "content")
+
+
+def _pair_verdict(row: Mapping[str, Any]) -> str:
+    """The judgement a pair row states (see the module docstring); "A" when it states none."""
+    given = {key: row[key] for key in ("judgement", "label") if key in row}
+    if not given:
+        return "A"
+    verdicts = set()
+    for key, value in given.items():
+        try:
+            verdict = parse_judgement(value) if isinstance(value, str) else None
+        except ValueError:
+            verdict = None
+        if verdict not in PAIR_JUDGEMENTS:
+            raise ValueError(
+                f"{key!r} is {value!r}; a pair row's {key} must be 'A' (chosen wins), 'B' (rejected wins), "
+                "'tie' or 'both_bad' (leave it out for chosen wins)"
+            )
+        verdicts.add(verdict.value)
+    if len(verdicts) > 1:
+        raise ValueError(f"'judgement' and 'label' disagree ({given['judgement']!r} vs {given['label']!r})")
+    return verdicts.pop()
 
 
 def _record_from_pair_row(row: Mapping[str, Any], annotator: str, source: str) -> dict[str, Any]:
@@ -315,7 +363,7 @@ def _record_from_pair_row(row: Mapping[str, Any], annotator: str, source: str) -
     return {
         "prompt": prompt,
         "responses": [chosen, rejected],
-        "judgement": "A",
+        "judgement": _pair_verdict(row),
         "annotator": annotator,
         "source": source,
     }
