@@ -110,3 +110,21 @@ def test_labeller_items_need_a_list_of_responses(responses):
     with pytest.raises(ValueError, match="must be a list of texts"):
         normalise_item({"prompt": "Hi", "responses": responses})
     assert normalise_item({"prompt": "Hi", "responses": ("a", "b")})["responses"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("n", [50, pytest.param(6_000, marks=pytest.mark.slow)])  # 6000: two staging chunks
+def test_a_streamed_import_is_all_or_nothing_and_skips_what_is_there(tmp_path, n):
+    store = PreferenceStore(tmp_path / "s.sqlite")
+    store.add("kept", ["x", "y"], "A")
+    rows = [{**GOOD, "prompt": f"Hi {i}"} for i in range(n)]
+    bad = _jsonl(tmp_path, [*rows, {**GOOD, "label": "maybe"}], "bad.jsonl")
+    with pytest.raises(PreferenceImportError, match=f"bad.jsonl, row {n + 1}: 'label' is 'maybe'"):
+        store.import_file(bad)
+    assert store.count() == 1
+    ids = store.import_file(_jsonl(tmp_path, rows))
+    assert len(ids) == n and ids == sorted(ids) and store.count() == n + 1
+    store.to_jsonl(tmp_path / "export.jsonl")
+    again = PreferenceStore(tmp_path / "again.sqlite")
+    assert len(again.import_file(tmp_path / "export.jsonl")) == n + 1
+    assert again.import_file(tmp_path / "export.jsonl") == []  # skip_existing: nothing twice
+    assert again.count() == n + 1

@@ -10,7 +10,9 @@ Export:
 Import (`import_file`, `import_rows`): label records (as written above) or preference pairs
 (`prompt`/`chosen`/`rejected`, standard or conversational). Every row is checked before anything
 is written and the whole file goes in as one transaction, so a bad row leaves the store untouched;
-the `PreferenceImportError` names the row and the problem.
+the `PreferenceImportError` names the row and the problem. Files are read a row at a time and
+checked into a temporary side table, then copied into the store in one INSERT ... SELECT: memory
+stays bounded and the write lock is held for the copy only (`PreferenceStore.add_streamed`).
 
 A pair row is stored as a label with responses [chosen, rejected] (A = chosen, B = rejected). Its
 verdict is "chosen wins" ("A") unless the row carries `judgement` (or `label`), which is honoured
@@ -28,9 +30,10 @@ dataset's scores are ignored).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -161,6 +164,11 @@ def write_parquet(labels: Iterable[Label], path: str | os.PathLike) -> int:
 # ------------------------------------------------------------------------ import
 def read_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[tuple[int, Any]]:
     """(row number, row) pairs from a .jsonl/.json-lines or .parquet file; row numbers start at 1."""
+    return list(iter_rows(path, max_bytes=max_bytes))
+
+
+def iter_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[tuple[int, Any]]:
+    """`read_rows` one row at a time (JSONL line by line, Parquet batch by batch): memory stays bounded."""
     path = Path(path)
     if not path.is_file():
         raise PreferenceImportError(f"{path}: no such file")
@@ -172,32 +180,45 @@ def read_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         )
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise PreferenceImportError(f"{path.name}: not a readable Parquet file ({exc})") from None
-        return list(enumerate(table.to_pylist(), start=1))
+        yield from _parquet_rows(path)
+        return
     if suffix not in (".jsonl", ".ndjson", ".json"):
         raise PreferenceImportError(f"{path.name}: unsupported file type {suffix!r} (use .jsonl or .parquet)")
-    rows = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PreferenceImportError(
-                f"{path.name}, row {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
-            ) from None
-        if not text.strip():
-            continue
-        try:
-            rows.append((number, json.loads(text)))
-        except json.JSONDecodeError as exc:
-            raise PreferenceImportError(f"{path.name}, row {number}: not valid JSON ({exc.msg})") from None
-    return rows
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\n")
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PreferenceImportError(
+                    f"{path.name}, row {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PreferenceImportError(
+                    f"{path.name}, row {number}: not valid JSON ({exc.msg})"
+                ) from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except PreferenceImportError:
+        raise
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise PreferenceImportError(f"{path.name}: not a readable Parquet file ({exc})") from None
 
 
 def import_file(
@@ -222,7 +243,7 @@ def import_file(
     ids of the new labels.
     """
     name = Path(path).name
-    rows = read_rows(path, max_bytes=max_bytes)
+    rows = iter_rows(path, max_bytes=max_bytes)
     return import_rows(
         store,
         rows,
@@ -247,10 +268,11 @@ def import_rows(
     strict: bool = False,
 ) -> list[int]:
     """Like `import_file` for rows already in memory (dicts, e.g. a `datasets.Dataset`)."""
-    numbered = [row if isinstance(row, tuple) else (i, row) for i, row in enumerate(rows, start=1)]
-    if not numbered:
+    numbered = (row if isinstance(row, tuple) else (i, row) for i, row in enumerate(rows, start=1))
+    first_row = next(numbered, None)
+    if first_row is None:
         return []
-    first_number, first = numbered[0]
+    first_number, first = first_row
     if not isinstance(first, Mapping):
         raise PreferenceImportError(
             f"{name}, row {first_number}: expected an object, got {type(first).__name__}"
@@ -261,25 +283,35 @@ def import_rows(
             f"{name}, row {first_number}: expected label records (prompt, responses, judgement) or "
             f"preference pairs (prompt, chosen, rejected); found columns {sorted(first)}"
         )
-    records = []
-    for number, row in numbered:
-        try:
-            if not isinstance(row, Mapping):
-                raise ValueError(f"expected an object, got {type(row).__name__}")
-            if strict:
-                known = LABEL_FIELDS if is_record else PAIR_FIELDS
-                unknown = sorted(set(row) - set(known))
-                if unknown:
-                    raise ValueError(f"unknown field(s) {unknown} (strict import); known: {', '.join(known)}")
-            record = (
-                _record_from_label_row(row) if is_record else _record_from_pair_row(row, annotator, source)
-            )
-            _check_lengths(record, max_chars)
-            normalise_record(record)
-        except ValueError as exc:
-            raise PreferenceImportError(f"{name}, row {number}: {exc}") from None
-        records.append(record)
-    return store.add_many(records, skip_existing=skip_existing and is_record)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for number, row in itertools.chain([first_row], numbered):
+            try:
+                if not isinstance(row, Mapping):
+                    raise ValueError(f"expected an object, got {type(row).__name__}")
+                if strict:
+                    known = LABEL_FIELDS if is_record else PAIR_FIELDS
+                    unknown = sorted(set(row) - set(known))
+                    if unknown:
+                        raise ValueError(
+                            f"unknown field(s) {unknown} (strict import); known: {', '.join(known)}"
+                        )
+                record = (
+                    _record_from_label_row(row)
+                    if is_record
+                    else _record_from_pair_row(row, annotator, source)
+                )
+                _check_lengths(record, max_chars)
+                checked = normalise_record(record)
+            except ValueError as exc:
+                raise PreferenceImportError(f"{name}, row {number}: {exc}") from None
+            yield checked
+
+    skip = skip_existing and is_record
+    add_streamed = getattr(store, "add_streamed", None)  # a PreferenceStore: staged, short lock
+    if add_streamed is not None:
+        return add_streamed(records(), skip_existing=skip, checked=True)
+    return store.add_many(list(records()), skip_existing=skip)
 
 
 def _text(row: Mapping[str, Any], key: str) -> Any:
