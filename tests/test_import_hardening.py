@@ -128,3 +128,16 @@ def test_a_streamed_import_is_all_or_nothing_and_skips_what_is_there(tmp_path, n
     assert len(again.import_file(tmp_path / "export.jsonl")) == n + 1
     assert again.import_file(tmp_path / "export.jsonl") == []  # skip_existing: nothing twice
     assert again.count() == n + 1
+
+
+def test_a_store_of_ties_only_says_ties_are_left_out(tiny_tok):
+    from rlhf_lab.errors import StageError
+    from rlhf_lab.models.tiny import tiny_reward_model
+    from rlhf_lab.reward import RewardModelStage
+
+    store = PreferenceStore(":memory:")
+    for i in range(3):
+        store.add(f"Review film {i}.", ["Fine.", "Okay."], "tie")
+    stage = RewardModelStage(tiny_reward_model(tiny_tok), tiny_tok, store)
+    with pytest.raises(StageError, match=r"Ties and 'both bad' verdicts are left out \(ties='exclude'"):
+        stage.fit(progress=False)

@@ -54,7 +54,7 @@ from rlhf_lab.reward.config import RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
 from rlhf_lab.reward.losses import pairwise_loss
-from rlhf_lab.reward.pairs import PairRecord, prompt_unit, read_pairs
+from rlhf_lab.reward.pairs import PairRecord, no_pairs_message, prompt_unit, read_pairs
 from rlhf_lab.reward.scorer import PairScoring, RewardScorer
 from rlhf_lab.stages.base import (
     Stage,
@@ -262,17 +262,7 @@ class RewardModelStage(PairScoring, Stage):
             self._reset_weights()
         self.refresh()
         if not self._units:
-            excluded = [
-                f"{k}='exclude'" for k in ("ties", "both_bad") if getattr(self.config, k) == "exclude"
-            ]
-            hint = (
-                f" Ties/'both bad' verdicts are left out ({', '.join(excluded)}); 'soft' keeps them."
-                if excluded
-                else ""
-            )
-            raise StageError(
-                f"No training pairs: the data holds no labelled pairs with a training prompt yet.{hint}"
-            )
+            raise StageError(no_pairs_message(self.config))
         n_epochs = epochs or (self.config.epochs if fresh else self.config.warm_start_epochs)
         per_epoch = math.ceil(len(self._units) / self.config.batch_size)
         total = n_epochs * per_epoch if max_steps is None else min(max_steps, n_epochs * per_epoch)
