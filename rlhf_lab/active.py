@@ -43,7 +43,10 @@ def normalise_item(obj: Mapping[str, Any], *, k: int | None = None) -> Item:
     if "prompt" not in obj:
         raise ValueError(f"item has no 'prompt' (keys: {sorted(obj)})")
     if "responses" in obj:
-        responses = list(obj["responses"])
+        responses = obj["responses"]
+        if isinstance(responses, (str, bytes)) or not isinstance(responses, (list, tuple)):
+            raise ValueError(f"item 'responses' must be a list of texts, got {type(responses).__name__}")
+        responses = list(responses)
     elif "chosen" in obj and "rejected" in obj:
         responses = [obj["chosen"], obj["rejected"]]
     elif "a" in obj and "b" in obj:

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,13 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
-def jupyter_command(args: argparse.Namespace, token: str) -> list[str]:
-    """The server command line: token always on, loopback unless --ip says otherwise."""
+def jupyter_command(args: argparse.Namespace) -> list[str]:
+    """The server command line: loopback unless --ip says otherwise, and no token on it.
+
+    The token goes to the server in its environment (`server_env`), never on the command line, which
+    any local user can read in /proc/<pid>/cmdline. jupyter_server reads `JUPYTER_TOKEN` (its
+    IdentityProvider.token default); Voila does too once `auto_token` is on and no token is given.
+    """
     bin_dir = Path(sys.executable).parent
     if getattr(args, "voila", False):
         return [
@@ -52,7 +58,7 @@ def jupyter_command(args: argparse.Namespace, token: str) -> list[str]:
             f"--port={args.port}",
             f"--Voila.ip={args.ip}",
             f"--Voila.root_dir={args.labs}",
-            f"--Voila.token={token}",
+            "--Voila.auto_token=True",
             "--show_tracebacks=False",
         ]
     command = [
@@ -60,7 +66,6 @@ def jupyter_command(args: argparse.Namespace, token: str) -> list[str]:
         f"--ip={args.ip}",
         f"--port={args.port}",
         f"--ServerApp.root_dir={args.labs}",
-        f"--IdentityProvider.token={token}",
         "--ServerApp.port_retries=0",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -70,6 +75,27 @@ def jupyter_command(args: argparse.Namespace, token: str) -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--ServerApp.allow_root=True")
     return command
+
+
+def server_env(token: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: `base` (default os.environ) with the token in JUPYTER_TOKEN.
+
+    /proc/<pid>/environ is readable by the same user only, unlike the command line.
+    """
+    env = dict(os.environ if base is None else base)
+    env["JUPYTER_TOKEN"] = token
+    return env
+
+
+def open_url(ip: str, port: int, path: str, token: str) -> str:
+    """A URL a person can open: localhost on loopback, this host's name on 0.0.0.0 / ::."""
+    if _is_loopback(ip):
+        host = "localhost"
+    elif ip in ("0.0.0.0", "::", ""):
+        host = socket.gethostname() or LOOPBACK
+    else:
+        host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}/{path}?token={token}"
 
 
 def _serve(args: argparse.Namespace, workshop: bool) -> int:
@@ -87,15 +113,17 @@ def _serve(args: argparse.Namespace, workshop: bool) -> int:
             "code as this user. Use this only on a network you trust, and share the token privately.",
             file=sys.stderr,
         )
-    env = dict(os.environ)
+    env = server_env(token)
     if workshop:
         store = Path(args.store).resolve()
         store.parent.mkdir(parents=True, exist_ok=True)
         env["RLHF_LAB_STORE"] = str(store)  # every participant's Lab labels into this one file
         print(f"Shared preference store: {store}")
-    host = "localhost" if _is_loopback(args.ip) else args.ip
-    print(f"Open: http://{host}:{args.port}/{'' if args.voila else 'lab'}?token={token}", flush=True)
-    return subprocess.call(jupyter_command(args, token), env=env)
+    path = "" if args.voila else "lab"
+    print(f"Open: {open_url(args.ip, args.port, path, token)}", flush=True)
+    if not _is_loopback(args.ip):
+        print(f"  (on this machine: {open_url(LOOPBACK, args.port, path, token)})", flush=True)
+    return subprocess.call(jupyter_command(args), env=env)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -150,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--labs", help="folder of notebooks (default: ./labs)")
         p.add_argument("--ip", default=LOOPBACK, help="interface to listen on (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=8888)
-        p.add_argument("--token", help="access token (default: a random one, printed)")
+        p.add_argument(
+            "--token",
+            help="access token (default: $RLHF_LAB_TOKEN or a random one, printed); prefer the environment "
+            "variable: a command line is visible to every local user",
+        )
         p.add_argument("--voila", action="store_true", help="serve the labs as Voila apps")
 
     lab = sub.add_parser("lab", help="open JupyterLab on the labs")

@@ -24,6 +24,10 @@ class StageError(RLHFLabError, RuntimeError):
     """A stage failed; the original exception is chained as __cause__."""
 
 
+class CheckpointError(StageError):
+    """A checkpoint (and its previous copy) is damaged or incomplete; the message names the file."""
+
+
 class NonFiniteLossError(StageError):
     """A loss was NaN or infinite; the step was not applied and the stage paused."""
 

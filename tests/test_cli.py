@@ -1,7 +1,9 @@
 """The rlhf-lab command: servers are token-protected and bound to loopback unless told otherwise."""
 
 import argparse
+import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,17 +15,19 @@ def _args(**kw):
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_lab_command_binds_loopback_with_token():
-    command = cli.jupyter_command(_args(), token="secret")
+def test_lab_command_binds_loopback_and_keeps_the_token_off_it():
+    command = cli.jupyter_command(_args())
     assert "--ip=127.0.0.1" in command
-    assert "--IdentityProvider.token=secret" in command
+    assert not any(".token=" in a.lower() for a in command)
     assert "--no-browser" in command
+    assert cli.server_env("secret", {"PATH": "/bin"}) == {"PATH": "/bin", "JUPYTER_TOKEN": "secret"}
 
 
-def test_voila_command_has_token_and_ip():
-    command = cli.jupyter_command(_args(voila=True), token="t0k")
+def test_voila_command_reads_the_token_from_the_environment():
+    command = cli.jupyter_command(_args(voila=True))
     assert command[0].endswith("voila")
-    assert "--Voila.token=t0k" in command and "--Voila.ip=127.0.0.1" in command
+    assert "--Voila.auto_token=True" in command and "--Voila.ip=127.0.0.1" in command
+    assert not any(".token=" in a.lower() for a in command)
 
 
 @pytest.mark.parametrize(
@@ -49,8 +53,12 @@ def test_serve_warns_on_public_interface_and_sets_shared_store(monkeypatch, tmp_
     assert code == 0
     assert "WARNING" in err.err and "0.0.0.0" in err.err
     assert seen["env"]["RLHF_LAB_STORE"] == str(tmp_path / "w.sqlite")
-    token = next(a.split("=", 1)[1] for a in seen["command"] if a.startswith("--IdentityProvider.token="))
+    token = seen["env"]["JUPYTER_TOKEN"]
     assert len(token) >= 24 and token in err.out  # a random token, printed in the URL
+    assert not any(token in a for a in seen["command"])
+    host = socket.gethostname()
+    assert f"http://{host}:8888/lab?token={token}" in err.out and "http://0.0.0.0" not in err.out
+    assert f"http://localhost:8888/lab?token={token}" in err.out
 
 
 def test_serve_on_loopback_does_not_warn(monkeypatch, tmp_path, capsys):
@@ -58,7 +66,7 @@ def test_serve_on_loopback_does_not_warn(monkeypatch, tmp_path, capsys):
     (tmp_path / "labs").mkdir()
     assert cli.main(["lab", "--labs", str(tmp_path / "labs"), "--token", "abc"]) == 0
     out = capsys.readouterr()
-    assert "WARNING" not in out.err and "token=abc" in out.out
+    assert "WARNING" not in out.err and "http://localhost:8888/lab?token=abc" in out.out
 
 
 def test_missing_labs_folder_is_a_clear_error(tmp_path, capsys):
@@ -70,3 +78,79 @@ def test_presets_command_lists_presets(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "smollm2-135m" in out
+
+
+def _descendants(pid):
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in Path("/proc").glob("[0-9]*"):
+            try:
+                ppid = int((child / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == parent:
+                found.append(int(child.name))
+                frontier.append(int(child.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+@pytest.mark.parametrize("voila", [False, True])
+def test_no_process_of_the_server_has_the_token_on_its_command_line(tmp_path, voila):
+    """The real servers: the token works over HTTP and appears in no /proc/<pid>/cmdline."""
+    import http.client
+    import os
+    import signal
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "labs").mkdir()
+    token = "tok" + os.urandom(12).hex()
+    env = {**os.environ, "RLHF_LAB_TOKEN": token, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    command = [
+        sys.executable,
+        "-m",
+        "rlhf_lab.cli",
+        "lab",
+        "--labs",
+        str(tmp_path / "labs"),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        command + (["--voila"] if voila else []),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so the server goes with it
+    )
+    base = f"http://127.0.0.1:{port}/" + ("" if voila else "api/status")
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and status is None:
+            try:
+                status = urllib.request.urlopen(f"{base}?token={token}", timeout=5).status
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        assert status == 200, "the server never answered with the token"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", base.split(str(port), 1)[1] + "?token=wrong")  # no redirect is followed
+        assert conn.getresponse().status in (302, 401, 403)  # Voila sends a login page, Jupyter 403
+        pids = [proc.pid, *_descendants(proc.pid)]
+        assert len(pids) >= 2
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            assert token.encode() not in cmdline, pid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -9,11 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rlhf_lab.hparams import at_least, check_fields
+
 LOSSES = ("bradley_terry", "ranking")
 WARM_START_MAX_EPOCHS = 2
 """An incremental fit makes at most this many passes over the training pairs: 20 steps on 16 new labels
 would be 10 passes, which memorises them and undoes what a pre-trained model knew (held-out accuracy vs
 gold 0.73 -> 0.53 on MiniLM, bench/README.md)."""
+RM_RANGES = {
+    "learning_rate": at_least(0),
+    "batch_size": at_least(1),
+    "max_length": at_least(2),
+    "weight_decay": at_least(0),
+    "max_grad_norm": at_least(0),
+    "steps": at_least(1),
+    "warm_start_steps": at_least(1),
+    "epochs": at_least(1),
+    "warm_start_epochs": at_least(1),
+    "patience": at_least(1),
+    "eval_batch_size": at_least(1),
+    "calibration_bins": at_least(1),
+}
+"""Allowed values of RMConfig's numeric fields (checked by `validate()` through rlhf_lab.hparams)."""
 
 
 @dataclass
@@ -87,12 +104,9 @@ class RMConfig:
 
     def validate(self) -> RMConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        check_fields(self, RM_RANGES)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        for name in ("steps", "warm_start_steps", "epochs", "warm_start_epochs"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
         return self

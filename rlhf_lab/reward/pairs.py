@@ -151,3 +151,14 @@ def prompt_unit(prompt: str, seed: int) -> float:
     """A number in [0, 1) fixed by (seed, prompt): the prompt's place in the train/val/test split."""
     digest = hashlib.sha256(f"{seed}:{prompt}".encode()).hexdigest()
     return int(digest[:13], 16) / 16**13
+
+
+def no_pairs_message(config: Any) -> str:
+    """Why a fit has nothing to train on, saying when ties / "both bad" verdicts were left out."""
+    excluded = [f"{k}='exclude'" for k in ("ties", "both_bad") if getattr(config, k, None) == "exclude"]
+    hint = (
+        f" Ties and 'both bad' verdicts are left out ({', '.join(excluded)}); 'soft' keeps them."
+        if excluded
+        else ""
+    )
+    return f"No training pairs: the data holds no labelled pairs with a training prompt yet.{hint}"

@@ -54,7 +54,7 @@ from rlhf_lab.reward.config import WARM_START_MAX_EPOCHS, RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
 from rlhf_lab.reward.losses import pairwise_loss
-from rlhf_lab.reward.pairs import PairRecord, prompt_unit, read_pairs
+from rlhf_lab.reward.pairs import PairRecord, no_pairs_message, prompt_unit, read_pairs
 from rlhf_lab.reward.scorer import PairScoring, RewardScorer, as_lists
 from rlhf_lab.stages.base import (
     Stage,
@@ -267,9 +267,7 @@ class RewardModelStage(PairScoring, Stage):
             self._reset_weights()
         self.refresh()
         if not self._units:
-            raise StageError(
-                "No training pairs: the data holds no labelled pairs with a training prompt yet."
-            )
+            raise StageError(no_pairs_message(self.config))
         cfg = self.config
         per_epoch = math.ceil(len(self._units) / cfg.batch_size)
         n_epochs = epochs or (cfg.epochs if fresh else cfg.warm_start_epochs)

@@ -11,14 +11,44 @@ minibatches, whitened advantages.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from rlhf_lab.generation import MAX_NEW_TOKENS_LIMIT
+from rlhf_lab.hparams import above, at_least, between, check_fields
 from rlhf_lab.lora import LORA_ALPHA, LORA_R, LORA_TARGET_MODULES
 
 ESTIMATORS = ("ppo", "rloo", "grpo", "reinforce")
 GROUP_ESTIMATORS = ("rloo", "grpo")
+RL_RANGES = {
+    "samples_per_prompt": at_least(1),
+    "batch_size": at_least(1),
+    "max_new_tokens": between(1, MAX_NEW_TOKENS_LIMIT),
+    "temperature": above(0),
+    "top_k": at_least(0),
+    "top_p": between(0, 1, low_open=True),
+    "beta": at_least(0),
+    "target_kl": above(0),
+    "kl_horizon": at_least(1),
+    "kl_limit": at_least(0),
+    "reward_clip": above(0),
+    "learning_rate": at_least(0),
+    "value_learning_rate": at_least(0),
+    "num_epochs": at_least(1),
+    "num_minibatches": at_least(1),
+    "clip_range": above(0),
+    "value_clip_range": above(0),
+    "vf_coef": at_least(0),
+    "max_grad_norm": at_least(0),
+    "gamma": between(0, 1),
+    "lam": between(0, 1),
+    "group_std_eps": above(0),
+    "lora_r": at_least(1),
+    "lora_alpha": above(0),
+    "eval_batch_size": at_least(1),
+    "logprob_chunk_rows": at_least(1),
+    "keep_sample_steps": at_least(1),
+}
+"""Allowed values of RLConfig's numeric fields (checked by `validate()` through rlhf_lab.hparams)."""
 
 
 @dataclass
@@ -156,11 +186,8 @@ class RLConfig:
 
     def validate(self) -> RLConfig:
         """Raise ValueError with a plain explanation for any setting that cannot work."""
-        # NaN slips through every `<`/`>` comparison below, so reject non-finite numbers first.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be a finite number, got {value}.")
+        # Types, finiteness (NaN slips through every `<`/`>` comparison) and ranges first.
+        check_fields(self, RL_RANGES)
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
         if self.batch_size < 1:
@@ -200,10 +227,6 @@ class RLConfig:
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.learning_rate < 0:
             raise ValueError("num_epochs must be >= 1 and learning_rate >= 0.")
-        if self.value_learning_rate is not None and self.value_learning_rate < 0:
-            raise ValueError(f"value_learning_rate must be >= 0 or None, got {self.value_learning_rate}.")
-        if self.kl_horizon is not None and self.kl_horizon < 1:
-            raise ValueError(f"kl_horizon must be >= 1 rollouts or None, got {self.kl_horizon}.")
         if self.keep_sample_steps < 1:
             raise ValueError(f"keep_sample_steps must be >= 1, got {self.keep_sample_steps}.")
         return self

@@ -6,14 +6,27 @@
 
 Every rank starts from the same weights and applies the same averaged gradient, so the
 weights stay identical without ever being broadcast (DDP's invariant, without the wrapper).
+
+Stopping together: a rank that stops (a NaN loss, the KL limit, a reward error) would leave the
+others waiting at the next all-reduce. So a step runs inside `stopping_together()`, which tells the
+other ranks when it fails, and every rank calls `ranks_continue()` at the step boundaries (before
+the update, before each backward): one all-reduce of a stop flag, after which either every rank
+goes on or every rank raises, before changing the weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
+
+from rlhf_lab.errors import StageError
+
+
+class OtherRankStopped(StageError):
+    """Another rank of a multi-process run stopped; this one stops at the same step boundary."""
 
 
 def world_size() -> int:
@@ -54,3 +67,35 @@ def params_sha256(params: Iterable[torch.Tensor]) -> str:
     for p in params:
         digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _stop_flags(stopped: bool) -> int | None:
+    """All-reduce a stop flag; the lowest rank that stopped, or None. Every rank must call it."""
+    dist = torch.distributed
+    n = world_size()
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    flag = torch.tensor([n - rank() if stopped else 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    top = int(flag.item())
+    return None if top == 0 else n - top
+
+
+def ranks_continue(name: str, step: int) -> None:
+    """A step boundary: raise OtherRankStopped if another rank stopped (no-op with one rank)."""
+    if world_size() > 1 and (stopped := _stop_flags(False)) is not None:
+        raise OtherRankStopped(
+            f"{name}: rank {stopped} stopped at step {step} (its own error says why); rank {rank()} "
+            "stops at the same point, before changing the weights, so the ranks stay identical."
+        )
+
+
+@contextlib.contextmanager
+def stopping_together() -> Iterator[None]:
+    """Run a step; if it fails on this rank, tell the others at their next `ranks_continue`."""
+    try:
+        yield
+    except Exception as exc:
+        if world_size() > 1 and not isinstance(exc, OtherRankStopped):
+            _stop_flags(True)
+        raise

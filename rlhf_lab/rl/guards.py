@@ -42,6 +42,11 @@ def check_lengths(model: torch.nn.Module, prompt_tokens: list[list[int]], max_ne
         model.config, "n_positions", None
     )
     longest = max(len(t) for t in prompt_tokens)
+    if limit is not None and longest >= limit:
+        raise ValueError(
+            f"The longest prompt is {longest} tokens, which leaves no room for a response in the model's "
+            f"{limit} positions. Shorten the prompts to fewer than {limit} tokens (minus max_new_tokens)."
+        )
     if limit is not None and longest + max_new_tokens > limit:
         raise ValueError(
             f"The longest prompt is {longest} tokens; with max_new_tokens={max_new_tokens} that is more "

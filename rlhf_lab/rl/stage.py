@@ -50,13 +50,10 @@ from rlhf_lab.errors import StageError
 from rlhf_lab.lora import is_peft_model, wrap_lora
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw, clip_gradients
-from rlhf_lab.rl.advantages import (
-    estimator_advantages,
-    masked_mean,
-)
+from rlhf_lab.rl.advantages import estimator_advantages, masked_mean
 from rlhf_lab.rl.checkpoint import load_loop_state, load_models, load_value_head, save_loop_state, save_models
 from rlhf_lab.rl.config import RLConfig
-from rlhf_lab.rl.distributed import average_gradients, world_size
+from rlhf_lab.rl.distributed import average_gradients, ranks_continue, stopping_together, world_size
 from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_off, out_of_memory_error
 from rlhf_lab.rl.kl import kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
@@ -181,7 +178,7 @@ class RLStage(Stage):
     def _train_step(self) -> dict[str, Any]:
         phase = ["start"]
         try:
-            with self._dropout_off():
+            with self._dropout_off(), stopping_together():  # a failing rank stops the others too
                 return self._rl_step(phase)
         except torch.OutOfMemoryError as exc:
             step, config, optimizer = self.step_count + 1, self.config, self.optimizer
@@ -232,6 +229,7 @@ class RLStage(Stage):
         self.sample_buffer.add(self.step_count + 1, prompts, responses, per_sample, reward.components, gold)
         mean_kl = float(per_sample[1].mean())
         self._kl_warned = check_kl(mean_kl, cfg, name=self.name, warned=self._kl_warned)
+        ranks_continue(self.name, self.step_count + 1)  # multi-process: all ranks update, or none
 
         # 4. Advantages.
         advantages, returns = estimator_advantages(cfg, scores, penalty, old_values, mask, beta)
@@ -397,6 +395,7 @@ class RLStage(Stage):
                     loss = loss - cfg.ent_coef * masked_mean(entropy, mask)
 
                 self.check_finite(loss)
+                ranks_continue(self.name, self.step_count + 1)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self._world_size > 1:  # data parallel (rlhf_lab.headless under accelerate launch)

@@ -43,8 +43,8 @@ import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
 from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
+    FORMAT,
     _fsync_tree,
-    _recover,
     _swap_into_place,
     _write_json,
     config_from_dict,
@@ -55,6 +55,8 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     save_model,
     save_training_state,
     set_rng_state,
+    verified_checkpoint,
+    write_manifest,
 )
 
 MetricRow = dict[str, Any]
@@ -339,9 +341,10 @@ class Stage(ABC):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a complete checkpoint to `path` atomically (temp folder, then rename).
+        """Write a complete checkpoint to `path` atomically (temp folder, manifest, then rename).
 
-        A crash or a full disk during the save leaves the previous checkpoint at `path` intact.
+        A crash or a full disk during the save leaves the previous checkpoint at `path` intact; after
+        a save the one before it is kept as `.<name>.old`, the fallback of `load` (stages.checkpoint).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,13 +362,14 @@ class Stage(ABC):
                     "lab_step": self.clock.value,
                     "elapsed_s": self._elapsed,
                     "config": config_to_dict(self.config),
-                    "format": 1,
+                    "format": FORMAT,
                 }
                 with open(staging / "history.jsonl", "w", encoding="utf-8") as f:
                     for row in self._rows:
                         f.write(json.dumps(row) + "\n")
                 torch.save(rng_state(), staging / "rng.pt")
-                _write_json(staging / "stage.json", meta)  # written last: its presence means complete
+                _write_json(staging / "stage.json", meta)
+                write_manifest(staging)  # written last: every file's size and sha256
             _fsync_tree(staging)
             _swap_into_place(staging, path)
         except BaseException:
@@ -378,8 +382,10 @@ class Stage(ABC):
         """Rebuild a stage from `save(path)`; it continues the same run and curve.
 
         Extra keyword arguments go to the subclass (e.g. a reward callable that cannot be saved).
+        Every file is checked against the manifest first; a damaged checkpoint falls back to the
+        previous one with a warning, or raises a CheckpointError naming the damaged file.
         """
-        path = _recover(Path(path))
+        path = verified_checkpoint(Path(path))
         meta = json.loads((path / "stage.json").read_text(encoding="utf-8"))
         target = _STAGE_CLASSES.get(meta["class"])
         if target is None:

@@ -6,20 +6,34 @@
 
 `Stage.save` / `Stage.load` (rlhf_lab.stages.base) use these to write a checkpoint atomically; a
 stage's `_save_state` / `_from_checkpoint` use them for its own weights and state.
+
+Trust: `manifest.json`, written last, lists every file's size and sha256. A save goes to a staging
+folder; only when it is complete does the checkpoint at `path` move to `.<name>.old` (the previous
+good checkpoint, kept) and the new one take its place. `verified_checkpoint(path)` checks the
+manifest and falls back to the previous checkpoint with a warning naming the damaged file, or
+raises a `CheckpointError` naming it. Checkpoints from before manifests (stage.json "format" 1) are
+taken as complete when their stage.json is there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
+import warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from rlhf_lab.errors import CheckpointError
+
+MANIFEST = "manifest.json"
+FORMAT = 2  # 2: with a manifest
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -86,24 +100,96 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(f.fileno())
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the previous good checkpoint of `path` is kept."""
+    return path.with_name(f".{path.name}.old")
+
+
 def _swap_into_place(staging: Path, path: Path) -> None:
-    old = path.with_name(f".{path.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
+    """Put the complete `staging` at `path`; the checkpoint that was there becomes the previous one.
+
+    At every moment a good checkpoint exists at `path` or at its previous location.
+    """
+    old = previous_checkpoint(path)
     if path.exists():
+        if old.exists():
+            shutil.rmtree(old)
         os.replace(path, old)
     os.replace(staging, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
-def _recover(path: Path) -> Path:
-    """A crash between the two renames of a save leaves `.name.old`: use it."""
-    if (path / "stage.json").is_file():
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Write `folder/manifest.json`: every other file's size and sha256 (call it last)."""
+    files = {
+        file.relative_to(folder).as_posix(): {"size": file.stat().st_size, "sha256": _sha256(file)}
+        for file in sorted(folder.rglob("*"))
+        if file.is_file() and file.name != MANIFEST
+    }
+    _write_json(folder / MANIFEST, {"format": 1, "files": files})
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """None when `folder` is a complete, undamaged checkpoint; otherwise what is wrong, naming the file."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        try:
+            meta = json.loads((folder / "stage.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return f"{folder / 'stage.json'} is missing (the save did not finish)"
+        except (OSError, ValueError) as exc:
+            return f"{folder / 'stage.json'} is unreadable ({exc})"
+        if not isinstance(meta, dict) or meta.get("format", 1) >= 2:
+            return f"{manifest} is missing"
+        return None  # a checkpoint from before manifests
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        entries = [(name, int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"{manifest} is unreadable ({type(exc).__name__}: {exc})"
+    if "stage.json" not in files:
+        return f"{manifest} does not list stage.json"
+    for name, size, sha256 in entries:
+        file = folder / name
+        if not file.is_file():
+            return f"{file} is missing"
+        actual = file.stat().st_size
+        if actual != size:
+            return f"{file} has {actual} bytes; the manifest says {size} (truncated or overwritten)"
+        if _sha256(file) != sha256:
+            return f"{file} does not match its sha256 in the manifest (damaged)"
+    return None
+
+
+def verified_checkpoint(path: Path) -> Path:
+    """`path` when it verifies; else the previous good checkpoint, with a warning saying what was
+    damaged; else a `CheckpointError` naming the damaged file (FileNotFoundError when neither exists)."""
+    problem = checkpoint_problem(path)
+    if problem is None:
         return path
-    old = path.with_name(f".{path.name}.old")
-    if (old / "stage.json").is_file():
+    old = previous_checkpoint(path)
+    if not path.exists() and not old.exists():
+        raise FileNotFoundError(f"No complete stage checkpoint at {path}")
+    old_problem = checkpoint_problem(old) if old.exists() else "there is no previous checkpoint"
+    if old_problem is None:
+        warnings.warn(
+            f"Checkpoint {path} is damaged: {problem}. Loading the previous good checkpoint {old} instead.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return old
-    raise FileNotFoundError(f"No complete stage checkpoint at {path}")
+    raise CheckpointError(
+        f"Cannot load the checkpoint at {path}: {problem}. Previous checkpoint: {old_problem}."
+    )
 
 
 def model_path(folder: Path, key: str) -> Path:

@@ -41,6 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_lab.chat import format_prompt, response_suffix
 from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
+from rlhf_lab.hparams import above, at_least, between, check_fields
 from rlhf_lab.lora import is_peft_model
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw, clip_gradients
@@ -57,6 +58,19 @@ from rlhf_lab.stages.base import (
 )
 
 LOSS_TYPES = ("sigmoid", "ipo")
+
+
+DPO_RANGES = {
+    "beta": above(0),
+    "label_smoothing": between(0, 0.5, high_open=True),
+    "learning_rate": at_least(0),
+    "batch_size": at_least(1),
+    "max_length": at_least(2),
+    "max_grad_norm": at_least(0),
+    "weight_decay": at_least(0),
+    "max_new_tokens": at_least(1),
+}
+"""Allowed values of DPOConfig's numeric fields (checked by `validate()` through rlhf_lab.hparams)."""
 
 
 @dataclass
@@ -94,13 +108,14 @@ class DPOConfig:
 
     def validate(self) -> DPOConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""
+        check_fields(self, DPO_RANGES)
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if not self.beta > 0:
             raise ValueError(f"beta must be positive, got {self.beta}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")

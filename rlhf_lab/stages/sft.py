@@ -39,6 +39,7 @@ from rlhf_lab.chat import format_conversation, format_prompt
 from rlhf_lab.demonstrations import Demo, DemoError, load_demos, save_demos
 from rlhf_lab.device import autocast_for, choose_device
 from rlhf_lab.generation import generate
+from rlhf_lab.hparams import above, at_least, between, check_fields
 from rlhf_lab.lora import (
     LORA_ALPHA,
     LORA_R,
@@ -62,6 +63,21 @@ from rlhf_lab.stages.base import (
 )
 
 IGNORE_INDEX = -100  # label value cross_entropy skips: prompt tokens and padding
+
+
+SFT_RANGES = {
+    "learning_rate": at_least(0),
+    "batch_size": at_least(1),
+    "max_length": at_least(2),
+    "weight_decay": at_least(0),
+    "warmup_steps": at_least(0),
+    "max_grad_norm": at_least(0),
+    "lora_r": at_least(1),
+    "lora_alpha": above(0),
+    "lora_dropout": between(0, 1, high_open=True),
+    "eval_batch_size": at_least(1),
+}
+"""Allowed values of SFTConfig's numeric fields (checked by `validate()` through rlhf_lab.hparams)."""
 
 
 @dataclass
@@ -116,7 +132,8 @@ class SFTConfig:
 
     def validate(self) -> SFTConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""
-        if int(self.batch_size) < 1:
+        check_fields(self, SFT_RANGES)
+        if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {self.max_length}")

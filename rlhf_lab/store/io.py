@@ -10,7 +10,19 @@ Export:
 Import (`import_file`, `import_rows`): label records (as written above) or preference pairs
 (`prompt`/`chosen`/`rejected`, standard or conversational). Every row is checked before anything
 is written and the whole file goes in as one transaction, so a bad row leaves the store untouched;
-the `PreferenceImportError` names the row and the problem.
+the `PreferenceImportError` names the row and the problem. Files are read a row at a time and
+checked into a temporary side table, then copied into the store in one INSERT ... SELECT: memory
+stays bounded and the write lock is held for the copy only (`PreferenceStore.add_streamed`).
+
+A pair row is stored as a label with responses [chosen, rejected] (A = chosen, B = rejected). Its
+verdict is "chosen wins" ("A") unless the row carries `judgement` (or `label`), which is honoured
+exactly, never reinterpreted:
+
+    "A" -> chosen wins    "B" -> rejected wins    "tie" -> tie    "both_bad" (or "both bad") -> both bad
+
+(case-insensitive). Any other value (e.g. "maybe", null, true) is refused with the row named. With
+`strict=True`, a field the format does not know is refused too (by default extra columns such as a
+dataset's scores are ignored).
 
     >>> store.to_jsonl("backup.jsonl")                           # doctest: +SKIP
     >>> PreferenceStore("merged.sqlite").import_file("backup.jsonl")   # doctest: +SKIP
@@ -18,13 +30,14 @@ the `PreferenceImportError` names the row and the problem.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rlhf_lab.store.records import Label, PreferencePair, normalise_record
+from rlhf_lab.store.records import PAIR_JUDGEMENTS, Label, PreferencePair, normalise_record, parse_judgement
 
 
 class LabelSink(Protocol):
@@ -44,6 +57,7 @@ DEFAULT_MAX_BYTES = 100 * 2**20
 
 LABEL_FIELDS = tuple(Label.__dataclass_fields__)
 _TEXT_KEYS = ("prompt", "chosen", "rejected")
+PAIR_FIELDS = ("prompt", "chosen", "rejected", "judgement", "label")
 
 
 class PreferenceImportError(ValueError):
@@ -150,6 +164,11 @@ def write_parquet(labels: Iterable[Label], path: str | os.PathLike) -> int:
 # ------------------------------------------------------------------------ import
 def read_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[tuple[int, Any]]:
     """(row number, row) pairs from a .jsonl/.json-lines or .parquet file; row numbers start at 1."""
+    return list(iter_rows(path, max_bytes=max_bytes))
+
+
+def iter_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[tuple[int, Any]]:
+    """`read_rows` one row at a time (JSONL line by line, Parquet batch by batch): memory stays bounded."""
     path = Path(path)
     if not path.is_file():
         raise PreferenceImportError(f"{path}: no such file")
@@ -161,32 +180,45 @@ def read_rows(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         )
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise PreferenceImportError(f"{path.name}: not a readable Parquet file ({exc})") from None
-        return list(enumerate(table.to_pylist(), start=1))
+        yield from _parquet_rows(path)
+        return
     if suffix not in (".jsonl", ".ndjson", ".json"):
         raise PreferenceImportError(f"{path.name}: unsupported file type {suffix!r} (use .jsonl or .parquet)")
-    rows = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PreferenceImportError(
-                f"{path.name}, row {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
-            ) from None
-        if not text.strip():
-            continue
-        try:
-            rows.append((number, json.loads(text)))
-        except json.JSONDecodeError as exc:
-            raise PreferenceImportError(f"{path.name}, row {number}: not valid JSON ({exc.msg})") from None
-    return rows
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\n")
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PreferenceImportError(
+                    f"{path.name}, row {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PreferenceImportError(
+                    f"{path.name}, row {number}: not valid JSON ({exc.msg})"
+                ) from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except PreferenceImportError:
+        raise
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise PreferenceImportError(f"{path.name}: not a readable Parquet file ({exc})") from None
 
 
 def import_file(
@@ -198,6 +230,7 @@ def import_file(
     max_chars: int = DEFAULT_MAX_CHARS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     skip_existing: bool = True,
+    strict: bool = False,
 ) -> list[int]:
     """Validate every row of a JSONL/Parquet file, then add them all in one transaction.
 
@@ -205,10 +238,12 @@ def import_file(
     `skip_existing` a record already in the store (same item, annotator and created time) is
     skipped, so importing the same export twice or merging stores is safe. Preference-pair rows
     become "A" labels with responses [chosen, rejected], by `annotator` (default: the file's
-    name) with `source` (default "import:<file name>"). Returns the ids of the new labels.
+    name) with `source` (default "import:<file name>"); a `judgement`/`label` on a pair row is honoured
+    as the module docstring says. `strict=True` refuses fields the format does not know. Returns the
+    ids of the new labels.
     """
     name = Path(path).name
-    rows = read_rows(path, max_bytes=max_bytes)
+    rows = iter_rows(path, max_bytes=max_bytes)
     return import_rows(
         store,
         rows,
@@ -217,6 +252,7 @@ def import_file(
         source=source or f"import:{Path(path).stem}",
         max_chars=max_chars,
         skip_existing=skip_existing,
+        strict=strict,
     )
 
 
@@ -229,12 +265,14 @@ def import_rows(
     source: str = "import:rows",
     max_chars: int = DEFAULT_MAX_CHARS,
     skip_existing: bool = True,
+    strict: bool = False,
 ) -> list[int]:
     """Like `import_file` for rows already in memory (dicts, e.g. a `datasets.Dataset`)."""
-    numbered = [row if isinstance(row, tuple) else (i, row) for i, row in enumerate(rows, start=1)]
-    if not numbered:
+    numbered = (row if isinstance(row, tuple) else (i, row) for i, row in enumerate(rows, start=1))
+    first_row = next(numbered, None)
+    if first_row is None:
         return []
-    first_number, first = numbered[0]
+    first_number, first = first_row
     if not isinstance(first, Mapping):
         raise PreferenceImportError(
             f"{name}, row {first_number}: expected an object, got {type(first).__name__}"
@@ -245,20 +283,35 @@ def import_rows(
             f"{name}, row {first_number}: expected label records (prompt, responses, judgement) or "
             f"preference pairs (prompt, chosen, rejected); found columns {sorted(first)}"
         )
-    records = []
-    for number, row in numbered:
-        try:
-            if not isinstance(row, Mapping):
-                raise ValueError(f"expected an object, got {type(row).__name__}")
-            record = (
-                _record_from_label_row(row) if is_record else _record_from_pair_row(row, annotator, source)
-            )
-            _check_lengths(record, max_chars)
-            normalise_record(record)
-        except ValueError as exc:
-            raise PreferenceImportError(f"{name}, row {number}: {exc}") from None
-        records.append(record)
-    return store.add_many(records, skip_existing=skip_existing and is_record)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for number, row in itertools.chain([first_row], numbered):
+            try:
+                if not isinstance(row, Mapping):
+                    raise ValueError(f"expected an object, got {type(row).__name__}")
+                if strict:
+                    known = LABEL_FIELDS if is_record else PAIR_FIELDS
+                    unknown = sorted(set(row) - set(known))
+                    if unknown:
+                        raise ValueError(
+                            f"unknown field(s) {unknown} (strict import); known: {', '.join(known)}"
+                        )
+                record = (
+                    _record_from_label_row(row)
+                    if is_record
+                    else _record_from_pair_row(row, annotator, source)
+                )
+                _check_lengths(record, max_chars)
+                checked = normalise_record(record)
+            except ValueError as exc:
+                raise PreferenceImportError(f"{name}, row {number}: {exc}") from None
+            yield checked
+
+    skip = skip_existing and is_record
+    add_streamed = getattr(store, "add_streamed", None)  # a PreferenceStore: staged, short lock
+    if add_streamed is not None:
+        return add_streamed(records(), skip_existing=skip, checked=True)
+    return store.add_many(list(records()), skip_existing=skip)
 
 
 def _text(row: Mapping[str, Any], key: str) -> Any:
@@ -294,11 +347,38 @@ def _message_content(value: Any, key: str, role: str) -> Any:
     # expected role rather than silently dropping system prompts or earlier turns.
     if not isinstance(value, list):
         return value
-    if len(value) != 1 or not isinstance(value[0], Mapping) or value[0].get("role") != role:
+    if not all(isinstance(m, Mapping) and "role" in m for m in value):
+        raise ValueError(
+            f"{key!r} must be a text or a list with one {{'role': {role!r}, 'content': ...}} message, "
+            f"got a list of {', '.join(sorted({type(m).__name__ for m in value})) or 'nothing'}"
+        )
+    if len(value) != 1 or value[0].get("role") != role:
         raise ValueError(
             f"{key!r} must be a single {role!r} message; multi-turn conversations are not supported"
         )
     return _text(value[0], "content")
+
+
+def _pair_verdict(row: Mapping[str, Any]) -> str:
+    """The judgement a pair row states (see the module docstring); "A" when it states none."""
+    given = {key: row[key] for key in ("judgement", "label") if key in row}
+    if not given:
+        return "A"
+    verdicts = set()
+    for key, value in given.items():
+        try:
+            verdict = parse_judgement(value) if isinstance(value, str) else None
+        except ValueError:
+            verdict = None
+        if verdict not in PAIR_JUDGEMENTS:
+            raise ValueError(
+                f"{key!r} is {value!r}; a pair row's {key} must be 'A' (chosen wins), 'B' (rejected wins), "
+                "'tie' or 'both_bad' (leave it out for chosen wins)"
+            )
+        verdicts.add(verdict.value)
+    if len(verdicts) > 1:
+        raise ValueError(f"'judgement' and 'label' disagree ({given['judgement']!r} vs {given['label']!r})")
+    return verdicts.pop()
 
 
 def _record_from_pair_row(row: Mapping[str, Any], annotator: str, source: str) -> dict[str, Any]:
@@ -315,7 +395,7 @@ def _record_from_pair_row(row: Mapping[str, Any], annotator: str, source: str) -
     return {
         "prompt": prompt,
         "responses": [chosen, rejected],
-        "judgement": "A",
+        "judgement": _pair_verdict(row),
         "annotator": annotator,
         "source": source,
     }

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,16 @@ from rlhf_lab.store.records import (
     PreferencePair,
     expand_pairs,
 )
-from rlhf_lab.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, insert_row, make_row, row_to_label
+from rlhf_lab.store.schema import (
+    COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STAGED_COLUMNS,
+    insert_row,
+    make_row,
+    row_to_label,
+    write_staged,
+)
 
 EDITABLE_FIELDS = (
     "judgement",
@@ -239,6 +249,41 @@ class PreferenceStore:
             return ids
 
         return self._write(insert)
+
+    def add_streamed(
+        self, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False, checked: bool = False
+    ) -> list[int]:
+        """`add_many` for big imports: records are checked into a temporary side table first (memory
+        bounded), then copied in one INSERT ... SELECT, so the write lock is held for the copy only.
+        `checked=True`: the records are already `normalise_record`'s output (io.import_rows)."""
+        if self.path == ":memory:":
+            return self.add_many(list(records), skip_existing=skip_existing)
+        columns = ", ".join(STAGED_COLUMNS)
+        same = "{t}.item_id = s.item_id AND {t}.annotator = s.annotator AND {t}.created = s.created"
+        where = (
+            f" WHERE NOT EXISTS (SELECT 1 FROM main.labels m WHERE {same.format(t='m')})"
+            f" AND s.rowid = (SELECT MIN(t.rowid) FROM staged.labels t WHERE {same.format(t='t')})"
+            if skip_existing
+            else ""
+        )
+
+        def copy(conn: sqlite3.Connection) -> list[int]:
+            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM main.labels").fetchone()[0]
+            conn.execute(f"INSERT INTO main.labels ({columns}) SELECT {columns} FROM staged.labels s{where}")
+            return [
+                r[0] for r in conn.execute("SELECT id FROM main.labels WHERE id > ? ORDER BY id", (before,))
+            ]
+
+        with tempfile.TemporaryDirectory(prefix="rlhf-lab-import-") as folder:
+            staged = os.path.join(folder, "staged.sqlite")
+            if not write_staged(records, staged, checked=checked):
+                return []
+            with self._lock:
+                self.conn.execute("ATTACH DATABASE ? AS staged", (staged,))
+                try:
+                    return self._write(copy)
+                finally:
+                    self.conn.execute("DETACH DATABASE staged")
 
     def undo(self, annotator: str) -> Label | None:
         """Mark `annotator`'s most recent live label deleted and return it (None if there is none).

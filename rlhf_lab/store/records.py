@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -139,26 +140,40 @@ def validate_label(
     return prompt, responses, kind, None, None
 
 
+MAX_UNIX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time `datetime` can show
+SQLITE_MAX_INT = 2**63 - 1  # the largest INTEGER SQLite stores (https://www.sqlite.org/datatype3.html)
+
+
+def _check_name(name: str, value: object) -> str:
+    value = _check_text(name, value).strip()
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ValueError(f"{name} must be one line of printable text, got {value!r} (contains {bad!r})")
+    return value
+
+
 def validate_meta(
     annotator: object, source: object, criterion: object, note: object, policy_step: object
 ) -> tuple[str, str, str | None, str | None, int | None]:
     """Check the metadata of a label; criterion names are lower-cased, free text is kept."""
-    annotator = _check_text("annotator", annotator).strip()
-    source = _check_text("source", source).strip()
+    annotator = _check_name("annotator", annotator)
+    source = _check_name("source", source)
     if source != "human" and not any(source.startswith(p) and len(source) > len(p) for p in SOURCE_PREFIXES):
         raise ValueError(
             f"source must be 'human', 'rater:<name>', 'ai:<name>' or 'import:<name>', got {source!r}"
         )
     if criterion is not None:
-        criterion = _check_text("criterion", criterion).strip()
+        criterion = _check_name("criterion", criterion)
         if criterion.lower() in KNOWN_CRITERIA:
             criterion = criterion.lower()
     if note is not None and not isinstance(note, str):
         raise ValueError(f"note must be a string or None, got {type(note).__name__}")
     if policy_step is not None and (
-        not isinstance(policy_step, int) or isinstance(policy_step, bool) or policy_step < 0
+        not isinstance(policy_step, int)
+        or isinstance(policy_step, bool)
+        or not 0 <= policy_step <= SQLITE_MAX_INT
     ):
-        raise ValueError(f"policy_step must be a non-negative integer or None, got {policy_step!r}")
+        raise ValueError(f"policy_step must be an integer in [0, 2**63 - 1] or None, got {policy_step!r}")
     return annotator, source, criterion, note or None, policy_step
 
 
@@ -205,9 +220,12 @@ def normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("created", "deleted"):
         value = record.get(key)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_UNIX_TIME
         ):
-            raise ValueError(f"{key} must be a Unix time in seconds, got {value!r}")
+            raise ValueError(f"{key} must be a Unix time in seconds (0 to year 9999), got {value!r}")
         times[key] = None if value is None else float(value)
     return {
         "prompt": prompt,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rlhf_lab.store.records import Judgement, Label, label_item_id, normalise_record
@@ -50,9 +50,9 @@ COLUMNS = (
 )
 
 
-def make_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The database row of a label given as a dict (see `normalise_record`)."""
-    r = normalise_record(record)
+def make_row(record: Mapping[str, Any], *, checked: bool = False) -> dict[str, Any]:
+    """The database row of a label given as a dict (see `normalise_record`; `checked=True`: its output)."""
+    r = record if checked else normalise_record(record)
     return {
         "item_id": label_item_id(r["prompt"], r["responses"]),
         "prompt": r["prompt"],
@@ -98,3 +98,37 @@ def row_to_label(row: tuple) -> Label:
         policy_step=policy_step,
         deleted=deleted,
     )
+
+
+STAGED_COLUMNS = tuple(c.strip() for c in COLUMNS.split(",") if c.strip() != "id")
+
+
+def write_staged(
+    records: Iterable[Mapping[str, Any]], path: str, *, checked: bool = False, chunk: int = 5_000
+) -> int:
+    """Check every record (`make_row`) into a side table at `path`, `chunk` rows at a time, so
+    memory stays bounded; the store then copies it in one short transaction. Returns the count."""
+    side = sqlite3.connect(path, isolation_level=None)
+    try:
+        side.execute("PRAGMA journal_mode = OFF")  # a scratch file: durability comes from the copy
+        side.execute("PRAGMA synchronous = OFF")
+        side.execute(f"CREATE TABLE labels ({', '.join(STAGED_COLUMNS)})")
+        insert = f"INSERT INTO labels VALUES ({', '.join('?' * len(STAGED_COLUMNS))})"
+        side.execute("BEGIN")
+        batch: list[list[Any]] = []
+        count = 0
+        for count, record in enumerate(records, start=1):
+            try:
+                row = make_row(record, checked=checked)
+            except ValueError as exc:
+                raise ValueError(f"record {count - 1}: {exc}") from None
+            batch.append([row[c] for c in STAGED_COLUMNS])
+            if len(batch) >= chunk:
+                side.executemany(insert, batch)
+                batch.clear()
+        side.executemany(insert, batch)
+        side.execute("CREATE INDEX staged_key ON labels(item_id, annotator, created)")
+        side.execute("COMMIT")
+        return count
+    finally:
+        side.close()

@@ -1,0 +1,73 @@
+"""One rank of tests/test_rl_ranks_stop.py: `python helpers_rank_stop.py RANK PORT FAULT OUT`.
+
+FAULT says how rank 1 stops at step 2: "reward" (its reward raises), "kl" (the KL limit), "nan"
+(a NaN loss). Rank 0 never fails on its own. Each rank writes what it saw to OUT/rank<r>.json.
+"""
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+rank, port, fault, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), WORLD_SIZE="2")
+torch.set_num_threads(1)
+dist.init_process_group("gloo", rank=rank, world_size=2)
+
+import rlhf_lab.rl.stage as rl_stage  # noqa: E402
+from rlhf_lab.models.tiny import tiny_policy, tiny_tokenizer  # noqa: E402
+from rlhf_lab.rl import RLStage  # noqa: E402
+from rlhf_lab.rl.distributed import params_sha256  # noqa: E402
+
+faulty = rank == 1
+calls = {"reward": 0}
+
+
+def reward(prompts, responses):
+    calls["reward"] += 1
+    if faulty and fault == "reward" and calls["reward"] == 2:
+        raise RuntimeError("the reward server is down")
+    return [float(len(r)) for r in responses]
+
+
+tok = tiny_tokenizer()
+stage = RLStage(
+    tiny_policy(tok, seed=0),
+    tok,
+    ["Write about a cat.", "Write about a dog."],
+    reward,
+    batch_size=2,
+    num_minibatches=1,
+    num_epochs=1,
+    max_new_tokens=4,
+    seed=rank,
+    learning_rate=1e-3,
+)
+real_loss = rl_stage.policy_loss
+
+
+def nan_loss(*args, **kwargs):
+    pg, ratio, logratio = real_loss(*args, **kwargs)
+    return pg * float("nan"), ratio, logratio
+
+
+stage.step(1, progress=False)
+if faulty and fault == "kl":
+    stage.config.kl_limit = -1.0  # any KL is above it
+if faulty and fault == "nan":
+    rl_stage.policy_loss = nan_loss
+result = {"rank": rank}
+before = params_sha256(stage.policy.parameters())
+try:
+    stage.step(1, progress=False)
+    result["error"] = None
+except Exception as exc:
+    result["error"] = f"{type(exc).__name__}: {exc}"
+result["unchanged"] = params_sha256(stage.policy.parameters()) == before
+result["sha"] = before
+result["step_count"] = stage.step_count
+with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+    json.dump(result, f)
+dist.destroy_process_group()
