@@ -40,8 +40,28 @@ from rlhf_lab.reward.evaluation import wilson_interval
 # Per preset: enough to see every effect, small enough for a 2-core laptop CPU (bench/README.md has the
 # measurements behind each number).
 SCHEDULES: dict[str, dict[str, Any]] = {
-    "tiny": {"sft_steps": 150, "label_pairs": 200, "rl_steps": 30, "estimator": "rloo", "beta": 0.05},
-    "smollm2-135m": {"sft_steps": 0, "label_pairs": 16, "rl_steps": 14, "estimator": "rloo", "beta": 0.05},
+    # tiny labels 200 pairs of its own (crude) text: enough for a full fit from the pre-trained weights.
+    # smollm2-135m labels 16: a warm top-up (at most two passes), so they nudge the pre-trained model.
+    "tiny": {
+        "sft_steps": 150,
+        "label_pairs": 200,
+        "rm_fit": "full",
+        "rl_steps": 40,
+        "estimator": "rloo",
+        "beta": 0.07,
+        "target_kl": None,  # fixed beta: an adaptive controller (target 2-3, horizon 5-10 steps) did no better
+        "kl_horizon": None,
+    },
+    "smollm2-135m": {
+        "sft_steps": 0,
+        "label_pairs": 16,
+        "rm_fit": "warm",
+        "rl_steps": 14,
+        "estimator": "rloo",
+        "beta": 0.05,
+        "target_kl": None,
+        "kl_horizon": None,
+    },
 }
 
 
@@ -126,7 +146,9 @@ def run_demo(
     raters = [NoisyRater(judge, flip_prob=flip_prob, seed=seed + i) for i in range(n_raters)]
     if items:
         label_with_raters(lab.store, items, raters)
-        rm.fit(progress=progress)  # warm start from the pre-trained weights
+        rm.fit(
+            warm_start=schedule["rm_fit"] == "warm", progress=progress
+        )  # both start from the pre-trained weights
     agreement = store_agreement(lab.store) if n_raters > 1 and items else {}
     heldout = rm.evaluate(pairs=heldout_pairs(task), log=True)
     crowd_vs_gold = rater_agreement_with_gold(load_heldout(task), CROWD)
@@ -134,7 +156,15 @@ def run_demo(
 
     # 3. RL against the reward model, KL to the starting policy, gold judge watching.
     t = time.perf_counter()
-    rl = lab.rl(train_prompts, reward=rm, gold=judge, estimator=schedule["estimator"], beta=schedule["beta"])
+    rl = lab.rl(
+        train_prompts,
+        reward=rm,
+        gold=judge,
+        estimator=schedule["estimator"],
+        beta=schedule["beta"],
+        target_kl=schedule["target_kl"],
+        kl_horizon=schedule["kl_horizon"],
+    )
     rl_rows = rl.step(schedule["rl_steps"], progress=progress)
     timings["rl_s"] = time.perf_counter() - t
 

@@ -161,6 +161,9 @@ def test_reward_model_schedules_count_optimizer_steps(tiny_tok):
     few = RewardModelStage(tiny_reward_model(tiny_tok), tiny_tok, _pairs(10), steps=7, split=[1, 0, 0])
     few.fit(progress=False)
     assert few.fit(progress=False)["steps"] == 2 * math.ceil(10 / 8)  # at most two passes over 10 pairs
+    lrs = few.history["train/learning_rate"].dropna().tolist()
+    assert lrs[0] == few.config.learning_rate and lrs[-1] == pytest.approx(few.config.learning_rate / 10)
+    assert few.optimizer.param_groups[0]["lr"] == few.config.learning_rate  # restored after the warm fit
     assert stage.fit(warm_start=False, progress=False)["steps"] == 7
     assert stage.fit(epochs=1, progress=False)["steps"] == math.ceil(len(stage._units) / 8)  # batch 8
     with pytest.raises(ValueError, match="steps"):

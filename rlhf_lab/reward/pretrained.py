@@ -57,7 +57,8 @@ def pretrain_on_bundled(
         )
         offset = json.loads((folder / "state.json").read_text())["offset"]
     else:
-        probe.fit(warm_start=False, progress=True)
+        with torch.random.fork_rng(devices=[]):  # a cold cache must not change what the lab draws next
+            probe.fit(warm_start=False, progress=True)
         offset = probe.scorer.offset
         _save_atomically(folder, model, offset)
     stage = stage_cls(model, tokenizer, data, **config)  # snapshots the pre-trained weights as initial

@@ -275,6 +275,8 @@ class RewardModelStage(PairScoring, Stage):
         warm = min(cfg.warm_start_steps, WARM_START_MAX_EPOCHS * per_epoch)
         total = n_epochs * per_epoch if n_epochs else (cfg.steps if fresh else warm)
         total = total if max_steps is None else min(max_steps, total)
+        for group in self.optimizer.param_groups:  # restored by _on_hparams_changed at the end
+            group["lr"] = cfg.learning_rate if fresh else cfg.warm_lr
         has_val = bool(self.split_pairs("val"))
 
         from tqdm.auto import tqdm
@@ -302,6 +304,7 @@ class RewardModelStage(PairScoring, Stage):
                         break
         finally:
             bar.close()
+            self._on_hparams_changed({})
         if self.config.center_rewards:
             self.scorer.offset = self._mean_training_reward()
         held_out = self.evaluate("val") if has_val else {}
