@@ -471,11 +471,31 @@ def distinct_responses(responses: list[str]) -> list[str]:
     return seen
 
 
-def sample_task(out: Path, task: str, model, tokenizer, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Responses for N_PAIRS train prompts (K_RANKED for the first N_RANKED), resampling duplicates."""
+def draw_round(requests: list[dict[str, Any]], seed: int, model, tokenizer, args) -> tuple[list, list[str]]:
+    """One sampling round: torch seeded with `seed`, requests sorted by prompt length (similar lengths share
+    a batch: less padding), one response each. Returns the requests in drawing order and their texts."""
     import torch
 
     from rlhf_lab.generation import generate
+
+    torch.manual_seed(seed)
+    requests = sorted(requests, key=lambda r: len(r["prompt"]))
+    texts: list[str] = []
+    for i in range(0, len(requests), args.batch_size):
+        texts += generate(
+            model,
+            tokenizer,
+            [r["prompt"] for r in requests[i : i + args.batch_size]],
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            batch_size=args.batch_size,
+        )
+    return requests, texts
+
+
+def sample_task(out: Path, task: str, model, tokenizer, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Responses for N_PAIRS train prompts (K_RANKED for the first N_RANKED), resampling duplicates."""
 
     train = [r for r in read_jsonl(data_file(out, task, "prompts")) if r["split"] == "train"]
     random.Random(f"{args.seed}-{task}").shuffle(train)
@@ -493,23 +513,11 @@ def sample_task(out: Path, task: str, model, tokenizer, args: argparse.Namespace
         if not requests:
             break
         round_seed = args.seed * 1000 + round_ + (0 if task == TASKS[0] else 500)
-        torch.manual_seed(round_seed)
-        requests.sort(key=lambda r: len(r["prompt"]))  # similar lengths share a batch: less padding
         start = time.perf_counter()
-        for i in range(0, len(requests), args.batch_size):
-            chunk = requests[i : i + args.batch_size]
-            texts = generate(
-                model,
-                tokenizer,
-                [r["prompt"] for r in chunk],
-                max_new_tokens=args.max_new_tokens,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                batch_size=args.batch_size,
-            )
-            for r, text in zip(chunk, texts):
-                drawn[r["id"]].append(text)
-                seeds[r["id"]].append(round_seed)
+        requests, texts = draw_round(requests, round_seed, model, tokenizer, args)
+        for r, text in zip(requests, texts):
+            drawn[r["id"]].append(text)
+            seeds[r["id"]].append(round_seed)
         for r in {r["id"]: r for r in requests}.values():
             attempts[r["id"]] += 1
         print(f"  {task} round {round_}: {len(requests)} responses in {time.perf_counter() - start:.0f} s")
@@ -580,9 +588,6 @@ def draw_until(
 
     Round r seeds torch with round_base + r; a row still short after 4 rounds keeps what it has.
     """
-    import torch
-
-    from rlhf_lab.generation import generate
 
     for round_ in range(4):
         requests = []
@@ -590,23 +595,11 @@ def draw_until(
             requests += [r] * max(want - len(distinct_responses(r["responses"])), 0)
         if not requests:
             return
-        torch.manual_seed(round_base + round_)
-        requests.sort(key=lambda r: len(r["prompt"]))  # similar lengths share a batch: less padding
         start = time.perf_counter()
-        for i in range(0, len(requests), args.batch_size):
-            chunk = requests[i : i + args.batch_size]
-            texts = generate(
-                model,
-                tokenizer,
-                [r["prompt"] for r in chunk],
-                max_new_tokens=args.max_new_tokens,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                batch_size=args.batch_size,
-            )
-            for r, text in zip(chunk, texts):
-                r["responses"].append(text)
-                r["seeds"].append(round_base + round_)
+        requests, texts = draw_round(requests, round_base + round_, model, tokenizer, args)
+        for r, text in zip(requests, texts):
+            r["responses"].append(text)
+            r["seeds"].append(round_base + round_)
         print(f"  {label} round {round_}: {len(requests)} responses in {time.perf_counter() - start:.0f} s")
 
 
