@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--task", default="positive_review")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sft-steps", type=int)
-    parser.add_argument("--pairs", type=int, help="room labels (pairs of the policy's samples) to fine-tune on")
+    parser.add_argument(
+        "--pairs", type=int, help="room labels (pairs of the policy's samples) to fine-tune on"
+    )
     parser.add_argument("--rl-steps", "--ppo-steps", dest="rl_steps", type=int)
     parser.add_argument("--estimator", choices=["ppo", "rloo", "grpo", "reinforce"])
     parser.add_argument("--eval-prompts", type=int, help="held-out prompts to compare on (default: all 60)")

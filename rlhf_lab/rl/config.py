@@ -69,9 +69,11 @@ class RLConfig:
     temperature: float = 1.0
     """Sampling temperature; log-probs are computed at the same temperature."""
     top_k: int = 0
-    """Sample from the k most likely tokens only (0 = off)."""
+    """Sample from the k most likely tokens only (0 = off). Log-probs are scored under the full, untruncated
+    distribution (as TRL's trainers do), so with top_k/top_p the sampler and the scored "old" policy differ
+    (up to 3.6 nats on a token at top_k=20): the importance ratios are then biased. Leave both off for RL."""
     top_p: float = 1.0
-    """Nucleus sampling threshold (1.0 = off)."""
+    """Nucleus sampling threshold (1.0 = off); see top_k for what truncation does to the ratios."""
     stop_on_eos: bool = True
     """End a response at EOS. False samples exactly max_new_tokens (benchmarks)."""
 
