@@ -248,8 +248,8 @@ def format_report(r: dict[str, Any]) -> str:
         [
             f"rlhf-lab demo: preset {r['preset']}, task {r['task']}, seed {r['seed']}, on {r['device']}",
             f"  SFT            {sft}  ({t['sft_s']:.0f} s)",
-            f"  reward model   pre-trained on {r['rm_pretrained_on']}, fine-tuned on {r['labels']} labels of the "
-            f"policy's samples",
+            f"  reward model   pre-trained on {r['rm_pretrained_on']}, fine-tuned on {r['labels']} labels "
+            f"({s['label_pairs']} pairs of the policy's own samples x {r['raters']} raters)",
             f"                 accuracy vs gold {_pct(r['rm_gold_accuracy'])} (95% interval {_pct(lo)}-{_pct(hi)}) on "
             f"{r['rm_gold_pairs']} held-out pairs; the crowd raters themselves agree with gold on "
             f"{_pct(r['crowd_gold_agreement'])}  ({t['reward_model_s']:.0f} s)",
