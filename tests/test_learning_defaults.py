@@ -186,14 +186,16 @@ def test_pretrained_reward_model_is_cached_and_fine_tunes_warm(tiny_lab, tmp_pat
     from rlhf_lab.bundled import heldout_pairs
 
     monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
-    rm = tiny_lab.reward_model(pretrained="positive_review", steps=20)
+    # split [1, 0, 0]: the one label below must be a training pair (a hash split could hold it out).
+    settings = {"steps": 20, "split": [1.0, 0.0, 0.0]}
+    rm = tiny_lab.reward_model(pretrained="positive_review", **settings)
     assert rm.pretrained and "positive_review" in rm.pretrained
     assert rm.step_count == 0 and tiny_lab.clock.value == 0  # pre-training is off the lab's clock
     assert len(list((tmp_path / "cache" / "reward_pretrained").iterdir())) == 1
     before = rm.evaluate(pairs=heldout_pairs("positive_review"), log=False)["accuracy"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # second time: loaded from the cache, no training
-        again = tiny_lab.reward_model(pretrained="positive_review", steps=20)
+        again = tiny_lab.reward_model(pretrained="positive_review", **settings)
     assert again.evaluate(pairs=heldout_pairs("positive_review"), log=False)["accuracy"] == before
     assert again.scorer.offset == rm.scorer.offset
     tiny_lab.store.add("Review a film.", ["A dull, awful film.", "A wonderful film!"], "B", annotator="me")

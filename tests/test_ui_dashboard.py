@@ -184,10 +184,13 @@ def test_panels_follow_the_stages_and_attach_rebuilds():
 
 def test_until_done_awaits_a_background_run_and_reraises_nothing_on_success():
     import asyncio
+    import concurrent.futures
 
     from rlhf_lab.ui.dashboard import until_done
 
     stage = FakeStage()
     stage.run(steps=3)
-    asyncio.run(until_done(stage, poll_s=0.01))
+    # A thread of its own: after the browser tests, playwright's event loop may still be running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, until_done(stage, poll_s=0.01)).result(timeout=30)
     assert stage.status == "done" and stage.step_count == 3

@@ -47,8 +47,9 @@ def pretrain_on_bundled(
     """
     model, tokenizer = build(seed)
     pairs = crowd_pairs(task)
-    settings = {k: v for k, v in config.items() if k != "clock"}  # pre-training is off the lab's clock
-    probe = stage_cls(model, tokenizer, pairs, split=[1.0, 0.0, 0.0], **settings)
+    # Pre-training is off the lab's clock and uses every bundled pair (the held-out set is separate).
+    settings = {k: v for k, v in config.items() if k != "clock"} | {"split": [1.0, 0.0, 0.0]}
+    probe = stage_cls(model, tokenizer, pairs, **settings)
     folder = cache_root() / "reward_pretrained" / _cache_key(spec, task, pairs, probe.config, seed)
     weights = folder / "model.safetensors"
     if weights.exists() and (folder / "state.json").exists():
