@@ -41,15 +41,20 @@ def _writer(path: str, writer: int, labels: int, think_s: float, ready, start, o
     for i in range(labels):
         if think_s:  # a person reads both responses before clicking; jitter so writers drift apart
             time.sleep(pause.uniform(0.5, 1.5) * think_s)
-        began = time.perf_counter()
-        store.add(
-            f"participant {writer} prompt {i}: write a positive review",
-            [f"response a {writer}-{i}", f"response b {writer}-{i}"],
-            "A" if (writer + i) % 3 else "B",
-            annotator=f"participant-{writer:02d}",
-        )
-        latencies.append(time.perf_counter() - began)
+        latencies.append(_timed_label(store, writer, i))
     out.put((writer, latencies))
+
+
+def _timed_label(store, writer: int, i: int) -> float:
+    """One participant's label, as every writer makes it; returns its write latency in seconds."""
+    began = time.perf_counter()
+    store.add(
+        f"participant {writer} prompt {i}: write a positive review",
+        [f"response a {writer}-{i}", f"response b {writer}-{i}"],
+        "A" if (writer + i) % 3 else "B",
+        annotator=f"participant-{writer:02d}",
+    )
+    return time.perf_counter() - began
 
 
 def _make_import_file(path: Path, mib: float) -> int:
@@ -95,14 +100,7 @@ def _writer_until(path: str, writer: int, think_s: float, ready, start, stop, ou
     latencies, i, pause = [], 0, random.Random(writer)
     while not stop.is_set():
         time.sleep(pause.uniform(0.5, 1.5) * think_s)
-        began = time.perf_counter()
-        store.add(
-            f"participant {writer} prompt {i}: write a positive review",
-            [f"response a {writer}-{i}", f"response b {writer}-{i}"],
-            "A" if (writer + i) % 3 else "B",
-            annotator=f"participant-{writer:02d}",
-        )
-        latencies.append(time.perf_counter() - began)
+        latencies.append(_timed_label(store, writer, i))
         i += 1
     out.put((writer, latencies))
 

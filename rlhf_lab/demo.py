@@ -74,12 +74,6 @@ def gold_wins(judge: Any, prompts: list[str], before: list[str], after: list[str
     return wins
 
 
-def gold_win_rate(judge: Any, prompts: list[str], before: list[str], after: list[str]) -> float:
-    """Fraction of prompts where the gold judge prefers `after` (ties count half)."""
-    wins = gold_wins(judge, prompts, before, after)
-    return sum(wins) / max(1, len(wins))
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / max(1, len(xs))
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from rlhf_lab.bundled import crowd_pairs
+from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.models.smollm2 import cache_root
 
 
@@ -72,20 +74,10 @@ def _save_atomically(folder: Path, model: torch.nn.Module, offset: float) -> Non
     """Write into a temporary sibling folder, then rename: a crash never leaves half a cache entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # Tied weights share storage; safetensors refuses duplicates, so keep each tensor once.
-    seen: dict[int, str] = {}
-    unique = {}
-    for key, tensor in state.items():
-        if tensor.data_ptr() in seen:
-            continue
-        seen[tensor.data_ptr()] = key
-        unique[key] = tensor
-    save_file(unique, str(tmp / "model.safetensors"))
+    with quiet_loading():  # no "Writing model shards" bar in a notebook cell
+        model.save_pretrained(tmp, safe_serialization=True)  # transformers writes tied weights once
     (tmp / "state.json").write_text(json.dumps({"offset": offset}))
     try:
         os.replace(tmp, folder)
     except OSError:  # another process cached it first: theirs is as good as ours
-        for item in tmp.iterdir():
-            item.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
