@@ -70,4 +70,7 @@ result["sha"] = before
 result["step_count"] = stage.step_count
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump(result, f)
+# Leave together: a rank tearing gloo down while the other still uses it can abort with
+# "terminate called without an active exception" (seen once in a full-suite run).
+dist.barrier()
 dist.destroy_process_group()
