@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlhf_lab.store import io
+from rlhf_lab.store import bulk_import, io
 from rlhf_lab.store.records import (
     Item,
     Judgement,
@@ -40,9 +40,10 @@ from rlhf_lab.store.records import (
 )
 from rlhf_lab.store.schema import (
     COLUMNS,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
-    STAGED_COLUMNS,
+    VISIBLE,
     insert_row,
     make_row,
     row_to_label,
@@ -105,10 +106,15 @@ class PreferenceStore:
                     f"{self.path} has schema version {version}; this rlhf_lab reads up to "
                     f"{SCHEMA_VERSION}. Upgrade rlhf_lab to open it."
                 )
+            # statement by statement: executescript() would commit our open transaction
             if version == 0:
-                # statement by statement: executescript() would commit our open transaction
                 for statement in SCHEMA:
                     conn.execute(statement)
+            else:
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:
+                        conn.execute(statement)
+            if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         self._write(upgrade)
@@ -239,7 +245,7 @@ class PreferenceStore:
         def insert(conn: sqlite3.Connection) -> list[int]:
             seen = set()
             if skip_existing:
-                seen = set(conn.execute("SELECT item_id, annotator, created FROM labels").fetchall())
+                seen = set(conn.execute(f"SELECT item_id, annotator, created FROM labels WHERE {VISIBLE}"))
             ids = []
             for row in rows:
                 key = (row["item_id"], row["annotator"], row["created"])
@@ -253,37 +259,17 @@ class PreferenceStore:
     def add_streamed(
         self, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False, checked: bool = False
     ) -> list[int]:
-        """`add_many` for big imports: records are checked into a temporary side table first (memory
-        bounded), then copied in one INSERT ... SELECT, so the write lock is held for the copy only.
+        """`add_many` for big imports, all or nothing as well: records are checked into a temporary
+        side table first (memory bounded), then copied in short transactions that stay hidden until
+        the last one (`bulk_import`), so participants labelling meanwhile never wait long.
         `checked=True`: the records are already `normalise_record`'s output (io.import_rows)."""
         if self.path == ":memory:":
             return self.add_many(list(records), skip_existing=skip_existing)
-        columns = ", ".join(STAGED_COLUMNS)
-        same = "{t}.item_id = s.item_id AND {t}.annotator = s.annotator AND {t}.created = s.created"
-        where = (
-            f" WHERE NOT EXISTS (SELECT 1 FROM main.labels m WHERE {same.format(t='m')})"
-            f" AND s.rowid = (SELECT MIN(t.rowid) FROM staged.labels t WHERE {same.format(t='t')})"
-            if skip_existing
-            else ""
-        )
-
-        def copy(conn: sqlite3.Connection) -> list[int]:
-            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM main.labels").fetchone()[0]
-            conn.execute(f"INSERT INTO main.labels ({columns}) SELECT {columns} FROM staged.labels s{where}")
-            return [
-                r[0] for r in conn.execute("SELECT id FROM main.labels WHERE id > ? ORDER BY id", (before,))
-            ]
-
         with tempfile.TemporaryDirectory(prefix="rlhf-lab-import-") as folder:
             staged = os.path.join(folder, "staged.sqlite")
             if not write_staged(records, staged, checked=checked):
                 return []
-            with self._lock:
-                self.conn.execute("ATTACH DATABASE ? AS staged", (staged,))
-                try:
-                    return self._write(copy)
-                finally:
-                    self.conn.execute("DETACH DATABASE staged")
+            return bulk_import.copy_in_chunks(self, staged, skip_existing=skip_existing)
 
     def undo(self, annotator: str) -> Label | None:
         """Mark `annotator`'s most recent live label deleted and return it (None if there is none).
@@ -294,7 +280,8 @@ class PreferenceStore:
 
         def mark(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
-                "SELECT id FROM labels WHERE annotator = ? AND deleted IS NULL ORDER BY id DESC LIMIT 1",
+                f"SELECT id FROM labels WHERE annotator = ? AND deleted IS NULL AND {VISIBLE} "
+                "ORDER BY id DESC LIMIT 1",
                 (annotator,),
             ).fetchone()
             if row is not None:
@@ -361,7 +348,7 @@ class PreferenceStore:
     # ----------------------------------------------------------------- reading
     def get(self, label_id: int) -> Label:
         """The label with this id (also when undone); KeyError if there is none."""
-        rows = self._read(f"SELECT {COLUMNS} FROM labels WHERE id = ?", (label_id,))
+        rows = self._read(f"SELECT {COLUMNS} FROM labels WHERE id = ? AND {VISIBLE}", (label_id,))
         if not rows:
             raise KeyError(f"no label with id {label_id} in {self.path}")
         return row_to_label(rows[0])
@@ -379,7 +366,7 @@ class PreferenceStore:
 
         `since_id` returns only labels with a larger id: poll with the last id seen to follow new labels.
         """
-        where, params = [], []
+        where, params = [VISIBLE], []
         if not include_deleted:
             where.append("deleted IS NULL")
         if annotator is not None:
@@ -398,18 +385,19 @@ class PreferenceStore:
         if since_id is not None:
             where.append("id > ?")
             params.append(since_id)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause = f" WHERE {' AND '.join(where)}"
         return [
             row_to_label(r) for r in self._read(f"SELECT {COLUMNS} FROM labels{clause} ORDER BY id", params)
         ]
 
     def count(self) -> int:
         """Number of live (not undone) labels."""
-        return self._read("SELECT COUNT(*) FROM labels WHERE deleted IS NULL")[0][0]
+        return self._read(f"SELECT COUNT(*) FROM labels WHERE deleted IS NULL AND {VISIBLE}")[0][0]
 
     def count_by_annotator(self) -> dict[str, int]:
         rows = self._read(
-            "SELECT annotator, COUNT(*) FROM labels WHERE deleted IS NULL GROUP BY annotator ORDER BY annotator"
+            f"SELECT annotator, COUNT(*) FROM labels WHERE deleted IS NULL AND {VISIBLE} "
+            "GROUP BY annotator ORDER BY annotator"
         )
         return dict(rows)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from rlhf_lab.store.records import Judgement, Label, label_item_id, normalise_record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: big imports land in chunks, hidden until done (labels.import_batch, imports)
 
 SCHEMA = (
     """
@@ -31,7 +31,8 @@ CREATE TABLE labels (
     criterion   TEXT,
     source      TEXT NOT NULL,
     policy_step INTEGER,
-    deleted     REAL                                -- set by undo(), NULL while live
+    deleted     REAL,                               -- set by undo(), NULL while live
+    import_batch INTEGER                            -- imports.id for a bulk import's rows, else NULL
 )""",
     "CREATE INDEX labels_item ON labels(item_id)",
     "CREATE INDEX labels_annotator ON labels(annotator, id)",
@@ -43,6 +44,26 @@ CREATE TABLE revisions (
     previous TEXT NOT NULL                          -- JSON of the label before the edit
 )""",
 )
+
+# A bulk import copies its rows in many short transactions; they stay invisible until one last
+# transaction marks the batch done, so readers never see half a file and writers never wait long.
+IMPORTS_SCHEMA = (
+    """
+CREATE TABLE imports (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    started  REAL NOT NULL,
+    host     TEXT NOT NULL,                         -- who is copying (to clean up after a crash)
+    pid      INTEGER NOT NULL,
+    after_id INTEGER NOT NULL,                      -- the batch's rows all have larger label ids
+    done     INTEGER NOT NULL DEFAULT 0             -- 1: the batch's rows are visible
+)""",
+)
+SCHEMA = SCHEMA + IMPORTS_SCHEMA
+MIGRATIONS = {  # from version N to N + 1, statement by statement
+    1: ("ALTER TABLE labels ADD COLUMN import_batch INTEGER", *IMPORTS_SCHEMA),
+}
+# Every read of labels goes through this condition: rows of an unfinished import are not there yet.
+VISIBLE = "(import_batch IS NULL OR import_batch IN (SELECT id FROM imports WHERE done = 1))"
 
 COLUMNS = (
     "id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note, "
