@@ -9,10 +9,12 @@ Export:
 
 Import (`import_file`, `import_rows`): label records (as written above) or preference pairs
 (`prompt`/`chosen`/`rejected`, standard or conversational). Every row is checked before anything
-is written and the whole file goes in as one transaction, so a bad row leaves the store untouched;
+is written and the whole file goes in all or nothing, so a bad row leaves the store untouched;
 the `PreferenceImportError` names the row and the problem. Files are read a row at a time and
-checked into a temporary side table, then copied into the store in one INSERT ... SELECT: memory
-stays bounded and the write lock is held for the copy only (`PreferenceStore.add_streamed`).
+checked into a temporary side table (memory stays bounded), then copied into the store 2,000 rows
+per transaction, hidden until one last transaction makes the whole file visible at once: people
+labelling meanwhile wait milliseconds, not the whole copy (`PreferenceStore.add_streamed`,
+`rlhf_lab.store.bulk_import`).
 
 A pair row is stored as a label with responses [chosen, rejected] (A = chosen, B = rejected). Its
 verdict is "chosen wins" ("A") unless the row carries `judgement` (or `label`), which is honoured
@@ -232,7 +234,7 @@ def import_file(
     skip_existing: bool = True,
     strict: bool = False,
 ) -> list[int]:
-    """Validate every row of a JSONL/Parquet file, then add them all in one transaction.
+    """Validate every row of a JSONL/Parquet file, then add them all (all or nothing).
 
     Label records keep their annotator, times, source and note (their `id` is reassigned); with
     `skip_existing` a record already in the store (same item, annotator and created time) is
