@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--rl-steps", "--ppo-steps", dest="rl_steps", type=int)
     parser.add_argument("--estimator", choices=["ppo", "rloo", "grpo", "reinforce"])
+    parser.add_argument("--beta", type=float, help="KL penalty (default: the preset's schedule)")
+    parser.add_argument("--target-kl", type=float, help="adaptive KL controller's target (nats)")
+    parser.add_argument("--kl-horizon", type=int, help="the controller's horizon in rollouts")
     parser.add_argument("--eval-prompts", type=int, help="held-out prompts to compare on (default: all 60)")
     parser.add_argument("--eval-samples", type=int, default=2, help="samples per held-out prompt")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
         eval_prompts=args.eval_prompts,
         eval_samples=args.eval_samples,
         estimator=args.estimator,
+        beta=args.beta,
+        target_kl=args.target_kl,
+        kl_horizon=args.kl_horizon,
         n_raters=3,
         flip_prob=0.2,
     )

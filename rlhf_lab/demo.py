@@ -93,6 +93,8 @@ def run_demo(
     flip_prob: float = 0.2,
     estimator: str | None = None,
     beta: float | None = None,
+    target_kl: float | None = None,
+    kl_horizon: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline and return a report dict (its "text" entry is the printable summary).
@@ -106,6 +108,8 @@ def run_demo(
         ("rl_steps", ppo_steps),
         ("estimator", estimator),
         ("beta", beta),
+        ("target_kl", target_kl),
+        ("kl_horizon", kl_horizon),
     ):
         if value is not None:
             schedule[key] = value
