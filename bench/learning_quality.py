@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--beta", type=float, help="KL penalty (default: the preset's schedule)")
     parser.add_argument("--target-kl", type=float, help="adaptive KL controller's target (nats)")
     parser.add_argument("--kl-horizon", type=int, help="the controller's horizon in rollouts")
+    parser.add_argument("--rl-lr", type=float, help="the RL learning rate (default: the preset's)")
     parser.add_argument("--eval-prompts", type=int, help="held-out prompts to compare on (default: all 60)")
     parser.add_argument("--eval-samples", type=int, default=2, help="samples per held-out prompt")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         beta=args.beta,
         target_kl=args.target_kl,
         kl_horizon=args.kl_horizon,
+        rl_learning_rate=args.rl_lr,
         n_raters=3,
         flip_prob=0.2,
     )

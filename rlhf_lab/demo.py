@@ -95,6 +95,7 @@ def run_demo(
     beta: float | None = None,
     target_kl: float | None = None,
     kl_horizon: int | None = None,
+    rl_learning_rate: float | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline and return a report dict (its "text" entry is the printable summary).
@@ -110,6 +111,7 @@ def run_demo(
         ("beta", beta),
         ("target_kl", target_kl),
         ("kl_horizon", kl_horizon),
+        ("rl_learning_rate", rl_learning_rate),
     ):
         if value is not None:
             schedule[key] = value
@@ -162,6 +164,7 @@ def run_demo(
         beta=schedule["beta"],
         target_kl=schedule["target_kl"],
         kl_horizon=schedule["kl_horizon"],
+        **({"learning_rate": schedule["rl_learning_rate"]} if schedule.get("rl_learning_rate") else {}),
     )
     rl_rows = rl.step(schedule["rl_steps"], progress=progress)
     timings["rl_s"] = time.perf_counter() - t
