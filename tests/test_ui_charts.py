@@ -1,8 +1,9 @@
-"""Charts that read at a glance (issue 14): colours, legends, gaps and ticks of the dashboard."""
+"""Charts that read at a glance (issue 14): colours, legends, gaps, ticks and the labs' bar panels."""
 
 import math
 import time
 
+import pandas as pd
 import pytest
 from ui_fakes import FakeStage
 
@@ -155,3 +156,24 @@ def test_the_modebar_stays_clear_of_the_legends():
     ]
     assert legends and all(legend.xanchor in (None, "left") and legend.x < 0.6 for legend in legends)
 
+
+def test_bar_panels_write_long_row_labels_once_and_level():
+    from rlhf_lab.ui import bar_panels
+
+    table = pd.DataFrame(
+        {
+            "policy": ["SFT (no RL)", "PPO, β=0.01, ensemble of 3 (mean − std)"],
+            "proxy reward": [0.2, 1.5],
+            "gold reward": [0.3, 0.4],
+            "length (tokens)": [14.0, 24.0],
+        }
+    ).set_index("policy")
+    fig = bar_panels(table, ["proxy reward", "gold reward", "length (tokens)"])
+    assert [t.orientation for t in fig.data] == ["h"] * 3
+    assert list(fig.data[0].y) == list(table.index) and list(fig.data[2].x) == [14.0, 24.0]
+    assert fig.layout.yaxis.automargin and fig.layout.yaxis2.matches == "y"  # labels once, on the left
+    assert fig.layout.xaxis.tickangle is None  # nothing rotated into the next panel
+    assert [a.text for a in fig.layout.annotations] == ["proxy reward", "gold reward", "length (tokens)"]
+    assert fig.data[0].marker.color != fig.data[1].marker.color
+    with pytest.raises(ValueError, match="2 titles for 3 columns"):
+        bar_panels(table, ["proxy reward", "gold reward", "length (tokens)"], titles=["a", "b"])
