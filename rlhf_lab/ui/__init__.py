@@ -27,6 +27,7 @@ _HOMES = {
     "integrated_gradients": "rlhf_lab.attribution",
     "occlusion": "rlhf_lab.attribution",
     "Dashboard": "rlhf_lab.ui.dashboard",
+    "bar_panels": "rlhf_lab.ui.charts",
     "RewardModelPanel": "rlhf_lab.ui.diagnostics",
     "overoptimisation_figure": "rlhf_lab.ui.diagnostics",
     "reward_model_figure": "rlhf_lab.ui.diagnostics",

@@ -1,5 +1,8 @@
 """The dashboard's curves: which panels, one plotly subplot each, smoothed lines per stage and metric.
 
+Colour is the metric, dash the stage (rlhf_lab.ui.chart_style); a curve breaks where its stage's
+lab_step jumped because other stages ran meanwhile.
+
     >>> from rlhf_lab.ui.curves import DEFAULT_PANELS, ema
     >>> ema([1.0, 0.0, 0.0], smoothing=0.5)      # TensorBoard-style debiased smoothing
 
@@ -15,6 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlhf_lab.ui.chart_style import (
+    DASHES,
+    LEGEND_ROOM_PX,
+    STAGE_KEY_COLOR,
+    STAGE_KEY_LEGEND,
+    metric_colors,
+    panel_legend,
+    segments,
+)
 from rlhf_lab.ui.plotly_sync import sync_late_views
 
 DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
@@ -50,19 +62,26 @@ SHORT_NAMES = {
     "loss/rm": "RM loss",
     "loss/dpo": "DPO loss",
 }
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-DASHES = ("solid", "dash", "dot", "dashdot")
+TOP_MARGIN_PX, STAGE_KEY_PX = 60, 25
+INTEGER_TICKS_BELOW = 8  # an x range shorter than this many steps gets a tick at every step
 
 
 def ema(values: Sequence[float], smoothing: float) -> list[float]:
-    """Debiased exponential moving average (TensorBoard's smoothing); smoothing=0 returns the values."""
+    """Debiased exponential moving average (TensorBoard's smoothing); smoothing=0 returns the values.
+
+    Each output is a weighted mean of the values so far, so it is kept within their min and max:
+    without that, rounding makes a constant 24 come out as 24.000000000000004 and plotly labels a
+    tick "24.00000000000000355".
+    """
     if smoothing <= 0:
         return list(values)
     out, acc, weight = [], 0.0, 0.0
+    low, high = math.inf, -math.inf
     for value in values:
         acc = smoothing * acc + (1 - smoothing) * value
         weight = smoothing * weight + (1 - smoothing)
-        out.append(acc / weight)
+        low, high = min(low, value), max(high, value)
+        out.append(min(max(acc / weight, low), high))
     return out
 
 
@@ -102,7 +121,13 @@ class CurvesMixin:
             title: (i // self._columns + 1, i % self._columns + 1) for i, title in enumerate(titles)
         }
         self._panel_of = {name: title for title, names in self.panels.items() for name in names}
+        self._colors = metric_colors(self.panels)
+        # a legend of its own for each panel with several metrics (legend2, legend3, ...)
+        multi = [title for title, names in self.panels.items() if len(names) > 1]
+        self._legend_of = {title: f"legend{i + 2}" for i, title in enumerate(multi)}
         self._trace_index = {}
+        self._key_index: dict[tuple[str, str], int] = {}  # legend-only traces: metric and stage keys
+        self._x_ticks_every_step: bool | None = None
         base = make_subplots(
             rows=rows,
             cols=self._columns,
@@ -117,19 +142,19 @@ class CurvesMixin:
             # (about the width of a JupyterLab output area at 1400 px).
             width=300 * self._columns + 60,
             height=self._height or 150 + 230 * rows,
-            margin={"l": 50, "r": 10, "t": 75, "b": 50},
+            # r: room for the vertical modebar, so it never covers a legend or a curve
+            margin={"l": 50, "r": 35, "t": TOP_MARGIN_PX, "b": 50},
             template="plotly_white",
-            legend={
-                "orientation": "h",
-                "yref": "container",
-                "y": 1,
-                "yanchor": "top",
-                "x": 0,
-                "font": {"size": 11},
-            },
+            legend=STAGE_KEY_LEGEND,
+            modebar={"orientation": "v"},
             hovermode="x unified",
             uirevision="keep",  # zoom survives redraws
         )
+        for title, legend in self._legend_of.items():
+            figure.layout[legend] = panel_legend(figure, *self._cell[title])
+        if self._legend_of:
+            for annotation in figure.layout.annotations:  # titles up: their legends sit below them
+                annotation.yshift = LEGEND_ROOM_PX
         for col in range(1, self._columns + 1):
             figure.update_xaxes(title_text="lab_step", row=rows, col=col)
         for title in LOG_PANELS:
@@ -160,6 +185,7 @@ class CurvesMixin:
                 x = row.get("lab_step", row.get("step"))
                 if x is None:
                     continue
+                step = row.get("step")
                 self._latest.update({k: v for k, v in row.items() if v is not None})
                 for name in self._all_metrics():
                     value = row.get(name)
@@ -170,8 +196,12 @@ class CurvesMixin:
                     ):
                         continue
                     xs, ys = self._raw.setdefault((stage_name, name), ([], []))
+                    self._x_range = (min(self._x_range[0], x), max(self._x_range[1], x))
                     xs.append(x)
                     ys.append(float(value))
+                    self._steps.setdefault((stage_name, name), []).append(
+                        step if isinstance(step, (int, float)) else None
+                    )
                     changed.add((stage_name, name))
             self._render(changed)
 
@@ -183,6 +213,22 @@ class CurvesMixin:
             self._render(set(self._raw))
         self._sync_late_views()
 
+    def _dash_rank(self, stage_name: str) -> int:
+        """Stages rank by the order they were attached (then by first row), the same in every panel."""
+        for name in dict.fromkeys(str(getattr(s, "name", "stage")) for s in self.stages):
+            self._stage_rank.setdefault(name, len(self._stage_rank))
+        return self._stage_rank.setdefault(stage_name, len(self._stage_rank))
+
+    def _dash(self, stage_name: str) -> str:
+        return DASHES[self._dash_rank(stage_name) % len(DASHES)]
+
+    def _add_key(self, key: tuple[str, str], trace: Any, legend: str) -> None:
+        """A legend-only trace (no points): one entry per metric of a panel, or per stage."""
+        meta = f"key:{key[0]}:{key[1]}"  # every trace has a meta; a metric name only on curves
+        trace.update(x=[None], y=[None], mode="lines", legend=legend, hoverinfo="skip", meta=meta)
+        self.figure.add_trace(trace)
+        self._key_index[key] = len(self.figure.data) - 1
+
     def _render(self, keys: set[tuple[str, str]]) -> None:
         if not keys:
             return
@@ -191,37 +237,92 @@ class CurvesMixin:
         smoothing = self.smoothing
         keys = {key for key in keys if key[1] in self._panel_of}
         with self.figure.batch_update():
-            for key in sorted(keys):
-                xs, ys = self._raw[key]
+            for key in sorted(keys, key=self._draw_order):
+                stage_name, name = key
+                panel = self._panel_of[name]
+                legend = self._legend_of.get(panel)
+                if legend and ("metric", name) not in self._key_index:
+                    line = {"color": self._colors[name], "width": 2}
+                    self._add_key(
+                        ("metric", name),
+                        go.Scatter(name=SHORT_NAMES.get(name, name), line=line, legendgroup=name),
+                        legend,
+                    )
                 if key not in self._trace_index:
-                    stage_name, name = key
-                    panel = self._panel_of[name]
                     row, col = self._cell[panel]
-                    # colour = which metric of its panel, dash = which stage
-                    color = PALETTE[self.panels[panel].index(name) % len(PALETTE)]
-                    dash = DASHES[
-                        self._stage_rank.setdefault(stage_name, len(self._stage_rank)) % len(DASHES)
-                    ]
                     self.figure.add_trace(
                         go.Scatter(
                             x=[],
                             y=[],
-                            name=f"{stage_name}: {SHORT_NAMES.get(name, name)}",
+                            name=f"{stage_name}: {SHORT_NAMES.get(name, name)}",  # in hover labels
                             mode="lines",
-                            line={"color": color, "width": 2, "dash": dash},
+                            line={"color": self._colors[name], "width": 2, "dash": self._dash(stage_name)},
                             meta=name,
-                            # a one-metric panel is named by its title; the legend is for the others
-                            showlegend=len(self.panels[panel]) > 1 or len(self.stages) > 1,
+                            legend=legend or "legend",
+                            # its panel's legend entry shows/hides the metric's curve in every stage
+                            legendgroup=name if legend else None,
+                            showlegend=False,
                         ),
                         row=row,
                         col=col,
                     )
                     self._trace_index[key] = len(self.figure.data) - 1
-                trace = self.figure.data[self._trace_index[key]]
-                trace.x = list(xs)
-                trace.y = ema(ys, smoothing)
-                trace.mode = "lines+markers" if len(xs) < 40 else "lines"
+                self._draw_trace(key, smoothing)
+            self._update_stage_key()
+            self._update_x_ticks()
         self.redraws += 1
+
+    def _draw_order(self, key: tuple[str, str]) -> tuple[int, int]:
+        """Stages in attach order, metrics in their panel's order (the order of legend entries)."""
+        stage_name, name = key
+        return self._dash_rank(stage_name), self.panels[self._panel_of[name]].index(name)
+
+    def _draw_trace(self, key: tuple[str, str], smoothing: float) -> None:
+        """Set a trace's points: one line per run of consecutive steps, a None gap between runs."""
+        xs, ys = self._raw[key]
+        x: list[float | None] = []
+        y: list[float | None] = []
+        sizes: list[int] = []
+        few = len(xs) < 40
+        for start, end in segments(xs, self._steps.get(key, [None] * len(xs))):
+            if x:
+                x.append(None)
+                y.append(None)
+                sizes.append(0)
+            x.extend(xs[start:end])
+            y.extend(ema(ys[start:end], smoothing))  # smoothing restarts with each run
+            sizes.extend([6 if few or end - start == 1 else 0] * (end - start))
+        trace = self.figure.data[self._trace_index[key]]
+        trace.x = x
+        trace.y = y
+        lone = any(sizes) and not few  # a one-point run is a marker, or it would not show at all
+        trace.mode = "lines+markers" if few or lone else "lines"
+        trace.marker = {"size": sizes if lone else 6}
+
+    def _update_stage_key(self) -> None:
+        """With several stages drawn, one key entry per stage: its dash style."""
+        import plotly.graph_objects as go
+
+        drawn = sorted({stage for stage, _ in self._trace_index}, key=self._dash_rank)
+        if len(drawn) < 2:
+            return
+        if self.figure.layout.margin.t != TOP_MARGIN_PX + STAGE_KEY_PX:  # room for the key on top
+            self.figure.layout.margin.t = TOP_MARGIN_PX + STAGE_KEY_PX
+        for stage_name in drawn:
+            if ("stage", stage_name) not in self._key_index:
+                line = {"color": STAGE_KEY_COLOR, "width": 2, "dash": self._dash(stage_name)}
+                self._add_key(("stage", stage_name), go.Scatter(name=stage_name, line=line), "legend")
+
+    def _update_x_ticks(self) -> None:
+        """A tick at every lab_step while the range is short (plotly would tick at 1.5, 2, 2.5...)."""
+        every_step = self._x_range[1] - self._x_range[0] < INTEGER_TICKS_BELOW
+        if every_step == self._x_ticks_every_step:
+            return
+        self._x_ticks_every_step = every_step
+        if every_step:
+            self.figure.update_xaxes(tickmode="linear", tick0=0, dtick=1)
+        else:
+            self.figure.update_xaxes(tickmode=None, tick0=None, dtick=None)
 
     def _sync_late_views(self) -> None:
         with self._draw_lock:

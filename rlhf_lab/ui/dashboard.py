@@ -23,16 +23,16 @@ nbconvert to text) the dashboard shows a text summary of the latest metrics inst
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
 
+from rlhf_lab.ui.chart_style import DASHES, PALETTE  # noqa: F401  (re-exported)
 from rlhf_lab.ui.controls import ControlsMixin
 from rlhf_lab.ui.curves import (  # noqa: F401  (re-exported: views and tests import them from here)
-    DASHES,
     DEFAULT_PANELS,
     LOG_PANELS,
-    PALETTE,
     RL_PANELS,
     SHORT_NAMES,
     STAGE_PANELS,
@@ -73,6 +73,8 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self.max_fps = float(max_fps)
         self.redraws = 0  # frames drawn, for tests and curiosity
         self._raw: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        self._steps: dict[tuple[str, str], list[float | None]] = {}  # each point's own stage step
+        self._x_range = (math.inf, -math.inf)  # smallest and largest lab_step drawn
         self._trace_index: dict[tuple[str, str], int] = {}
         self._latest: dict[str, Any] = {}
         self._pending: list[dict] = []
