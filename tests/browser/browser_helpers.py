@@ -6,9 +6,11 @@ Imported by ``conftest.py`` (the JupyterLab server) and the test modules (Voila,
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +26,14 @@ KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
 ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
   .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
 N_CODE_CELLS = 5
+# Not awaited: page.evaluate waits for a returned promise, and this command's settles only when the
+# whole run has ended (or stopped at an error).
+RUN_ALL = "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+# Counts the kernel restarts the page sees (Kernel > Restart, or the server's auto-restart after a crash).
+COUNT_RESTARTS = """() => { window.restarts = 0; window.jupyterapp.shell.currentWidget.sessionContext.statusChanged
+  .connect((_, s) => { if (s === 'restarting' || s === 'autorestarting') window.restarts++; }); }"""
+DEAD = "no longer connected: re-run this cell"  # the labeller's words once its kernel has gone (widgets/labeller.js)
+VOILA = Path(sys.executable).with_name("voila")
 
 
 def free_port() -> int:
@@ -79,3 +89,39 @@ def serve(
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
+
+
+@contextmanager
+def voila(notebook: Path, tmp: Path) -> Iterator[tuple[str, str]]:
+    """Standalone Voila serving ``notebook`` (its folder is the kernels' cwd): yields (base url, token).
+
+    Every page GET starts a kernel and runs the whole notebook, so readiness is probed on a static file
+    (a 403 without a cookie still means "up").
+    """
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
+        "IPYTHONDIR": str(tmp / "ipy"),
+    }
+    base = f"http://127.0.0.1:{port}"
+    with serve(
+        [
+            str(VOILA),
+            notebook.name,
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            f"--Voila.root_dir={notebook.parent}",
+            f"--Voila.token={token}",
+            "--show_tracebacks=True",
+        ],
+        cwd=notebook.parent,
+        env=env,
+        log_path=tmp / "voila.log",
+        ready_url=f"{base}/voila/static/extension.js",
+        name="voila",
+        any_reply=True,
+    ):
+        yield base, token

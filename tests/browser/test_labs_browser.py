@@ -1,7 +1,8 @@
-"""The labs as a participant runs them in JupyterLab: Run All, label, restart, re-run; Pause during a run.
+"""The labs as a participant runs them: Run All, label, restart, re-run (JupyterLab and Voila); Pause.
 
 Copies of labs 02 and 03 (QUICK schedules, patched where a test needs a longer run) run in the
-session's JupyterLab. Heavy: each test runs a whole lab, lab 02 twice. Screenshots go to test-artifacts/.
+session's JupyterLab, lab 02 also in Voila. Heavy: each test runs a whole lab once; a re-run is
+followed as far as its check needs, then its kernel is shut down. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -13,29 +14,24 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_helpers import ALL_RUN, KERNEL_READY, PANEL
+from browser_helpers import ALL_RUN, COUNT_RESTARTS, DEAD, KERNEL_READY, PANEL, RUN_ALL, VOILA, voila
 
 from rlhf_lab.store import PreferenceStore
 
-# Not yet passing: on the first run (a busy shared 2-core machine) lab 02's Run All ended with the
-# last cell unexecuted and the kernel idle, so all_run timed out; the cause is not yet known.
-# Skipped rather than xfail: each waits up to 400 s for a Run All that does not complete yet, which would
-# cost CI minutes and prove nothing; issue 14 stays open until these pass.
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skip(
-        reason="work in progress (issue 14): Run All of the lab copy did not complete in JupyterLab"
-    ),
-]
+pytestmark = pytest.mark.browser
 
 LABS = Path(__file__).resolve().parents[2] / "labs"
-RUN_ALL = "() => window.jupyterapp.commands.execute('notebook:run-all-cells')"
 IDLE = f"""() => {{ const i = document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator');
   return i && i.dataset.status === 'idle'; }}"""
+PROMPTS = (
+    f"() => [...document.querySelectorAll('{PANEL} .jp-InputArea-prompt')].map(e => e.textContent.trim())"
+)
+STDERR = f"""() => [...document.querySelectorAll('{PANEL} [data-mime-type="application/vnd.jupyter.stderr"]')]
+  .map(e => e.textContent.slice(-1500))"""
 
 
 def copy_lab(folder: Path, name: str, replace: dict[str, str] | None = None) -> Path:
-    """A copy of a lab with QUICK on (and any source replacements) in the server's folder."""
+    """A copy of a lab with QUICK on (and any source replacements) in ``folder``."""
     src = next(LABS.glob(f"{name}_*.ipynb"))
     nb = nbformat.read(src, as_version=4)
     for cell in nb.cells:
@@ -43,6 +39,7 @@ def copy_lab(folder: Path, name: str, replace: dict[str, str] | None = None) -> 
             cell.source = cell.source.replace('bool(os.environ.get("RLHF_LAB_QUICK"))', "True")
             for old, new in (replace or {}).items():
                 cell.source = cell.source.replace(old, new)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / src.name
     nbformat.write(nb, path)
     return path
@@ -52,101 +49,143 @@ def n_code_cells(path: Path) -> int:
     return sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
 
 
+def open_notebook(page, base: str, token: str, path: str) -> None:
+    page.goto(f"{base}/lab/tree/{path}?reset&token={token}")
+    page.wait_for_function(KERNEL_READY, timeout=120_000)
+
+
 def all_run(page, n: int, timeout: int = 400_000) -> None:
-    """Every code cell shows an execution count (none queued or running), and the kernel is idle."""
-    page.wait_for_function(ALL_RUN, arg=n, timeout=timeout)
-    page.wait_for_function(IDLE, timeout=60_000)
+    """Every code cell shows an execution count (none queued or running), and the kernel is idle.
+
+    Run All stops at the first cell that raises: a timeout reports the prompts and the tracebacks.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(ALL_RUN, arg=n, timeout=timeout)
+        page.wait_for_function(IDLE, timeout=60_000)
+    except PlaywrightTimeout as e:
+        raise AssertionError(f"Run All did not end: {page.evaluate(PROMPTS)}\n{page.evaluate(STDERR)}") from e
 
 
-def restart_kernel(base: str, token: str) -> None:
-    """Kernel > Restart without the dialog: the REST call the menu makes."""
-    with urllib.request.urlopen(f"{base}/api/kernels?token={token}") as reply:
-        kernels = json.load(reply)
-    for kernel in kernels:
-        request = urllib.request.Request(
-            f"{base}/api/kernels/{kernel['id']}/restart?token={token}", method="POST", data=b""
-        )
-        urllib.request.urlopen(request).close()
+def shut_down_kernel(base: str, token: str, path: str) -> None:
+    """Kernel > Shut Down for the notebook at ``path`` (the REST call the menu makes)."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}") as reply:
+        kernel = next(s["kernel"]["id"] for s in json.load(reply) if s["path"] == path)
+    request = urllib.request.Request(f"{base}/api/kernels/{kernel}?token={token}", method="DELETE")
+    urllib.request.urlopen(request).close()
+
+
+def labels_by(store_path: Path) -> dict[str, int]:
+    with PreferenceStore(store_path) as store:
+        return store.count_by_annotator()
+
+
+def label_one_by_click_one_by_key(page, labeller) -> None:
+    labeller.get_by_role("button", name="A is better").click()
+    labeller.locator(".rl-progress", has_text="1 labelled this session").wait_for(timeout=30_000)
+    labeller.locator(".rl-prompt-text").click()  # the widget takes the keyboard
+    page.keyboard.press("2")
+    labeller.locator(".rl-progress", has_text="2 labelled this session").wait_for(timeout=30_000)
 
 
 def test_lab02_run_all_label_restart_rerun_keeps_every_label(jupyter_lab, new_page, artifacts):
     base, token, root = jupyter_lab
-    folder = root / "lab02"
-    folder.mkdir()
-    path = copy_lab(folder, "02")
-    n = n_code_cells(path)
+    path = copy_lab(root / "lab02", "02")
+    rel = f"lab02/{path.name}"
+    store = root / "lab02" / "runs" / "lab02-tiny" / "labels.sqlite"
     page = new_page()
     try:
-        page.goto(f"{base}/lab/tree/lab02/{path.name}?reset&token={token}")
-        page.wait_for_function(KERNEL_READY, timeout=120_000)
+        open_notebook(page, base, token, rel)
         page.evaluate(RUN_ALL)
-        all_run(page, n)
+        all_run(page, n_code_cells(path))
         labeller = page.locator(".rl-labeller").first
         # the header counts the crowd's labels, added by a cell below the labeller
         labeller.locator(".rl-progress", has_text="crowd-1").wait_for(timeout=30_000)
         # on tiny the labeller shows readable SmolLM2 answers, not the policy's half-words
         assert len(labeller.locator(".rl-response-text").first.inner_text().split()) >= 5
-
-        labeller.get_by_role("button", name="A is better").click()
-        labeller.locator(".rl-progress", has_text="1 labelled this session").wait_for(timeout=30_000)
-        labeller.locator(".rl-prompt-text").click()  # the widget takes the keyboard
-        page.keyboard.press("2")
-        labeller.locator(".rl-progress", has_text="you 2").wait_for(timeout=30_000)
-        with PreferenceStore(folder / "runs" / "lab02-tiny" / "labels.sqlite") as store:
-            assert store.count_by_annotator()["you"] == 2
+        label_one_by_click_one_by_key(page, labeller)
+        labeller.locator(".rl-progress", has_text="you 2)").wait_for(timeout=30_000)
+        assert labels_by(store)["you"] == 2
         labeller.screenshot(path=str(artifacts / "lab02-labelled.png"))
 
-        restart_kernel(base, token)
+        # Kernel > Restart Kernel..., confirmed in its dialog
+        page.evaluate(COUNT_RESTARTS)
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:restart-kernel'); }")
+        page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()  # "Restart"
+        page.wait_for_function("() => window.restarts > 0", timeout=60_000)
         page.wait_for_function(KERNEL_READY, timeout=120_000)
         # the old widget knows its kernel is gone: a click says so and claims nothing
         labeller.get_by_role("button", name="A is better").click()
-        labeller.locator(".rl-status", has_text="re-run this cell").wait_for(timeout=30_000)
-        assert "you 2" in labeller.locator(".rl-progress").inner_text()
+        labeller.locator(".rl-status", has_text=DEAD).wait_for(timeout=30_000)
         assert "Recorded" not in labeller.locator(".rl-status").inner_text()
-        labeller.screenshot(path=str(artifacts / "lab02-dead-kernel.png"))
-        with PreferenceStore(folder / "runs" / "lab02-tiny" / "labels.sqlite") as store:
-            assert store.count_by_annotator()["you"] == 2
+        assert labels_by(store)["you"] == 2
 
         page.evaluate(RUN_ALL)
-        page.wait_for_function(
-            f"() => [...document.querySelectorAll('{PANEL} .jp-InputArea-prompt')].some(e => e.textContent.includes('*'))",
-            timeout=60_000,
-        )
-        all_run(page, n)
         fresh = page.locator(".rl-labeller").first
-        fresh.locator(".rl-progress", has_text="0 labelled this session").wait_for(timeout=120_000)
-        fresh.locator(".rl-progress", has_text="you 2").wait_for(timeout=30_000)
+        fresh.locator(".rl-progress", has_text="0 labelled this session").wait_for(timeout=300_000)
+        fresh.locator(".rl-progress", has_text="you 2)").wait_for(timeout=30_000)
         fresh.screenshot(path=str(artifacts / "lab02-after-restart.png"))
+        shut_down_kernel(base, token, rel)  # the rest of the re-run checks nothing new
     finally:
         page.screenshot(path=str(artifacts / "lab02.png"))
         page.close()
 
 
+def test_lab02_in_voila_label_then_reload_keeps_every_label(tmp_path, new_page, artifacts):
+    if not VOILA.exists():
+        pytest.skip(f"{VOILA} not found (pip install voila)")
+    path = copy_lab(tmp_path / "nb", "02")
+    store = path.parent / "runs" / "lab02-tiny" / "labels.sqlite"
+    page = new_page()
+    try:
+        with voila(path, tmp_path) as (base, token):
+            # each page load is a fresh kernel running the whole lab (Voila's Run All); a reload restarts it
+            page.goto(f"{base}/?token={token}", timeout=400_000)
+            labeller = page.locator(".rl-labeller").first
+            labeller.locator(".rl-progress", has_text="crowd-1").wait_for(timeout=120_000)
+            label_one_by_click_one_by_key(page, labeller)
+            labelled = labels_by(store)
+            assert labelled["you"] == 2
+
+            page.reload(timeout=400_000)
+            labeller = page.locator(".rl-labeller").first
+            labeller.locator(".rl-progress", has_text="you 2)").wait_for(timeout=120_000)
+            assert "0 labelled this session" in labeller.locator(".rl-progress").inner_text()
+            assert labels_by(store) == labelled  # the re-run kept every label and added no crowd labels
+            labeller.screenshot(path=str(artifacts / "voila-lab02-after-reload.png"))
+    finally:
+        page.screenshot(path=str(artifacts / "voila-lab02.png"), full_page=True)
+        page.close()
+
+
 def test_lab03_pause_during_run_all_stops_the_step_counter(jupyter_lab, new_page, artifacts):
     base, token, root = jupyter_lab
-    folder = root / "lab03"
-    folder.mkdir()
-    path = copy_lab(folder, "03", {"PPO_STEPS = (8 if QUICK else 60)": "PPO_STEPS = (300 if QUICK else 60)"})
+    path = copy_lab(
+        root / "lab03", "03", {"PPO_STEPS = (8 if QUICK else 60)": "PPO_STEPS = (300 if QUICK else 60)"}
+    )
     page = new_page()
-    status = page.locator(".rl-dashboard .rl-dash-status").first
+    dashboard = page.locator(".rl-dashboard").first
+    status = dashboard.locator(".rl-dash-status")
 
     def step() -> int:
         return int(re.search(r"step (\d+)", status.inner_text()).group(1))
 
     try:
-        page.goto(f"{base}/lab/tree/lab03/{path.name}?reset&token={token}")
-        page.wait_for_function(KERNEL_READY, timeout=120_000)
+        open_notebook(page, base, token, f"lab03/{path.name}")
         page.evaluate(RUN_ALL)
         status.filter(has_text=re.compile(r"running · step [3-9]")).wait_for(timeout=300_000)
-        page.locator(".rl-dashboard").first.get_by_role("button", name="Pause").click()
+        dashboard.get_by_role("button", name="Pause").click()
         status.filter(has_text="paused").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)  # the step in flight when Pause was pressed may still land
         paused_at = step()
         page.wait_for_timeout(4000)
         assert step() == paused_at and "paused" in status.inner_text()
-        page.locator(".rl-dashboard").first.screenshot(path=str(artifacts / "lab03-paused.png"))
-        page.locator(".rl-dashboard").first.get_by_role("button", name="Stop").click()
-        all_run(page, n_code_cells(path))  # the waiting cell ends with the run, the rest runs
+        dashboard.screenshot(path=str(artifacts / "lab03-paused.png"))
+        dashboard.get_by_role("button", name="Stop").click()
+        status.filter(has_text="stopped").wait_for(timeout=30_000)
+        assert step() == paused_at
+        shut_down_kernel(base, token, f"lab03/{path.name}")  # the cells after the run check nothing here
     finally:
         page.screenshot(path=str(artifacts / "lab03.png"))
         page.close()

@@ -8,21 +8,17 @@ would. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from browser_helpers import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL, free_port, serve
+from browser_helpers import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL, VOILA, voila
 
 from rlhf_lab.store import PreferenceStore
 
 pytestmark = pytest.mark.browser
 
 FIXTURE = Path(__file__).with_name("ui_fixture.ipynb")
-VOILA = Path(sys.executable).with_name("voila")
 
 
 def stored(folder: Path) -> list[tuple[str, str]]:
@@ -78,33 +74,7 @@ def voila_server(tmp_path_factory):
     folder = tmp / "nb"
     folder.mkdir()
     shutil.copy(FIXTURE, folder / "ui_fixture.ipynb")
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
-        "IPYTHONDIR": str(tmp / "ipy"),
-    }
-    base = f"http://127.0.0.1:{port}"
-    # not GET / : every page GET starts a kernel and runs the notebook; a 403 still means "up"
-    with serve(
-        [
-            str(VOILA),
-            "ui_fixture.ipynb",
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            f"--Voila.root_dir={folder}",
-            f"--Voila.token={token}",
-            "--show_tracebacks=True",
-        ],
-        cwd=folder,
-        env=env,
-        log_path=tmp / "voila.log",
-        ready_url=f"{base}/voila/static/extension.js",
-        name="voila",
-        any_reply=True,
-    ):
+    with voila(folder / "ui_fixture.ipynb", tmp) as (base, token):
         yield base, token, folder
 
 

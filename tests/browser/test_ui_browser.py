@@ -8,8 +8,15 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import urllib.request
+from pathlib import Path
+
 import pytest
-from browser_helpers import ALL_RUN, KERNEL_READY, N_CODE_CELLS, PANEL
+from browser_helpers import ALL_RUN, COUNT_RESTARTS, DEAD, KERNEL_READY, N_CODE_CELLS, PANEL, RUN_ALL
 
 from rlhf_lab.store import PreferenceStore
 
@@ -214,3 +221,49 @@ def test_a_late_view_sees_every_point(notebook, jupyter_lab, new_page):
         assert second.get_by_text("Error displaying widget").count() == 0
     finally:
         second.close()
+
+
+def kill_kernel_process(base: str, token: str, path: str) -> None:
+    """SIGKILL the kernel of the notebook at ``path``, as a crash would (the server then restarts it)."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}") as reply:
+        kernel = next(s["kernel"]["id"] for s in json.load(reply) if s["path"] == path)
+    for proc in Path("/proc").iterdir():
+        try:
+            if f"kernel-{kernel}.json" in (proc / "cmdline").read_text():
+                os.kill(int(proc.name), signal.SIGKILL)
+                return
+        except (OSError, ValueError):
+            continue
+    raise AssertionError(f"no process runs kernel {kernel}")
+
+
+def test_a_click_after_the_kernel_died_says_so_and_records_nothing(jupyter_lab, new_page, artifacts):
+    base, token, root = jupyter_lab
+    folder = root / "dead"
+    folder.mkdir()
+    shutil.copy(Path(__file__).with_name("ui_fixture.ipynb"), folder / "ui_fixture.ipynb")
+    page = new_page()
+    try:
+        page.goto(f"{base}/lab/tree/dead/ui_fixture.ipynb?reset&token={token}")
+        page.wait_for_function(KERNEL_READY, timeout=120_000)
+        page.evaluate(RUN_ALL)
+        page.wait_for_function(ALL_RUN, arg=N_CODE_CELLS, timeout=180_000)
+        labeller = main_labeller(page)
+        labeller.get_by_role("button", name="A is better").click()
+        wait_session_count(page, 1)
+
+        page.evaluate(COUNT_RESTARTS)
+        kill_kernel_process(base, token, "dead/ui_fixture.ipynb")
+        page.wait_for_function("() => window.restarts > 0", timeout=60_000)
+        dialog = page.locator(".jp-Dialog", has_text="appears to have died")  # JupyterLab's notice
+        dialog.get_by_role("button", name="Ok").click()
+        labeller.get_by_role("button", name="B is better").click()
+        labeller.locator(".rl-status", has_text=DEAD).wait_for(timeout=30_000)
+        assert "Recorded" not in labeller.locator(".rl-status").inner_text()
+        assert "1 labelled this session" in labeller.locator(".rl-progress").inner_text()
+        labeller.screenshot(path=str(artifacts / "labeller-dead-kernel.png"))
+        with PreferenceStore(folder / "labels.sqlite") as store:
+            assert [label.judgement.value for label in store.labels()] == ["A"]
+    finally:
+        page.screenshot(path=str(artifacts / "dead-kernel.png"))
+        page.close()
