@@ -1,7 +1,8 @@
 """A real JupyterLab (loopback, token on, throw-away config) and headless Debian chromium via Playwright.
 
-Recipe and pitfalls: shared/notes/browser-tests.md. Everything here is skipped (not failed) when
-chromium or playwright is missing, so the fast suite runs anywhere; CI installs both.
+Playwright drives Debian's chromium (`executable_path=/usr/bin/chromium`, no downloaded browser).
+Everything here is skipped (not failed) when chromium or playwright is missing, so the fast suite
+runs anywhere; CI installs both.
 """
 
 from __future__ import annotations
