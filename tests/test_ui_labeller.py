@@ -282,3 +282,22 @@ def test_header_counts_labels_added_behind_the_labellers_back(tmp_path, monkeypa
     assert labeller.progress["total"] == 1 and labeller.progress["by_annotator"] == {"crowd-1": 1}
     labeller.close()
     store.close()
+
+
+def test_a_new_labeller_on_the_same_pairs_asks_only_what_this_annotator_has_not_labelled(store):
+    """A kernel restart re-runs the labelling cell with the same pairs: nobody labels a pair twice."""
+    first = PairLabeller(store, ITEMS, annotator="ana")
+    send(first, "A")
+    send(first, "B")
+    again = PairLabeller(store, ITEMS, annotator="ana")
+    assert again.current["prompt"] == "Describe rain."
+    assert "2 item(s) 'ana' already labelled" in again.status
+    send(again, "tie")
+    assert again.current is None and store.count() == 3
+    # Another annotator, or the same one judging another criterion, still gets every pair.
+    assert PairLabeller(store, ITEMS, annotator="bo").current["prompt"] == "Review a film."
+    other = PairLabeller(store, ITEMS, annotator="ana", criterion="honesty")
+    assert other.current["prompt"] == "Review a film."
+    # An undone label is not "labelled": its pair is asked again.
+    store.undo("ana")
+    assert PairLabeller(store, ITEMS, annotator="ana").current["prompt"] == "Describe rain."

@@ -36,6 +36,7 @@ import anywidget
 import traitlets
 
 from rlhf_lab.active import Item, as_items, normalise_item
+from rlhf_lab.store.records import label_item_id
 
 MODES = ("pair", "rank", "likert")
 PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
@@ -135,7 +136,12 @@ class PairLabeller(anywidget.AnyWidget):
         else:
             self._queue.extend(self._checked(as_items(items)))
         self.on_msg(self._on_frontend_msg)
-        self._advance()
+        passed = self._advance()
+        if passed:
+            self._say(
+                f"{passed} item(s) {name!r} already labelled (they are in the store) are not asked again.",
+                "info",
+            )
         self._stop_refresh = threading.Event()
         threading.Thread(
             target=_refresh_counts,
@@ -286,14 +292,37 @@ class PairLabeller(anywidget.AnyWidget):
             self._say(f"Recorded label #{label_id}.", "ok")
             return label_id
 
-    def _advance(self) -> None:
+    def _advance(self) -> int:
+        """Show the next item this annotator has not labelled yet; returns how many were passed over.
+
+        After a kernel restart a lab re-runs its labelling cell with the same pairs: what is already
+        in the store under this annotator (and criterion) is not asked again, so nobody labels twice.
+        """
         with self._lock:
-            if not self._queue and self._source is not None:
-                try:
-                    self._queue.extend(self._checked(as_items(self._source, REFILL)))
-                except Exception as exc:  # a broken source must not break labelling
-                    self._say(f"Could not fetch more items: {type(exc).__name__}: {exc}", "error")
-            self._show(self._queue.popleft() if self._queue else None)
+            done = self._labelled_here()
+            passed, refilled = 0, False
+            while True:
+                if not self._queue and self._source is not None and not refilled:
+                    refilled = True  # at most one refill per click, even if it brings only done items
+                    try:
+                        self._queue.extend(self._checked(as_items(self._source, REFILL)))
+                    except Exception as exc:  # a broken source must not break labelling
+                        self._say(f"Could not fetch more items: {type(exc).__name__}: {exc}", "error")
+                item = self._queue.popleft() if self._queue else None
+                if item is None or label_item_id(item["prompt"], item["responses"]) not in done:
+                    break
+                passed += 1
+            self._show(item)
+            return passed
+
+    def _labelled_here(self) -> set[str]:
+        """Item ids this annotator has a live label for under the current criterion."""
+        try:
+            labels = self.store.labels(annotator=self.annotator)
+        except Exception:  # a closed store: the status line says so when a label is attempted
+            return set()
+        criterion = self.criterion or None
+        return {label.item_id for label in labels if label.criterion == criterion}
 
     def _show(self, item: Item | None) -> None:
         self._current = item

@@ -152,6 +152,8 @@ def test_lab02_in_voila_label_then_reload_keeps_every_label(tmp_path, new_page, 
             labeller = page.locator(".rl-labeller").first
             labeller.locator(".rl-progress", has_text="you 2)").wait_for(timeout=120_000)
             assert "0 labelled this session" in labeller.locator(".rl-progress").inner_text()
+            # the same pairs come again, but the two already labelled are not asked a second time
+            assert "2 item(s) 'you' already labelled" in labeller.locator(".rl-status").inner_text()
             assert labels_by(store) == labelled  # the re-run kept every label and added no crowd labels
             labeller.screenshot(path=str(artifacts / "voila-lab02-after-reload.png"))
     finally:
