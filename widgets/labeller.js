@@ -101,9 +101,11 @@ function render({ model, el }) {
   const hasItem = () => responses().length > 0;
 
   // ---------------------------------------------------------------- the kernel connection
-  // After a kernel restart (or crash) this view's comm is gone and model.send throws ("Cannot
-  // send"); the new kernel knows nothing of this widget. Say so, and never look as if a label
-  // was taken. A reply that does not come within REPLY_MS (a busy or dead kernel) is reported too.
+  // After a kernel restart (or crash) that this page saw, this view's comm is gone and model.send
+  // throws ("Cannot send"); the new kernel knows nothing of this widget. Say so, and never look as
+  // if a label was taken. A restart this page did not see (another tab, the REST API) leaves the
+  // send going nowhere: the reply that does not come within REPLY_MS is reported instead, as for a
+  // busy kernel. Either way nothing shows as recorded without the kernel's answer.
   const REPLY_MS = 8000;
   const DEAD =
     "The kernel restarted or stopped, so this labeller is no longer connected: re-run this cell " +
