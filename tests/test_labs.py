@@ -1,4 +1,5 @@
-"""The labs: committed without outputs, and each one runs top to bottom on the tiny preset."""
+"""The labs: committed without outputs, and each one runs top to bottom on the tiny preset, with
+visible progress in every cell that runs longer than 5 s (tests/notebook_progress.py times them)."""
 
 import os
 import shutil
@@ -27,10 +28,33 @@ def test_lab_is_committed_clean(path):
     assert "PRESET" in first_code, f"{path.name}: the first code cell should set PRESET (one switch CPU/GPU)"
 
 
+SILENCE_LIMIT_S = 5.0
+"""No cell may run longer than this without visible progress (issue 14)."""
+
+
+def silent_cells(report: list[dict], limit: float = SILENCE_LIMIT_S) -> list[dict]:
+    """The cells that went longer than `limit` seconds without visible progress.
+
+    Seconds are counted at the pace of an idle machine: a stretch's wall time times the share of it
+    the kernel had a CPU (`pace`, its CPU time over its wall time), so a cell that waited for a busy
+    machine is not blamed for it, and one that computed silently for 5 s of CPU is.
+    """
+    return [row for row in report if row["longest_silence"] * row["pace"] > limit]
+
+
+def test_silent_cells_counts_idle_seconds():
+    rows = [
+        {"cell": 1, "seconds": 60.0, "pace": 1.0, "longest_silence": 30.0},  # 30 s of silent work
+        {"cell": 2, "seconds": 60.0, "pace": 0.1, "longest_silence": 30.0},  # 3 s of work on a busy machine
+        {"cell": 3, "seconds": 60.0, "pace": 1.0, "longest_silence": 4.0},  # a bar every 4 s
+    ]
+    assert [row["cell"] for row in silent_cells(rows)] == [1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lab_runs_top_to_bottom(path, tmp_path):
-    from nbclient import NotebookClient
+    from notebook_progress import ProgressClient, describe
 
     work = tmp_path / "labs"
     shutil.copytree(LABS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*", "runs"))
@@ -39,13 +63,14 @@ def test_lab_runs_top_to_bottom(path, tmp_path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the test's environment
     try:
-        NotebookClient(
+        client = ProgressClient(
             nb,
             timeout=600,
             kernel_name="python3",
             store_widget_state=False,
             resources={"metadata": {"path": str(work)}},
-        ).execute()
+        )
+        client.execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -56,3 +81,9 @@ def test_lab_runs_top_to_bottom(path, tmp_path):
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"
     ]
     assert not errors
+    report = client.cell_report(nb)
+    print("\n".join(describe(row) for row in report))  # shown with -s or -rA: every cell's timing
+    silent = silent_cells(report)
+    assert not silent, f"{path.name}: cells silent for more than {SILENCE_LIMIT_S:g} s:\n" + "\n".join(
+        describe(row) for row in silent
+    )
