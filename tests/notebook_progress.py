@@ -1,4 +1,4 @@
-"""Run a notebook and time, for each cell, its longest stretch without visible progress.
+"""Run a notebook and time, for each cell, when it first showed progress and its longest silence.
 
 Used by tests/test_labs.py. Run it by hand to see a lab's cell timings (full schedules too):
 
@@ -86,7 +86,9 @@ class ProgressClient(NotebookClient):
             data = content.get("data") or {}
             state = data.get("state") or {}
             self._note_children(content.get("comm_id", ""), state)
-            visible = kind == "comm_msg" and bool(state) and self._visible(content.get("comm_id", ""))
+            # "update": a widget's state changed; "custom": a message to its front end (anywidget's send)
+            changed = bool(state) or data.get("method") == "custom"
+            visible = kind == "comm_msg" and changed and self._visible(content.get("comm_id", ""))
         if visible and "date" in msg.get("header", {}):
             self.events.setdefault(cell_index, []).append(_seconds(msg["header"]["date"]))
         return super().process_message(msg, cell, cell_index)
@@ -108,6 +110,7 @@ class ProgressClient(NotebookClient):
                     "cell": index,
                     "seconds": seconds,
                     "pace": pace,
+                    "first_progress": marks[1] - start,  # == seconds when the cell showed nothing
                     "longest_silence": max(b - a for a, b in zip(marks, marks[1:])),
                     "progress_events": len(marks) - 2,
                     "source": cell.source.strip().splitlines()[0][:70] if cell.source.strip() else "",
@@ -118,8 +121,9 @@ class ProgressClient(NotebookClient):
 
 def describe(row: dict[str, Any]) -> str:
     return (
-        f"cell {row['cell']:>2}: {row['seconds']:6.1f} s (pace {row['pace']:.2f}), longest silence "
-        f"{row['longest_silence']:5.1f} s, {row['progress_events']:>4} progress messages | {row['source']}"
+        f"cell {row['cell']:>2}: {row['seconds']:6.1f} s (pace {row['pace']:.2f}), first progress after "
+        f"{row['first_progress']:5.1f} s, longest silence {row['longest_silence']:5.1f} s, "
+        f"{row['progress_events']:>4} progress messages | {row['source']}"
     )
 
 
