@@ -77,8 +77,10 @@ class ProgressClient(NotebookClient):
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
         kind, content = msg["msg_type"], msg.get("content", {})
         visible = False
-        if kind in OUTPUT_TYPES:
-            visible = True
+        if kind in OUTPUT_TYPES or kind == "execute_result":
+            visible = (
+                kind != "execute_result"
+            )  # a cell's value (e.g. `dash` on its last line) shows at its end
             view = (content.get("data") or {}).get(WIDGET_VIEW)
             if view:
                 self._shown.add(view["model_id"])
