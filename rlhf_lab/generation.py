@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.chat import format_prompt
+from rlhf_lab.progress import progress_bar
 
 MAX_NEW_TOKENS_LIMIT = 2048
 
@@ -38,7 +39,9 @@ def generate(
     batch_size: int = 16,
     seed: int | None = None,
 ) -> list[str]:
-    """Responses (text after the prompt, special tokens removed) for each prompt."""
+    """Responses (text after the prompt, special tokens removed) for each prompt.
+
+    Many prompts get a progress bar once sampling has taken a couple of seconds (rlhf_lab.progress)."""
     check_generation_length(max_new_tokens)
     if any(not p or not str(p).strip() for p in prompts):
         raise ValueError("Empty prompt: every prompt needs some text.")
@@ -50,6 +53,7 @@ def generate(
         generator_state = torch.get_rng_state()
         torch.manual_seed(seed)
     out: list[str] = []
+    bar = progress_bar(len(prompts), "sampling", show=None if len(prompts) > batch_size else False)
     try:
         for start in range(0, len(prompts), batch_size):
             texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
@@ -67,7 +71,9 @@ def generate(
             )
             new_tokens = ids[:, enc["input_ids"].shape[1] :]
             out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            bar.update(len(texts))
     finally:
+        bar.close()
         if was_training:
             model.train()
         if generator_state is not None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from rlhf_lab.progress import progress_bar
 from rlhf_lab.raters.gold import RaterVerdict
 from rlhf_lab.raters.wrappers import unit_random
 from rlhf_lab.store.records import Judgement
@@ -115,9 +116,15 @@ class ConstitutionalJudge:
         was_training = self.model.training
         self.model.eval()
         out = []
+        bar = progress_bar(len(texts), "AI judge", show=None if len(texts) > self.batch_size else False)
         try:
             for start in range(0, len(texts), self.batch_size):
-                ids = [self.tokenizer(t)["input_ids"] for t in texts[start : start + self.batch_size]]
+                # verbose=False: a judge prompt may be longer than the model's positions; we keep its
+                # last _max_len tokens below on purpose, so transformers' length warning is noise here.
+                ids = [
+                    self.tokenizer(t, verbose=False)["input_ids"]
+                    for t in texts[start : start + self.batch_size]
+                ]
                 if self._max_len:
                     ids = [seq[-self._max_len :] for seq in ids]
                 # Right padding: real tokens keep their positions, and causal attention never looks
@@ -131,7 +138,9 @@ class ConstitutionalJudge:
                     logits[torch.arange(len(ids), device=device), last].float(), dim=-1
                 )
                 out.append(logprobs[:, list(self._ids)].cpu())
+                bar.update(len(ids))
         finally:
+            bar.close()
             self.model.train(was_training)
         return torch.cat(out)
 

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from rlhf_lab.progress import progress_bar
 from rlhf_lab.reward.scorer import PairScoring, RewardScorer, as_lists
 
 
@@ -68,8 +69,18 @@ class RewardEnsemble(PairScoring):
         return self.mean(prompts, responses)
 
     def fit(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """fit() every member that can be fitted; their summaries."""
-        return [m.fit(**kwargs) for m in self.members if hasattr(m, "fit")]
+        """fit() every member that can be fitted; their summaries. A bar counts the members once the
+        fits have taken a couple of seconds (`progress=` as in RewardModelStage.fit)."""
+        fittable = [m for m in self.members if hasattr(m, "fit")]
+        bar = progress_bar(len(fittable), "ensemble fit", show=kwargs.get("progress"))
+        summaries = []
+        try:
+            for member in fittable:
+                summaries.append(member.fit(**kwargs))
+                bar.update(1)
+        finally:
+            bar.close()
+        return summaries
 
     def evaluate(self, split: str = "val", **kwargs: Any) -> pd.DataFrame:
         """One row of held-out metrics per member."""

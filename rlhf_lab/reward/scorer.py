@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.chat import format_conversation
 from rlhf_lab.device import autocast_for
+from rlhf_lab.progress import progress_bar
 
 
 class RewardScorer:
@@ -69,7 +70,11 @@ class RewardScorer:
             )
         else:
             texts = [format_conversation(tok, p, r) for p, r in zip(prompts, responses)]
-            ids = [row[-self.max_length :] for row in tok(texts, add_special_tokens=False)["input_ids"]]
+            # keep the last max_length tokens on purpose (verbose=False: no "longer than the maximum" warning)
+            ids = [
+                row[-self.max_length :]
+                for row in tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            ]
             enc = tok.pad({"input_ids": ids}, padding=True, padding_side="right", return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
@@ -89,12 +94,15 @@ class RewardScorer:
         out = torch.empty(len(prompts), dtype=torch.float32)
         was_training = self.model.training
         self.model.eval()
+        bar = progress_bar(len(order), "scoring", show=None if len(order) > size else False)
         try:
             for start in range(0, len(order), size):
                 chunk = order[start : start + size]
                 scores = self.forward([prompts[i] for i in chunk], [responses[i] for i in chunk])
                 out[chunk] = scores.cpu()
+                bar.update(len(chunk))
         finally:
+            bar.close()
             self.model.train(was_training)
         return out
 

@@ -27,45 +27,29 @@ Metrics per step: `loss/rm`, `rm/accuracy`, `rm/margin`, `train/learning_rate`, 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_lab.device import choose_device
 from rlhf_lab.errors import StageBusyError, StageError
-from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
+from rlhf_lab.progress import progress_bar
 from rlhf_lab.reward import evaluation
+from rlhf_lab.reward.checkpoint import load_rm_stage, save_rm_state
 from rlhf_lab.reward.config import WARM_START_MAX_EPOCHS, RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.evaluation import gold_accuracy, ranking_spearman
 from rlhf_lab.reward.losses import pairwise_loss
 from rlhf_lab.reward.pairs import PairRecord, no_pairs_message, prompt_unit, read_pairs
 from rlhf_lab.reward.scorer import PairScoring, RewardScorer, as_lists
-from rlhf_lab.stages.base import (
-    Stage,
-    StepClock,
-    config_from_dict,
-    load_training_state,
-    make_config,
-    model_path,
-    save_model,
-    save_training_state,
-)
+from rlhf_lab.stages.base import Stage, StepClock, make_config
 
 SMALL_DATA_PROMPTS = 100  # below this many prompts the default split is 90/10 (no test set)
 
@@ -247,14 +231,15 @@ class RewardModelStage(PairScoring, Stage):
         epochs: int | None = None,
         max_steps: int | None = None,
         warm_start: bool = True,
-        progress: bool = True,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """Train on the data source's current contents; returns a summary with held-out metrics.
 
         `warm_start=True` keeps the current weights and makes `warm_start_steps` optimizer steps (new
         labels top up a trained or pre-trained model); `warm_start=False` restarts from the initial
         weights (the backbone's, or the pre-trained ones) for `steps` steps. `epochs` or `max_steps`
-        override the schedule. Held-out prompts stay held out either way.
+        override the schedule. Held-out prompts stay held out either way. A progress bar appears once
+        the fit has taken a couple of seconds (`progress=True`: at once, `False`: never).
         """
         self.raise_if_error()
         if self.running:
@@ -279,9 +264,7 @@ class RewardModelStage(PairScoring, Stage):
             group["lr"] = cfg.learning_rate if fresh else cfg.warm_lr
         has_val = bool(self.split_pairs("val"))
 
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="rm fit", leave=False, disable=not progress)
+        bar = progress_bar(total, "rm fit", show=progress)
         steps, best, best_state, stale, stopped_early = 0, -1.0, None, 0, False
         try:
             while steps < total:
@@ -303,7 +286,7 @@ class RewardModelStage(PairScoring, Stage):
                         stopped_early = True
                         break
         finally:
-            bar.close()
+            bar.close(finished=True)
             self._on_hparams_changed({})
         if self.config.center_rewards:
             self.scorer.offset = self._mean_training_reward()
@@ -448,21 +431,7 @@ class RewardModelStage(PairScoring, Stage):
 
     # ------------------------------------------------------------------ checkpoints
     def _save_state(self, folder: Path) -> None:
-        with quiet_loading():
-            save_model(folder, "reward", self.model, self.tokenizer)
-        save_training_state(folder, self.optimizer)
-        with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
-            for pair in self.pairs:
-                f.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
-        state = {
-            "split_of": self.split_of,
-            "samples_seen": self.samples_seen,
-            "data_version": self.data_version,
-            "has_data": self._units is not None,
-            "offset": self.scorer.offset,
-            "pretrained": self.pretrained,
-        }
-        (folder / "rm_state.json").write_text(json.dumps(state, ensure_ascii=False))
+        save_rm_state(self, folder)
 
     @classmethod
     def _from_checkpoint(
@@ -476,24 +445,7 @@ class RewardModelStage(PairScoring, Stage):
         **kwargs: Any,
     ) -> RewardModelStage:
         """Rebuild from a checkpoint; `data=store` re-attaches a live store for the next fit()."""
-        source = model_path(folder, "reward")
-        with quiet_loading():
-            model = AutoModelForSequenceClassification.from_pretrained(source).to(choose_device(device))
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        with open(folder / "data.jsonl", encoding="utf-8") as f:
-            snapshot = [PairRecord(**json.loads(line)) for line in f if line.strip()]
-        config = config_from_dict(RMConfig, meta["config"])
-        stage = cls(model, tokenizer, data if data is not None else snapshot, config, clock=clock, **kwargs)
-        stage._initial_state = None  # the backbone's starting weights are not in the checkpoint
-        load_training_state(folder, stage.optimizer)
-        state = json.loads((folder / "rm_state.json").read_text(encoding="utf-8"))
-        stage.pairs, stage.split_of = snapshot, state["split_of"]
-        if state["has_data"]:
-            stage._build_units()
-        stage.samples_seen, stage.data_version = state["samples_seen"], state["data_version"]
-        stage.scorer.offset = state["offset"]
-        stage.pretrained = state.get("pretrained")
-        return stage
+        return load_rm_stage(cls, folder, meta, data=data, device=device, clock=clock, **kwargs)
 
 
 def replace_seed(config: RMConfig, seed: int) -> RMConfig:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from rlhf_lab.errors import StageError
+from rlhf_lab.notices import KLWarning
 
 
 def check_prompts(prompts: Any) -> list[str]:
@@ -56,7 +57,7 @@ def check_lengths(model: torch.nn.Module, prompt_tokens: list[list[int]], max_ne
 
 
 def check_kl(mean_kl: float, config: Any, *, name: str, warned: bool) -> bool:
-    """Warn once (main thread) above `config.kl_warning`; StageError above `config.kl_limit`.
+    """Warn once (main thread, a KLWarning) above `config.kl_warning`; StageError above `config.kl_limit`.
 
     Returns whether the warning has now been given. The background thread only flags rows
     (objective/kl_warning), since a warning there would print into whichever cell runs next.
@@ -64,9 +65,11 @@ def check_kl(mean_kl: float, config: Any, *, name: str, warned: bool) -> bool:
     if mean_kl > config.kl_warning and not warned and threading.current_thread() is threading.main_thread():
         warned = True
         warnings.warn(
-            f"KL to the reference is {mean_kl:.1f} nats per sequence (above {config.kl_warning}): watch for "
-            "reward hacking (compare objective/gold_scores, read stage.samples()).",
-            RuntimeWarning,
+            f"KL to the reference is {mean_kl:.1f} nats per answer, above the alarm level of "
+            f"{config.kl_warning:g}: {name}'s policy has moved far from where it started. Training goes on. "
+            "This often means reward hacking: check that the gold score still rises with the reward, and "
+            "read a few answers (stage.samples()).",
+            KLWarning,
             stacklevel=2,
         )
     if config.kl_limit is not None and mean_kl > config.kl_limit:

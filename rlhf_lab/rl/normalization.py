@@ -23,12 +23,14 @@ from typing import Any
 
 import torch
 
+from rlhf_lab.notices import LabNotice
+
 FLAT_STD = 0.05
 """A raw score spread below this is "nearly flat": two typical samples differ by less than a 51:49
 Bradley-Terry preference."""
 
 
-class FlatRewardWarning(UserWarning):
+class FlatRewardWarning(LabNotice):
     """The reward barely separates the policy's samples; RL on it would follow noise."""
 
 

@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
+from rlhf_lab.progress import progress_bar, wait_with_progress
 from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
     FORMAT,
     _fsync_tree,
@@ -121,6 +122,8 @@ class Stage(ABC):
         self._parked = threading.Event()  # set = the background loop is waiting (paused)
         self._stop_requested = False
         self._thread: threading.Thread | None = None
+        self._run_steps: int | None = None  # what the latest run() asked for, and the step it began at
+        self._run_start = 0
         self._error: BaseException | None = None
         self._error_traceback: str | None = None
         self._status = "idle"
@@ -148,29 +151,23 @@ class Stage(ABC):
     def step(self, n: int = 1, progress: bool | None = None) -> list[MetricRow]:
         """Run `n` steps in the caller's thread and return their metric rows.
 
-        A progress bar (tqdm.auto) is shown for n > 1 unless progress=False.
+        A progress bar (tqdm.auto) appears for n > 1 once the steps have taken a couple of seconds
+        (rlhf_lab.progress); progress=True shows it at once, progress=False never.
         """
         self.raise_if_error()
         if self._thread is not None and self._thread.is_alive() and not self._parked.is_set():
             raise StageBusyError(f"{self.name} is running in the background; call pause() before step().")
         rows: list[MetricRow] = []
-        show = (n > 1) if progress is None else progress
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc=self.name, leave=False)
+        bar = progress_bar(n, self.name, show=False if progress is None and n == 1 else progress)
         try:
             for _ in range(n):
                 rows.append(self._one_step())
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
         except NonFiniteLossError:
             self._status = "paused"
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return rows
 
     def _one_step(self) -> MetricRow:
@@ -213,6 +210,7 @@ class Stage(ABC):
                 raise StageBusyError(f"{self.name} is paused with a run in progress; resume() or stop() it.")
             raise StageBusyError(f"{self.name} is already running.")
         self._stop_requested = False
+        self._run_steps, self._run_start = steps, self.step_count
         self._permit.set()
         self._parked.clear()
         self._status = "running"
@@ -269,10 +267,13 @@ class Stage(ABC):
         if self._status in ("running", "paused"):
             self._status = "stopped"
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the background run ends, then re-raise its error if it had one."""
+    def wait(self, timeout: float | None = None, progress: bool | None = None) -> None:
+        """Block until the background run ends, then re-raise its error if it had one.
+
+        A bar of the steps taken appears if the wait lasts a couple of seconds (`progress` as in step)."""
         if self._thread is not None:
-            self._thread.join(timeout)
+            done = lambda: self.step_count - self._run_start  # noqa: E731
+            wait_with_progress(self._thread, done, self._run_steps, self.name, timeout=timeout, show=progress)
         self.raise_if_error()
 
     def raise_if_error(self) -> None:

@@ -1,0 +1,101 @@
+"""Progress bars that appear only when a call is slow enough to need one.
+
+    >>> bar = progress_bar(len(prompts), "sampling")      # drawn after DELAY_S, never on a fast call
+    >>> for chunk in chunks: ...; bar.update(len(chunk))
+    >>> bar.close()                                        # a bar that was drawn disappears when done
+
+`show=None` (the library's default) draws a tqdm.auto bar (a widget in Jupyter, text elsewhere) at the
+first update after the work has run for `DELAY_S` seconds, so a fast call prints nothing (and builds
+no widget) while a slow one never looks stuck. `show=True` draws it at once, `show=False` never. Bars
+are drawn from the main thread only: a stage's background thread would print into whichever notebook
+cell happens to run next.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+DELAY_S = 2.0
+"""Seconds a call runs before its bar appears (show=None)."""
+
+
+class Progress:
+    """A tqdm.auto bar created on demand: `update(k)`, `close()`, `n` and `total` as in tqdm."""
+
+    def __init__(self, total: int | None, desc: str, show: bool | None, **tqdm_kwargs: Any) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+        on_main = threading.current_thread() is threading.main_thread()
+        self._enabled = bool(show) or (show is None and on_main)
+        self._start = time.monotonic() - (DELAY_S if show else 0.0)
+        self._kwargs = tqdm_kwargs
+        self._bar: Any = None
+        self._postfix: dict[str, Any] = {}
+        self.closed = False
+
+    @property
+    def shown(self) -> bool:
+        """Whether the bar has been drawn."""
+        return self._bar is not None
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if self.closed or not self._enabled:
+            return
+        if self._bar is None and time.monotonic() - self._start >= DELAY_S:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=self.total, desc=self.desc, leave=False, initial=self.n - k, **self._kwargs
+            )
+            if self._postfix:
+                self._bar.set_postfix(self._postfix, refresh=False)
+        if self._bar is not None:
+            self._bar.update(k)
+
+    def set_postfix(self, **values: Any) -> None:
+        """Text after the bar (e.g. the latest loss), as tqdm's set_postfix."""
+        self._postfix = values
+        if self._bar is not None:
+            self._bar.set_postfix(values, refresh=False)
+
+    def close(self, *, finished: bool = False) -> None:
+        """Close the bar. `finished=True`: done even if short of `total` (early stopping, a stopped run);
+        tqdm's notebook bar would otherwise stay on screen in red, as if the call had failed."""
+        self.closed = True
+        if self._bar is None:
+            return
+        if finished and self._bar.total is not None and self._bar.n < self._bar.total:
+            self._bar.total = self._bar.n
+        self._bar.close()
+
+
+def progress_bar(total: int | None, desc: str, *, show: bool | None = None, **tqdm_kwargs: Any) -> Progress:
+    """A bar over `total` units; see the module docstring for `show`."""
+    return Progress(total, desc, show, **tqdm_kwargs)
+
+
+def wait_with_progress(
+    thread: threading.Thread,
+    done: Callable[[], int],
+    total: int | None,
+    desc: str,
+    *,
+    timeout: float | None = None,
+    show: bool | None = None,
+    poll_s: float = 0.2,
+) -> None:
+    """Join `thread` (up to `timeout` seconds) with a bar of `done()` units out of `total`."""
+    bar = progress_bar(total, desc, show=show)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while thread.is_alive():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            thread.join(poll_s if left is None else min(poll_s, left))
+            bar.update(done() - bar.n)
+    finally:
+        bar.close(finished=True)

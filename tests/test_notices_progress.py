@@ -1,0 +1,97 @@
+"""Plain-language notices (no source line) and progress bars that appear only on slow calls."""
+
+import io
+import subprocess
+import sys
+import threading
+import warnings
+
+import pytest
+
+from rlhf_lab import notices, progress
+from rlhf_lab.notices import KLWarning, LabNotice
+from rlhf_lab.rl.normalization import FlatRewardWarning
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_notice_prints_one_plain_line_without_the_source_line():
+    out = _run(
+        "import warnings\n"
+        "from rlhf_lab.notices import KLWarning, LabNotice\n"
+        "warnings.warn('the policy moved far', KLWarning)\n"
+        "warnings.warn('label more pairs', LabNotice)\n"
+        "warnings.warn('an ordinary warning', UserWarning)\n"
+    )
+    lines = out.stderr.splitlines()
+    assert lines[:2] == ["KL alarm: the policy moved far", "Note: label more pairs"]
+    # other warnings keep Python's format (path:line: Category: message)
+    assert lines[2:] == ["<string>:5: UserWarning: an ordinary warning"]
+
+
+def test_notices_stay_ordinary_warnings():
+    assert issubclass(KLWarning, RuntimeWarning) and issubclass(FlatRewardWarning, LabNotice)
+    with pytest.warns(RuntimeWarning, match="moved"):
+        warnings.warn("moved", KLWarning, stacklevel=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KLWarning)
+        with pytest.raises(KLWarning):
+            warnings.warn("moved", KLWarning, stacklevel=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", RuntimeWarning)  # what lab 03 does around its beta = 0 run
+        warnings.warn("moved", KLWarning, stacklevel=1)
+    assert caught == []
+
+
+def test_the_display_hook_writes_the_label_and_message_only():
+    stream = io.StringIO()
+    notices._show(KLWarning("far"), KLWarning, "/x/stage.py", 231, stream)
+    assert stream.getvalue() == "KL alarm: far\n"
+
+
+def test_a_fast_call_draws_no_bar_and_a_slow_one_does(monkeypatch):
+    fast = progress.progress_bar(10, "fast")
+    fast.update(10)
+    fast.close()
+    assert not fast.shown
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    slow = progress.progress_bar(10, "slow", file=io.StringIO())
+    slow.update(3)
+    slow.set_postfix(loss="0.1")
+    assert slow.shown and slow._bar.n == 3
+    slow.close(finished=True)  # stopped early: closed as done, not as failed
+    assert slow._bar.total == 3
+    assert not progress.progress_bar(10, "never", show=False, file=io.StringIO()).shown
+
+
+def test_bars_are_off_in_background_threads_and_on_at_once_with_show_true():
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(progress.progress_bar(5, "bg")._enabled))
+    worker.start()
+    worker.join()
+    assert seen == [False]
+    bar = progress.progress_bar(5, "now", show=True, file=io.StringIO())
+    bar.update(1)
+    assert bar.shown
+    bar.close()
+
+
+def test_wait_with_progress_follows_a_thread(monkeypatch):
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    done = threading.Event()
+    worker = threading.Thread(target=done.wait, args=(0.5,))
+    worker.start()
+    progress.wait_with_progress(worker, lambda: 1, 2, "run", poll_s=0.05)
+    assert not worker.is_alive()
+
+
+def test_the_ai_judge_cuts_long_prompts_without_transformers_length_warning():
+    from rlhf_lab.models.presets import load_policy
+    from rlhf_lab.raters import ConstitutionalJudge
+
+    model, tokenizer = load_policy("tiny")
+    long = "a very long answer " * 200  # far past the tiny model's 256 positions
+    ConstitutionalJudge(model, tokenizer, ["Be brief."], max_response_chars=10_000)("Hi?", long, "Hello.")
+    assert "sequence-length-is-longer-than-the-specified-maximum" not in tokenizer.deprecation_warnings
