@@ -129,29 +129,37 @@ def describe(row: dict[str, Any]) -> str:
     )
 
 
-def main(names: list[str]) -> None:
-    """Run each notebook in a copy of its folder and print its per-cell timings."""
+def run_copy(path: Path, folder: Path, timeout: int = 1800) -> tuple[Any, ProgressClient]:
+    """Run notebook `path` in a copy of its folder under `folder` (no stores or checkpoints copied);
+    returns the executed notebook and the client holding its timings."""
     import shutil
-    import tempfile
 
     import nbformat
+
+    work = folder / "labs"
+    shutil.copytree(
+        path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*", "runs")
+    )
+    nb = nbformat.read(work / path.name, as_version=4)
+    client = ProgressClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(work)}},
+    )
+    client.execute()
+    return nb, client
+
+
+def main(names: list[str]) -> None:
+    """Run each notebook in a copy of its folder and print its per-cell timings."""
+    import tempfile
 
     for name in names:
         path = Path(name).resolve()
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "labs"
-            shutil.copytree(
-                path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*", "runs")
-            )
-            nb = nbformat.read(work / path.name, as_version=4)
-            client = ProgressClient(
-                nb,
-                timeout=1800,
-                kernel_name="python3",
-                store_widget_state=False,
-                resources={"metadata": {"path": str(work)}},
-            )
-            client.execute()
+            nb, client = run_copy(path, Path(tmp))
         preset, quick = os.environ.get("RLHF_LAB_PRESET", "tiny"), os.environ.get("RLHF_LAB_QUICK")
         print(f"{path.name} ({preset}, QUICK={quick})")
         for row in client.cell_report(nb):

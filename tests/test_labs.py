@@ -1,8 +1,6 @@
 """The labs: committed without outputs, and each one runs top to bottom on the tiny preset, with
 visible progress within 5 s in every cell that runs longer (tests/notebook_progress.py times them)."""
 
-import os
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -73,30 +71,13 @@ def test_silent_cells_counts_idle_seconds():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_lab_runs_top_to_bottom(path, tmp_path):
-    from notebook_progress import ProgressClient, describe
+def test_lab_runs_top_to_bottom(path, tmp_path, monkeypatch):
+    from notebook_progress import describe, run_copy
 
-    work = tmp_path / "labs"
-    shutil.copytree(LABS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.sqlite*", "runs"))
-    nb = nbformat.read(work / path.name, as_version=4)
     env = {"RLHF_LAB_PRESET": "tiny", "RLHF_LAB_QUICK": "1", "RLHF_LAB_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits the test's environment
-    try:
-        client = ProgressClient(
-            nb,
-            timeout=600,
-            kernel_name="python3",
-            store_widget_state=False,
-            resources={"metadata": {"path": str(work)}},
-        )
-        client.execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # the kernel inherits the test's environment
+    nb, client = run_copy(path, tmp_path, timeout=600)
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"
     ]
