@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from rlhf_lab.store.schema import STAGED_COLUMNS
+from rlhf_lab.store.schema import STAGED_COLUMNS, visible
 
 CHUNK_ROWS = 2_000  # ~0.5 MiB of labels: a few milliseconds of lock on a laptop disk
 YIELD_S = 0.003  # between chunks, so writers polling for the lock get it before the next chunk
@@ -43,8 +43,7 @@ def copy_in_chunks(store: Any, staged_path: str, *, skip_existing: bool) -> list
     """
     drop_abandoned(store)
     alias = f"staged_{uuid.uuid4().hex[:12]}"
-    batch = store._write(_register_batch)
-    after_id = store._read("SELECT after_id FROM imports WHERE id = ?", (batch,))[0][0]
+    batch, after_id = store._write(_register_batch)
     _COPYING.add((store.path, batch))
     with store._lock:
         store.conn.execute(f"ATTACH DATABASE ? AS {alias}", (staged_path,))
@@ -94,15 +93,15 @@ def drop_abandoned(store: Any) -> int:
     return dropped
 
 
-def _register_batch(conn: sqlite3.Connection) -> int:
-    # AUTOINCREMENT hands out ids above sqlite_sequence, which is >= MAX(id): every row of this
-    # batch gets an id above after_id.
+def _register_batch(conn: sqlite3.Connection) -> tuple[int, int]:
+    """A new import batch: (its id, the label id every row of it will be above)."""
+    # AUTOINCREMENT hands out ids above sqlite_sequence, which is >= MAX(id).
+    after_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM labels").fetchone()[0]
     cursor = conn.execute(
-        "INSERT INTO imports (started, host, pid, after_id) "
-        "VALUES (?, ?, ?, (SELECT COALESCE(MAX(id), 0) FROM labels))",
-        (time.time(), socket.gethostname(), os.getpid()),
+        "INSERT INTO imports (started, host, pid, after_id) VALUES (?, ?, ?, ?)",
+        (time.time(), socket.gethostname(), os.getpid(), after_id),
     )
-    return cursor.lastrowid
+    return cursor.lastrowid, after_id
 
 
 def _chunk_insert(alias: str, skip_existing: bool) -> str:
@@ -112,13 +111,10 @@ def _chunk_insert(alias: str, skip_existing: bool) -> str:
         f"FROM {alias}.labels s WHERE s.rowid > :low AND s.rowid <= :high"
     )
     if skip_existing:
+        # Rows already visible in the store; repeats within the file are left to the MIN(rowid) test.
         same = "{t}.item_id = s.item_id AND {t}.annotator = s.annotator AND {t}.created = s.created"
-        visible = (
-            "(m.import_batch IS NULL OR m.import_batch = :batch"
-            " OR m.import_batch IN (SELECT id FROM main.imports WHERE done = 1))"
-        )
         sql += (
-            f" AND NOT EXISTS (SELECT 1 FROM main.labels m WHERE {same.format(t='m')} AND {visible})"
+            f" AND NOT EXISTS (SELECT 1 FROM main.labels m WHERE {same.format(t='m')} AND {visible('m')})"
             f" AND s.rowid = (SELECT MIN(t.rowid) FROM {alias}.labels t WHERE {same.format(t='t')})"
         )
     return sql

@@ -62,8 +62,16 @@ SCHEMA = SCHEMA + IMPORTS_SCHEMA
 MIGRATIONS = {  # from version N to N + 1, statement by statement
     1: ("ALTER TABLE labels ADD COLUMN import_batch INTEGER", *IMPORTS_SCHEMA),
 }
-# Every read of labels goes through this condition: rows of an unfinished import are not there yet.
-VISIBLE = "(import_batch IS NULL OR import_batch IN (SELECT id FROM imports WHERE done = 1))"
+
+
+def visible(table: str | None = None) -> str:
+    """The condition every read of labels goes through: rows of an unfinished import are not there yet.
+    `table` qualifies the column when a query names several tables."""
+    column = f"{table}.import_batch" if table else "import_batch"
+    return f"({column} IS NULL OR {column} IN (SELECT id FROM main.imports WHERE done = 1))"
+
+
+VISIBLE = visible()
 
 COLUMNS = (
     "id, item_id, prompt, responses, judgement, ranking, likert, annotator, created, note, "
