@@ -266,21 +266,22 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
     last_policy_stage: Any = None
     export = bool(config.get("export", True)) and rank == 0
 
+    def train_policy(name: str, stage: Any, steps: int) -> Any:
+        """SFT or DPO: `steps` steps, the loss summarised, the checkpoint saved under out/<name>."""
+        watch(stage)
+        rows = stage.step(steps, progress=show)
+        loss = f"loss/{name}"
+        summary[name] = {"steps": steps, "loss_first": rows[0][loss], "loss_last": rows[-1][loss]}
+        if rank == 0:
+            stage.save(out / name)
+        return stage
+
     sft_cfg = dict(config.get("sft") or {})
     if sft_cfg:
         steps = int(sft_cfg.pop("steps", 20))
         sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
         sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
-        watch(sft)
-        rows = sft.step(steps, progress=show)
-        summary["sft"] = {
-            "steps": steps,
-            "loss_first": rows[0]["loss/sft"],
-            "loss_last": rows[-1]["loss/sft"],
-        }
-        if rank == 0:
-            sft.save(out / "sft")
-        last_policy_stage = sft
+        last_policy_stage = train_policy("sft", sft, steps)
 
     dpo_cfg = dict(config.get("dpo") or {})
     if dpo_cfg:
@@ -289,16 +290,7 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         dpo = lab.dpo(
             user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
         )
-        watch(dpo)
-        rows = dpo.step(steps, progress=show)
-        summary["dpo"] = {
-            "steps": steps,
-            "loss_first": rows[0]["loss/dpo"],
-            "loss_last": rows[-1]["loss/dpo"],
-        }
-        if rank == 0:
-            dpo.save(out / "dpo")
-        last_policy_stage = dpo
+        last_policy_stage = train_policy("dpo", dpo, steps)
 
     rl_cfg = dict(config.get("rl") or {})
     if rl_cfg:
