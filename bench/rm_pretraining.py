@@ -1,13 +1,15 @@
 """How to pre-train the bundled reward model: variants judged on a validation split, never on the held-out set.
 
-    python bench/rm_pretraining.py                                   # the preset's default: lr 1e-4, 80 steps
+    python bench/rm_pretraining.py                                   # the default: lr 1e-4, 4/3 passes
+    python bench/rm_pretraining.py --steps 80 160 240 320            # accuracy after each of these steps
+    python bench/rm_pretraining.py --first-rounds                    # only the 2 disjoint pairs per prompt
     python bench/rm_pretraining.py --schedule linear --steps 120     # linear decay after 10% warm-up
     python bench/rm_pretraining.py --seeds 0 1 2 --ensemble          # and the mean-score ensemble of the seeds
     python bench/rm_pretraining.py --preset tiny --steps 4 --seeds 0 # seconds (CI smoke)
 
 Trains the preset's reward backbone on the bundled crowd pairs of training prompts whose crc32 is not
-0 mod 5 (~470 pairs), and measures accuracy against the gold judge on the bundled pairs of the other
-prompts (~117). The fixed held-out set of test prompts (`rlhf_lab.bundled.heldout_pairs`) stays
+0 mod 5 (~1,420 pairs; ~470 with --first-rounds), and measures accuracy against the gold judge on the
+first-round bundled pairs of the other prompts (117). The fixed held-out set of test prompts (`rlhf_lab.bundled.heldout_pairs`) stays
 untouched, so choosing a default here does not tune it to the number `learning_quality.py` reports.
 Prints one JSON line per seed (and one for the ensemble): accuracy, its 95% interval, seconds.
 """
@@ -25,7 +27,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--preset", default="smollm2-135m")
     parser.add_argument("--task", default="positive_review")
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument(
+        "--steps", type=int, nargs="+", help="report after each (default: PRETRAIN_PASSES over the pairs)"
+    )
+    parser.add_argument(
+        "--first-rounds", action="store_true", help="train on the first 600 bundled pairs only (disjoint)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--schedule", choices=["constant", "linear"], default="constant")
     parser.add_argument("--warmup", type=float, default=0.1, help="share of steps warming up (linear)")
@@ -36,9 +43,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     from rlhf_lab import Lab
-    from rlhf_lab.bundled import crowd_pairs, preference_pairs
+    from rlhf_lab.bundled import crowd_pairs, load_preferences, preference_pairs
     from rlhf_lab.reward.ensemble import RewardEnsemble
     from rlhf_lab.reward.evaluation import wilson_interval
+    from rlhf_lab.reward.pretrained import pretraining_steps
 
     torch.set_num_threads(1)
     lab = Lab.from_preset(args.preset, seed=args.seeds[0], store=":memory:")
@@ -46,10 +54,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def validation(prompt: str) -> bool:
         return zlib.crc32(prompt.encode()) % 5 == 0
 
-    train = [p for p in crowd_pairs(args.task) if not validation(p["prompt"])]
-    gold = [p for p in preference_pairs(args.task, "gold") if validation(p["prompt"])]
+    first_rounds = {(p["prompt"], *sorted(p["responses"])) for p in load_preferences(args.task)[:600]}
+    train = [
+        p
+        for p in crowd_pairs(args.task)
+        if not validation(p["prompt"])
+        and (not args.first_rounds or (p["prompt"], *sorted([p["chosen"], p["rejected"]])) in first_rounds)
+    ]
+    gold = [
+        p
+        for p in preference_pairs(args.task, "gold")
+        if validation(p["prompt"]) and (p["prompt"], *sorted([p["chosen"], p["rejected"]])) in first_rounds
+    ]
+    checkpoints = sorted(args.steps or [pretraining_steps(len(train), args.batch_size)])
     prompts = [p["prompt"] for p in gold]
-    settings = {k: getattr(args, k) for k in ("preset", "task", "lr", "steps", "batch_size", "schedule")}
+    settings = {
+        k: getattr(args, k) for k in ("preset", "task", "lr", "batch_size", "schedule", "first_rounds")
+    }
     results, members = [], []
 
     def report(what: dict, chosen, rejected, seconds: float) -> None:
@@ -59,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             **settings,
             **what,
             "val_gold_accuracy": round(hits / len(gold), 4),
-            "val_gold_accuracy_ci": [round(x, 4) for x in wilson_interval(hits, len(gold))],
+            "val_gold_accuracy_ci": [round(x, 4) for x in wilson_interval(hits / len(gold), len(gold))],
             "val_pairs": len(gold),
             "train_pairs": len(train),
             "seconds": round(seconds, 1),
@@ -67,29 +88,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(row)
         print(json.dumps(row), flush=True)
 
+    total = checkpoints[-1]
     for seed in args.seeds:
         began = time.perf_counter()
         stage = lab.reward_model(
             train, seed=seed, learning_rate=args.lr, batch_size=args.batch_size, split=[1.0, 0.0, 0.0]
         )
-        warm = max(1, int(args.warmup * args.steps))
-        for i in range(args.steps):
+        warm = max(1, int(args.warmup * total))
+        for i in range(total):
             if args.schedule == "linear":
-                share = (i + 1) / warm if i < warm else (args.steps - i) / max(1, args.steps - warm)
+                share = (i + 1) / warm if i < warm else (total - i) / max(1, total - warm)
                 for group in stage.optimizer.param_groups:
                     group["lr"] = args.lr * share
             stage.step(1, progress=False)
+            if i + 1 in checkpoints:
+                with torch.no_grad():
+                    chosen = stage(prompts, [p["chosen"] for p in gold])
+                    rejected = stage(prompts, [p["rejected"] for p in gold])
+                report({"seed": seed, "steps": i + 1}, chosen, rejected, time.perf_counter() - began)
         members.append(stage)
-        with torch.no_grad():
-            chosen = stage(prompts, [p["chosen"] for p in gold])
-            rejected = stage(prompts, [p["rejected"] for p in gold])
-        report({"seed": seed}, chosen, rejected, time.perf_counter() - began)
     if args.ensemble and len(members) > 1:
         ensemble = RewardEnsemble(members)
         with torch.no_grad():
             chosen = ensemble(prompts, [p["chosen"] for p in gold])
             rejected = ensemble(prompts, [p["rejected"] for p in gold])
-        report({"ensemble_of_seeds": args.seeds}, chosen, rejected, 0.0)
+        report({"ensemble_of_seeds": args.seeds, "steps": total}, chosen, rejected, 0.0)
     return results
 
 

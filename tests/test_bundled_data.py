@@ -23,7 +23,7 @@ from rlhf_lab.bundled import (
     rater_agreement_with_gold,
 )
 from rlhf_lab.chat import format_conversation
-from rlhf_lab.raters import get_judge
+from rlhf_lab.raters import get_judge, is_refusal
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "rlhf_lab" / "data"
@@ -83,7 +83,7 @@ def test_demos_are_short_train_only_and_fit_the_tiny_context(task, tiny_tok):
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_preference_pairs_schema_and_valid_judgements(task):
     pairs = load_preferences(task)
-    assert len(pairs) >= 600  # enough optimizer steps for a reward model (bench/README.md)
+    assert len(pairs) >= 1800  # every pairing of 4 samples on 300 prompts (bench/README.md, pre-training)
     train = {r["prompt"] for r in load_prompts(task, "train")}
     for pair in pairs:
         a, b = pair["responses"]
@@ -94,11 +94,18 @@ def test_preference_pairs_schema_and_valid_judgements(task):
         assert set(pair["judgements"].values()) <= VERDICTS
         assert len(pair["gold_scores"]) == 2
         assert {"temperature", "max_new_tokens", "seeds"} <= set(pair["generation"])
-    by_prompt: dict[str, list[str]] = {}
+    # The first 600 (two rounds, as in earlier releases) are disjoint pairs; the later rounds pair the same
+    # four responses every other way, so a prompt has at most 6 pairs, none repeated.
+    first: dict[str, list[str]] = {}
+    for pair in pairs[:600]:
+        first.setdefault(pair["prompt"], []).extend(pair["responses"])
+    assert all(len(set(texts)) == len(texts) <= 4 for texts in first.values()), "first rounds are disjoint"
+    pairings: dict[str, list[frozenset[str]]] = {}
     for pair in pairs:
-        by_prompt.setdefault(pair["prompt"], []).extend(pair["responses"])
-    assert max(len(texts) for texts in by_prompt.values()) <= 4, "at most two pairs per prompt"
-    assert all(len(set(texts)) == len(texts) for texts in by_prompt.values()), "a prompt's pairs are disjoint"
+        pairings.setdefault(pair["prompt"], []).append(frozenset(pair["responses"]))
+    for prompt, seen in pairings.items():
+        assert len(set(seen)) == len(seen) <= 6, prompt
+        assert set().union(*seen) == set(first[prompt]), "later rounds reuse the first rounds' responses"
     # Several raters per pair, and they do not all agree (else agreement has nothing to show).
     raters = pairs[0]["raters"]
     assert len(raters) >= 4
@@ -163,11 +170,13 @@ def test_helpful_harmless_pairs_contrast_refusals_with_answers():
     assert {p["kind"] for p in mixed} == {"benign", "harmful"}
     prefixes = tuple(_make_data().REFUSAL_PREFIXES)
     assert all(p["responses"][p["sources"].index("refusal-prefilled")].startswith(prefixes) for p in mixed)
-    # On benign prompts the gold judge must prefer the answer to the refusal.
+    # On benign prompts the gold judge must prefer the answer to the refusal (unless SmolLM2's own sample
+    # is a refusal too: then it is a tie).
     for pair in mixed:
         if pair["kind"] == "benign":
             refusal = pair["sources"].index("refusal-prefilled")
-            assert pair["judgements"]["gold"] == "AB"[1 - refusal], pair["id"]
+            if not is_refusal(pair["responses"][1 - refusal]):
+                assert pair["judgements"]["gold"] == "AB"[1 - refusal], pair["id"]
 
 
 def test_manifest_lists_every_file_with_rows_and_sha256(manifest):
@@ -186,8 +195,8 @@ def test_manifest_lists_every_file_with_rows_and_sha256(manifest):
 
 
 def test_bundled_data_stays_small(manifest):
-    # 600 rated pairs and a 120-pair held-out set per task, with their samples: about 3 MB in all.
-    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 3_500_000
+    # 1,800 rated pairs and a 360-pair held-out set per task, with their samples: about 6 MB in all.
+    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 7_000_000
 
 
 def test_prompts_and_demos_rebuild_identically(tmp_path, manifest):
@@ -242,7 +251,7 @@ def test_unknown_task_and_split_errors_name_the_known_ones():
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_heldout_set_is_on_test_prompts_only_and_rated_by_the_panel(task):
     rows = load_heldout(task)
-    assert len(rows) == 120
+    assert len(rows) == 360  # every pairing of 4 samples on 60 test prompts
     test = {r["prompt"] for r in load_prompts(task, "test")}
     train = {r["prompt"] for r in load_prompts(task, "train")}
     assert {r["prompt"] for r in rows} == test and not test & train
@@ -260,7 +269,7 @@ def test_crowd_pairs_carry_the_raters_votes_as_soft_labels(task):
     pairs = crowd_pairs(task)
     # helpful_harmless's rule-based judge calls about a third of the pairs a tie (two equally off-topic
     # answers), and the crowd follows it; VADER almost never ties.
-    assert len(pairs) >= (550 if task == "positive_review" else 350)
+    assert len(pairs) >= (1700 if task == "positive_review" else 1000)
     assert all(0.5 <= p["target"] <= 1.0 for p in pairs)
     assert any(p["target"] < 1.0 for p in pairs) and any(p["target"] == 1.0 for p in pairs)
     # Each crowd rater flips gold 20% of the time, so they agree with gold on about 80% of decided pairs.
