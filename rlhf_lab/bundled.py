@@ -49,10 +49,25 @@ def load_demos(task: str) -> list[dict[str, Any]]:
     return _read(task, "demos")
 
 
-def load_preferences(task: str) -> list[dict[str, Any]]:
+def load_preferences(task: str, *, disjoint: bool = False) -> list[dict[str, Any]]:
     """Rated pairs of SmolLM2 responses: prompt, responses [a, b], judgements {rater: "A"|"B"|"tie"},
-    raters, gold_scores [a, b] and the generation settings."""
-    return _read(task, "preferences")
+    raters, gold_scores [a, b] and the generation settings.
+
+    Each train prompt has four responses, rated in every pairing (6 pairs, 1,800 in all). `disjoint=True`
+    keeps the pairs in which no response appears twice (2 per prompt, the first 600): what agreement
+    statistics over a panel, or a lab that wants one vote per response, should read.
+    """
+    rows = _read(task, "preferences")
+    if not disjoint:
+        return rows
+    used: dict[str, set[str]] = {}
+    kept = []
+    for row in rows:
+        seen = used.setdefault(row["prompt"], set())
+        if not seen & set(row["responses"]):
+            seen.update(row["responses"])
+            kept.append(row)
+    return kept
 
 
 def load_rankings(task: str) -> list[dict[str, Any]]:

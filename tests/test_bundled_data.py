@@ -106,6 +106,7 @@ def test_preference_pairs_schema_and_valid_judgements(task):
     for prompt, seen in pairings.items():
         assert len(set(seen)) == len(seen) <= 6, prompt
         assert set().union(*seen) == set(first[prompt]), "later rounds reuse the first rounds' responses"
+    assert load_preferences(task, disjoint=True) == pairs[:600]
     # Several raters per pair, and they do not all agree (else agreement has nothing to show).
     raters = pairs[0]["raters"]
     assert len(raters) >= 4
