@@ -1,9 +1,8 @@
 """How to pre-train the bundled reward model: variants judged on a validation split, never on the held-out set.
 
-    python bench/rm_pretraining.py                                   # the default: lr 1e-4, 4/3 passes
-    python bench/rm_pretraining.py --steps 80 160 240 320            # accuracy after each of these steps
+    python bench/rm_pretraining.py                                   # the default: lr 1e-4, linear, 4/3 passes
+    python bench/rm_pretraining.py --schedule constant --steps 80 160 240 320   # accuracy at each step
     python bench/rm_pretraining.py --first-rounds                    # only the 2 disjoint pairs per prompt
-    python bench/rm_pretraining.py --schedule linear --steps 120     # linear decay after 10% warm-up
     python bench/rm_pretraining.py --seeds 0 1 2 --ensemble          # and the mean-score ensemble of the seeds
     python bench/rm_pretraining.py --preset tiny --steps 4 --seeds 0 # seconds (CI smoke)
 
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--first-rounds", action="store_true", help="train on the first 600 bundled pairs only (disjoint)"
     )
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--schedule", choices=["constant", "linear"], default="constant")
+    parser.add_argument("--schedule", choices=["constant", "linear"], default="linear")
     parser.add_argument("--warmup", type=float, default=0.1, help="share of steps warming up (linear)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--ensemble", action="store_true", help="also score the mean of the seeds' models")
@@ -47,6 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from rlhf_lab.reward.ensemble import RewardEnsemble
     from rlhf_lab.reward.evaluation import wilson_interval
     from rlhf_lab.reward.pretrained import pretraining_steps
+    from rlhf_lab.reward.stage import linear_schedule_share
 
     torch.set_num_threads(1)
     lab = Lab.from_preset(args.preset, seed=args.seeds[0], store=":memory:")
@@ -94,12 +94,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         stage = lab.reward_model(
             train, seed=seed, learning_rate=args.lr, batch_size=args.batch_size, split=[1.0, 0.0, 0.0]
         )
-        warm = max(1, int(args.warmup * total))
         for i in range(total):
             if args.schedule == "linear":
-                share = (i + 1) / warm if i < warm else (total - i) / max(1, total - warm)
                 for group in stage.optimizer.param_groups:
-                    group["lr"] = args.lr * share
+                    group["lr"] = args.lr * linear_schedule_share(i, total, args.warmup)
             stage.step(1, progress=False)
             if i + 1 in checkpoints:
                 with torch.no_grad():

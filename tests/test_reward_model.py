@@ -78,6 +78,35 @@ def test_learns_a_clean_rule_from_a_store(tiny_tok):
     assert great > dull
 
 
+def test_linear_schedule_warms_up_then_decays_and_restores_the_rate(tiny_tok):
+    stage = make_stage(
+        tiny_tok, clean_pairs(40), epochs=None, steps=10, schedule="linear", warmup_ratio=0.2, split=[1, 0, 0]
+    )
+    seen, step = [], stage.step
+
+    def recording_step(n, **kwargs):
+        seen.append(stage.optimizer.param_groups[0]["lr"])
+        return step(n, **kwargs)
+
+    stage.step = recording_step
+    stage.fit(warm_start=False, progress=False)
+    assert [round(lr / 1e-3, 3) for lr in seen] == [
+        0.5,
+        1.0,
+        1.0,
+        0.875,
+        0.75,
+        0.625,
+        0.5,
+        0.375,
+        0.25,
+        0.125,
+    ]
+    assert stage.optimizer.param_groups[0]["lr"] == 1e-3  # the next step (or fit) starts from the setting
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_stage(tiny_tok, clean_pairs(4), schedule="cosine")
+
+
 def test_bf16_autocast_scores_close_to_fp32_and_still_learns(tiny_tok):
     torch.manual_seed(0)
     store = fill(PreferenceStore(":memory:"), clean_pairs(200))

@@ -12,6 +12,7 @@ from typing import ClassVar
 from rlhf_lab.hparams import at_least, check_fields
 
 LOSSES = ("bradley_terry", "ranking")
+SCHEDULES = ("constant", "linear")
 WARM_START_MAX_EPOCHS = 2
 """An incremental fit makes at most this many passes over the training pairs: 20 steps on 16 new labels
 would be 10 passes, which memorises them and undoes what a pre-trained model knew (held-out accuracy vs
@@ -22,6 +23,7 @@ RM_RANGES = {
     "batch_size": at_least(1),
     "max_length": at_least(2),
     "weight_decay": at_least(0),
+    "warmup_ratio": at_least(0),
     "max_grad_norm": at_least(0),
     "steps": at_least(1),
     "warm_start_steps": at_least(1),
@@ -43,7 +45,13 @@ class RMConfig:
     """
 
     learning_rate: float = 1e-5
-    """AdamW learning rate (constant). Tiny models want ~1e-3, pretrained backbones 1e-5..5e-5."""
+    """AdamW learning rate (peak, under `schedule`). Tiny models want ~1e-3, pretrained backbones 1e-5..5e-5."""
+    schedule: str = "constant"
+    """Learning rate over one fit: "constant", or "linear" (warm up over `warmup_ratio` of the fit's steps,
+    then decay linearly to 0, as BERT fine-tuning does: Devlin et al. 2019). The bundled pre-training uses
+    "linear" (bench/README.md)."""
+    warmup_ratio: float = 0.1
+    """Share of a "linear" fit's steps spent warming up."""
     batch_size: int = 8
     """Training units per step: pairs ("bradley_terry") or ranked items ("ranking"). Small batches give
     a lab-sized data set enough optimizer steps."""
@@ -119,6 +127,10 @@ class RMConfig:
     def validate(self) -> RMConfig:
         """Raise ValueError for a setting that cannot work (called by the Stage base)."""
         check_fields(self, RM_RANGES)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_ratio >= 1:
+            raise ValueError(f"warmup_ratio must be below 1, got {self.warmup_ratio}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_size < 1:

@@ -55,6 +55,20 @@ SMALL_DATA_PROMPTS = 100  # below this many prompts the default split is 90/10 (
 
 
 # ---------------------------------------------------------------------- the stage
+
+
+def linear_schedule_share(step: int, total: int, warmup_ratio: float) -> float:
+    """The share of the peak learning rate at 0-based `step` of `total`: linear warm-up, then linear decay.
+
+    >>> [round(linear_schedule_share(i, 10, 0.2), 3) for i in range(10)]
+    [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+    """
+    warm = max(1, int(warmup_ratio * total))
+    if step < warm:
+        return (step + 1) / warm
+    return (total - step) / max(1, total - warm)
+
+
 class RewardModelStage(PairScoring, Stage):
     """Trains a reward model on preference pairs; the stage itself is the reward callable."""
 
@@ -260,14 +274,18 @@ class RewardModelStage(PairScoring, Stage):
         warm = min(cfg.warm_start_steps, WARM_START_MAX_EPOCHS * per_epoch)
         total = n_epochs * per_epoch if n_epochs else (cfg.steps if fresh else warm)
         total = total if max_steps is None else min(max_steps, total)
+        peak_lr = cfg.learning_rate if fresh else cfg.warm_lr
         for group in self.optimizer.param_groups:  # restored by _on_hparams_changed at the end
-            group["lr"] = cfg.learning_rate if fresh else cfg.warm_lr
+            group["lr"] = peak_lr
         has_val = bool(self.split_pairs("val"))
 
         bar = progress_bar(total, "rm fit", show=progress)
         steps, best, best_state, stale, stopped_early = 0, -1.0, None, 0, False
         try:
             while steps < total:
+                if cfg.schedule == "linear":
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = peak_lr * linear_schedule_share(steps, total, cfg.warmup_ratio)
                 row = self.step(1, progress=False)[0]
                 steps += 1
                 bar.update(1)
