@@ -5,7 +5,7 @@
     python bench/learning_quality.py --preset tiny --smoke    # seconds, for CI
 
 Runs `rlhf_lab.demo.run_demo`: SFT (the preset's schedule) -> a reward model pre-trained on the task's
-600 bundled pairs rated by three simulated crowd raters (each flips the gold verdict 20% of the time),
+1,800 bundled pairs rated by three simulated crowd raters (each flips the gold verdict 20% of the time),
 fine-tuned on the policy's own samples rated the same way -> RL (the preset's estimator) -> before/after
 on every held-out prompt x 2 samples. Prints one JSON line:
 

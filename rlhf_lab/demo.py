@@ -7,9 +7,10 @@
 `rlhf-lab demo` and `bench/learning_quality.py` call this. The steps:
 1. SFT on the task's demonstrations (the preset's schedule; SmolLM2-135M-Instruct is already an
    instruction-tuned model, so its schedule skips SFT and starts where the gold judge has room to rise).
-2. A reward model pre-trained on the task's 600 bundled pairs, rated by three simulated crowd raters
-   (each flips the gold verdict 20% of the time), then fine-tuned on "the room's" labels: pairs of the
-   policy's own samples rated the same way (rlhf_lab.reward.pretrained).
+2. A reward model pre-trained on the task's 1,800 bundled pairs (every pairing of four SmolLM2 samples
+   per prompt), rated by three simulated crowd raters (each flips the gold verdict 20% of the time), then
+   fine-tuned on "the room's" labels: pairs of the policy's own samples rated the same way
+   (rlhf_lab.reward.pretrained).
 3. Its accuracy against the gold judge on the fixed bundled held-out set (test prompts, never trained on),
    with a 95% interval, beside the crowd raters' own agreement with gold on the same pairs.
 4. RL (the preset's estimator) against the reward model, normalised on the starting policy's samples.

@@ -170,7 +170,7 @@ class Lab:
         """A reward-model stage on `data` (pairs) or, by default, the lab's preference store.
 
         `pretrained="positive_review"` (a bundled task) starts from a reward model trained on that
-        task's 600 bundled rated pairs (cached after the first time), so a room's few labels fine-tune
+        task's 1,800 bundled rated pairs (cached after the first time), so a room's few labels fine-tune
         it instead of having to teach a model from nothing (rlhf_lab.reward.pretrained).
         """
         from rlhf_lab.reward.stage import RewardModelStage
