@@ -54,17 +54,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def validation(prompt: str) -> bool:
         return zlib.crc32(prompt.encode()) % 5 == 0
 
-    first_rounds = {(p["prompt"], *sorted(p["responses"])) for p in load_preferences(args.task)[:600]}
+    def key(pair: dict) -> tuple[str, ...]:
+        return (pair["prompt"], *sorted([pair["chosen"], pair["rejected"]]))
+
+    first_rounds = {
+        (r["prompt"], *sorted(r["responses"])) for r in load_preferences(args.task, disjoint=True)
+    }
     train = [
         p
         for p in crowd_pairs(args.task)
-        if not validation(p["prompt"])
-        and (not args.first_rounds or (p["prompt"], *sorted([p["chosen"], p["rejected"]])) in first_rounds)
+        if not validation(p["prompt"]) and (not args.first_rounds or key(p) in first_rounds)
     ]
     gold = [
-        p
-        for p in preference_pairs(args.task, "gold")
-        if validation(p["prompt"]) and (p["prompt"], *sorted([p["chosen"], p["rejected"]])) in first_rounds
+        p for p in preference_pairs(args.task, "gold") if validation(p["prompt"]) and key(p) in first_rounds
     ]
     checkpoints = sorted(args.steps or [pretraining_steps(len(train), args.batch_size)])
     prompts = [p["prompt"] for p in gold]
