@@ -50,8 +50,9 @@ rank r draws its rollouts from every world_size-th prompt starting at r, samples
 seed, and gradients are averaged across ranks before each optimizer step (see
 rlhf_lab.rl.distributed). Ranks start from identical weights and stay identical; rank 0 saves
 the checkpoints and prints the summary, every rank writes output_dir/ranks/rank<r>.json with a
-SHA-256 of its trained weights. Limits: RL metrics are rank 0's own (not averaged), and an
-error that pauses one rank (kl_limit, a NaN) leaves the others waiting at the next all-reduce.
+SHA-256 of its trained weights. An error that stops one rank (kl_limit, a NaN) stops every rank at
+the same step boundary, before any weights change (rlhf_lab.rl.distributed.stopping_together).
+Limit: RL metrics are rank 0's own (not averaged).
 """
 
 from __future__ import annotations
@@ -266,79 +267,84 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
     last_policy_stage: Any = None
     export = bool(config.get("export", True)) and rank == 0
 
-    def train_policy(name: str, stage: Any, steps: int) -> Any:
-        """SFT or DPO: `steps` steps, the loss summarised, the checkpoint saved under out/<name>."""
-        watch(stage)
-        rows = stage.step(steps, progress=show)
-        loss = f"loss/{name}"
-        summary[name] = {"steps": steps, "loss_first": rows[0][loss], "loss_last": rows[-1][loss]}
-        if rank == 0:
-            stage.save(out / name)
-        return stage
+    # The trackers are closed however the run ends: a stage that raises still flushes its rows.
+    try:
 
-    sft_cfg = dict(config.get("sft") or {})
-    if sft_cfg:
-        steps = int(sft_cfg.pop("steps", 20))
-        sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
-        sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
-        last_policy_stage = train_policy("sft", sft, steps)
-
-    dpo_cfg = dict(config.get("dpo") or {})
-    if dpo_cfg:
-        steps = int(dpo_cfg.pop("steps", 10))
-        dpo_cfg.setdefault("seed", seed)
-        dpo = lab.dpo(
-            user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
-        )
-        last_policy_stage = train_policy("dpo", dpo, steps)
-
-    rl_cfg = dict(config.get("rl") or {})
-    if rl_cfg:
-        steps = int(rl_cfg.pop("steps", 10))
-        reward_kind = rl_cfg.pop("reward", "gold")
-        estimator = rl_cfg.pop("estimator", "ppo")
-        judge = get_judge(task) if task else None
-        if reward_kind == "rm":
-            rm_cfg = dict(config.get("reward_model") or {})
-            epochs = rm_cfg.pop("epochs", None)
-            rm = lab.reward_model(
-                user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **rm_cfg
-            )
-            watch(rm)
-            fit = rm.fit(epochs=epochs, warm_start=False, progress=show)
-            summary["reward_model"] = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
+        def train_policy(name: str, stage: Any, steps: int) -> Any:
+            """SFT or DPO: `steps` steps, the loss summarised, the checkpoint saved under out/<name>."""
+            watch(stage)
+            rows = stage.step(steps, progress=show)
+            loss = f"loss/{name}"
+            summary[name] = {"steps": steps, "loss_first": rows[0][loss], "loss_last": rows[-1][loss]}
             if rank == 0:
-                rm.save(out / "reward_model")
-            if export:
-                exports["reward_model"] = str(rm.export(out / "export" / "reward_model"))
-            reward: Any = rm
+                stage.save(out / name)
+            return stage
+
+        sft_cfg = dict(config.get("sft") or {})
+        if sft_cfg:
+            steps = int(sft_cfg.pop("steps", 20))
+            sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
+            sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
+            last_policy_stage = train_policy("sft", sft, steps)
+
+        dpo_cfg = dict(config.get("dpo") or {})
+        if dpo_cfg:
+            steps = int(dpo_cfg.pop("steps", 10))
+            dpo_cfg.setdefault("seed", seed)
+            dpo = lab.dpo(
+                user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
+            )
+            last_policy_stage = train_policy("dpo", dpo, steps)
+
+        rl_cfg = dict(config.get("rl") or {})
+        if rl_cfg:
+            steps = int(rl_cfg.pop("steps", 10))
+            reward_kind = rl_cfg.pop("reward", "gold")
+            estimator = rl_cfg.pop("estimator", "ppo")
+            judge = get_judge(task) if task else None
+            if reward_kind == "rm":
+                rm_cfg = dict(config.get("reward_model") or {})
+                epochs = rm_cfg.pop("epochs", None)
+                rm = lab.reward_model(
+                    user_data["preferences"] if "preferences" in user_data else preference_pairs(task),
+                    **rm_cfg,
+                )
+                watch(rm)
+                fit = rm.fit(epochs=epochs, warm_start=False, progress=show)
+                summary["reward_model"] = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
+                if rank == 0:
+                    rm.save(out / "reward_model")
+                if export:
+                    exports["reward_model"] = str(rm.export(out / "export" / "reward_model"))
+                reward: Any = rm
+            else:
+                reward = _gold_reward(judge)
+            prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
+            rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
+            rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
+            if world > 1:
+                # Built identically on every rank; from here on each rank samples differently.
+                torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
+            watch(rl)
+            rows = rl.step(steps, progress=show)
+            summary["rl"] = {
+                "estimator": estimator,
+                "reward": reward_kind,
+                "steps": steps,
+                "scores_first": rows[0].get("objective/scores"),
+                "scores_last": rows[-1].get("objective/scores"),
+                "kl_last": rows[-1].get("objective/kl"),
+                "rl_config": {k: v for k, v in dataclasses.asdict(rl.config).items() if k in rl_cfg},
+            }
+            trained = rl.params
+            if rank == 0:
+                rl.save(out / "rl")
+            last_policy_stage = rl
         else:
-            reward = _gold_reward(judge)
-        prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
-        rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
-        rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
-        if world > 1:
-            # Built identically on every rank; from here on each rank samples differently.
-            torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
-        watch(rl)
-        rows = rl.step(steps, progress=show)
-        summary["rl"] = {
-            "estimator": estimator,
-            "reward": reward_kind,
-            "steps": steps,
-            "scores_first": rows[0].get("objective/scores"),
-            "scores_last": rows[-1].get("objective/scores"),
-            "kl_last": rows[-1].get("objective/kl"),
-            "rl_config": {k: v for k, v in dataclasses.asdict(rl.config).items() if k in rl_cfg},
-        }
-        trained = rl.params
-        if rank == 0:
-            rl.save(out / "rl")
-        last_policy_stage = rl
-    else:
-        trained = list(lab.policy.parameters())
-    for tracker in trackers:
-        tracker.close()
+            trained = list(lab.policy.parameters())
+    finally:
+        for tracker in trackers:
+            tracker.close()
     if export and last_policy_stage is not None:
         # The lab's policy is the model every stage trained in place; the last stage's card describes it.
         exports["policy"] = str(last_policy_stage.export(out / "export" / "policy"))

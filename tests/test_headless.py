@@ -183,3 +183,32 @@ def test_bad_user_files_fail_before_training_and_name_the_row(tmp_path):
         check_config({"prompts": "p.jsonl", "rl": {"reward": "gold"}})
     with pytest.raises(ValueError, match="unknown tracker"):
         check_config({"task": "positive_review", "log_to": "mlflow"})
+
+
+def test_trackers_are_closed_when_a_stage_raises(tmp_path, monkeypatch):
+    import rlhf_lab.tracking
+    from rlhf_lab.headless import train
+    from rlhf_lab.stages.sft import SFTStage
+
+    finished = []
+
+    def fake_log_to(stages, backend, **options):
+        return rlhf_lab.tracking.Tracker(
+            backend, write=lambda *a: None, finish=lambda: finished.append(backend)
+        )
+
+    def failing_step(self, *args, **kwargs):
+        raise RuntimeError("the SFT step failed on purpose")
+
+    monkeypatch.setattr(rlhf_lab.tracking, "log_to", fake_log_to)
+    monkeypatch.setattr(SFTStage, "step", failing_step)
+    config = {
+        "preset": "tiny",
+        "task": "positive_review",
+        "output_dir": str(tmp_path / "run"),
+        "sft": {"steps": 1, "batch_size": 2},
+        "log_to": "tensorboard",
+    }
+    with pytest.raises(RuntimeError, match="on purpose"):
+        train(config)
+    assert finished == ["tensorboard"]  # flushed and finished although the run raised
