@@ -177,3 +177,35 @@ def test_bar_panels_write_long_row_labels_once_and_level():
     assert fig.data[0].marker.color != fig.data[1].marker.color
     with pytest.raises(ValueError, match="2 titles for 3 columns"):
         bar_panels(table, ["proxy reward", "gold reward", "length (tokens)"], titles=["a", "b"])
+
+
+def test_marks_draw_a_labelled_line_in_every_panel_and_survive_a_redraw():
+    clock = StepClock()
+    rm, ppo = FakeRM(clock=clock), FakeStage(name="ppo", clock=clock)
+    dash = Dashboard(ppo)
+    ppo.step(3, progress=False)  # rows still pending: mark() draws them before it reads the position
+    at = dash.mark("round 1: reward model retrained")
+    assert at == clock.value == 3
+
+    def lines(figure):
+        return [s for s in figure.layout.shapes if s.type == "line"]
+
+    def labels(figure):
+        return [a.text for a in figure.layout.annotations if a.text == "round 1: reward model retrained"]
+
+    shapes = lines(dash.figure)
+    assert len(shapes) == len(dash.panels) and all(s.x0 == s.x1 == 3 for s in shapes)
+    assert {(s.xref, s.line.dash) for s in shapes} >= {("x", "dot")}
+    assert len({s.xref for s in shapes}) == len(dash.panels)  # one line per panel, not one per figure
+    assert len(labels(dash.figure)) == dash._columns  # the label once per column, in the top row
+    assert "round 1: reward model retrained (lab_step 3)" in dash.summary()
+
+    # attaching a stage with other panels rebuilds the figure: the mark is drawn again
+    dash.attach(rm)
+    rm.step(2, progress=False)
+    dash.wait()
+    assert len(lines(dash.figure)) == len(dash.panels) and len(labels(dash.figure)) == dash._columns
+    dash.mark("explicit", at=1)
+    assert sum(s.x0 == 1 for s in lines(dash.figure)) == len(dash.panels)
+    with pytest.raises(ValueError, match="finite"):
+        dash.mark("nowhere", at=float("nan"))

@@ -60,6 +60,7 @@ PALETTE = (
 )
 # Plotly's named dash styles, one per stage in the order the stages were attached.
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+MARK_COLOR = "#888888"  # Dashboard.mark's event lines: grey, dotted, behind nothing that matters
 STAGE_KEY_COLOR = "#444444"  # the stage key shows dash styles only, in a neutral colour
 LEGEND_ROOM_PX = 22  # how far subplot titles move up to make room for their panel's legend
 

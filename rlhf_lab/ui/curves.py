@@ -21,6 +21,7 @@ from typing import Any
 from rlhf_lab.ui.chart_style import (
     DASHES,
     LEGEND_ROOM_PX,
+    MARK_COLOR,
     STAGE_KEY_COLOR,
     STAGE_KEY_LEGEND,
     metric_colors,
@@ -97,6 +98,7 @@ class CurvesMixin:
     """The figure of a Dashboard: panels, traces and redraws (state set up by Dashboard.__init__)."""
 
     stages: list[Any]
+    _marks: list[tuple[float, str]]
     _draw_lock: threading.RLock
     _lock: threading.Lock
 
@@ -161,7 +163,48 @@ class CurvesMixin:
             if title in self._cell:
                 row, col = self._cell[title]
                 figure.update_yaxes(type="log", exponentformat="power", row=row, col=col)
+        for at, label in self._marks:
+            self._draw_mark(figure, at, label)
         return figure
+
+    def mark(self, label: str, at: float | None = None) -> float:
+        """A dotted vertical line across every panel at lab_step `at`, labelled in the top row.
+
+        Marks an event the curves alone do not show: a flywheel round's retrained reward model, a
+        changed beta, a new batch of labels. `at` defaults to the newest lab_step drawn so far, so
+        `dash.mark("round 2")` right after the event marks where the curves go on from. Returns the
+        x used. Marks survive a redraw (attaching a stage) and show in late views.
+
+            >>> dash.mark("reward model retrained (round 1)")
+        """
+        label = str(label)
+        with self._draw_lock:
+            self._draw_pending()  # rows that arrived before the event belong left of its line
+            if at is None:
+                at = self._x_range[1] if math.isfinite(self._x_range[1]) else 0
+            at = float(at)
+            if not math.isfinite(at):
+                raise ValueError(f"mark position must be a finite lab_step, got {at!r}")
+            self._marks.append((at, label))
+            self._draw_mark(self.figure, at, label)
+        self._sync_late_views()
+        return at
+
+    def _draw_mark(self, figure: Any, at: float, label: str) -> None:
+        line = {"dash": "dot", "color": MARK_COLOR, "width": 1}
+        for row, col in self._cell.values():
+            # the label once per column (top row), so a label never sits over another panel's curves
+            text = {"annotation_text": label} if row == 1 else {}
+            figure.add_vline(
+                x=at,
+                line=line,
+                row=row,
+                col=col,
+                exclude_empty_subplots=False,  # a panel may have no curve yet
+                annotation_position="top left",
+                annotation_font={"size": 10, "color": MARK_COLOR},
+                **text,
+            )
 
     def _rebuild_figure_if_needed(self) -> None:
         if self._choose_panels().keys() == self.panels.keys():

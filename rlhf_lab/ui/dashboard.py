@@ -4,6 +4,7 @@
     >>> dash = Dashboard(sft, rm, ppo, smoothing=0.6)   # one story on the shared lab_step axis
     >>> dash                                            # curves, Step/Run/Pause/Stop, beta/lr/temperature
     >>> ppo.run(steps=200)                              # curves update while it trains
+    >>> dash.mark("reward model retrained")             # a dotted line where the curves go on from
 
 A notebook that needs a run finished waits with `await dash.finished()` (or `await
 until_done(stage)`): unlike `stage.wait()`, an awaiting cell lets the kernel handle widget
@@ -84,6 +85,7 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self._last_sync = 0.0
         self._unsubscribe = []
         self._stage_rank: dict[str, int] = {}
+        self._marks: list[tuple[float, str]] = []  # (lab_step, label) of each Dashboard.mark
         self.figure = self._build_figure()
         self._build_controls()
         for stage in self.stages:
@@ -181,6 +183,8 @@ class Dashboard(CurvesMixin, ControlsMixin):
             lines.append("  latest: " + ", ".join(f"{n}={v:.4g}" for n, v in shown))
         else:
             lines.append("  no metrics yet")
+        if self._marks:
+            lines.append("  marks: " + ", ".join(f"{label} (lab_step {at:g})" for at, label in self._marks))
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:

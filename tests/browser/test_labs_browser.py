@@ -191,3 +191,28 @@ def test_lab03_pause_during_run_all_stops_the_step_counter(jupyter_lab, new_page
     finally:
         page.screenshot(path=str(artifacts / "lab03.png"))
         page.close()
+
+
+def test_lab08_dashboard_marks_each_reward_model_refit(jupyter_lab, new_page, artifacts):
+    """Run All of lab 08 (QUICK: two rounds): the rendered dashboard shows a labelled line per refit."""
+    base, token, root = jupyter_lab
+    path = copy_lab(root / "lab08", "08")
+    page = new_page()
+    dashboard = page.locator(".rl-dashboard").first
+    try:
+        open_notebook(page, base, token, f"lab08/{path.name}")
+        page.evaluate(RUN_ALL)
+        all_run(page, n_code_cells(path))
+        # plotly draws each annotation as an SVG text in the figure's info layer
+        labels = dashboard.locator(".annotation-text")
+        for round_ in (1, 2):
+            assert labels.filter(has_text=f"RM refit {round_}").count() >= 1
+        # and each mark as one dotted line per panel, in the shape layer
+        panels = dashboard.locator(".subplot.xy").count()
+        dotted = dashboard.locator(".shapelayer path[style*='stroke-dasharray']")
+        assert panels >= 4 and dotted.count() >= 2 * panels
+        dashboard.screenshot(path=str(artifacts / "lab08-dashboard.png"))
+        assert not page.evaluate(STDERR) or "Traceback" not in "".join(page.evaluate(STDERR))
+    finally:
+        page.screenshot(path=str(artifacts / "lab08.png"))
+        page.close()
