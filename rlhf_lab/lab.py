@@ -141,6 +141,24 @@ class Lab:
         self.policy.load_state_dict(self.snapshots[name].state_dict())
         return self.policy
 
+    def _snapshot_like_policy(self, config: dict[str, Any]) -> PreTrainedModel | None:
+        """A snapshot whose weights equal the policy's now, to be a new stage's frozen reference.
+
+        Saves a copy of the model per RL or DPO stage started from a snapshot's weights (lab 04
+        starts four PPO runs from "sft"): the reference is a frozen copy of exactly those weights.
+        None (the stage makes its own copy) when no snapshot matches or the stage uses LoRA.
+        """
+        if config.get("lora") or not self.snapshots:
+            return None
+        policy = self.policy.state_dict()
+        for snapshot in reversed(list(self.snapshots.values())):  # the newest first: most likely
+            frozen = snapshot.state_dict()
+            if frozen.keys() == policy.keys() and all(
+                frozen[k].dtype == policy[k].dtype and torch.equal(frozen[k], policy[k]) for k in policy
+            ):
+                return snapshot
+        return None
+
     def generate(
         self, prompts: list[str], *, model: PreTrainedModel | None = None, **kwargs: Any
     ) -> list[str]:
@@ -233,6 +251,7 @@ class Lab:
             # The preset fixes the rollouts per step (the compute budget); RLOO/GRPO spend them as k per prompt.
             k = config.get("samples_per_prompt") or (4 if estimator in GROUP_ESTIMATORS else 1)
             config["batch_size"] = max(1, self.defaults["rollouts_per_step"] // k)
+        config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
         )
@@ -242,6 +261,7 @@ class Lab:
         from rlhf_lab.stages.dpo import DPOStage
 
         config = self._with_defaults(config, learning_rate="dpo_learning_rate", max_length="max_length")
+        config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
         )

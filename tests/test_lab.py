@@ -66,3 +66,28 @@ def test_cpu_bf16_detection_can_be_overridden(monkeypatch):
     assert cpu_has_native_bf16() is False
     monkeypatch.setenv("RLHF_LAB_CPU_BF16", "yes")
     assert cpu_has_native_bf16() is True
+
+
+def _length_reward(prompts, responses):
+    return [len(r) / 10 for r in responses]
+
+
+def test_a_stage_started_from_a_snapshot_shares_it_as_its_reference(tiny_lab):
+    prompts = ["Describe a cat.", "Say hi."]
+    sft = tiny_lab.snapshot("sft")
+    first = tiny_lab.ppo(prompts, reward=_length_reward, batch_size=4, max_new_tokens=4)
+    assert first.ref_policy is sft  # no second frozen copy of the same weights
+    first.step(1)  # the policy moved: a new stage from here needs a copy of its own
+    moved = tiny_lab.rl(prompts, reward=_length_reward, estimator="rloo", batch_size=4, max_new_tokens=4)
+    assert moved.ref_policy is not sft
+    assert all(torch.equal(a, b) for a, b in zip(moved.ref_policy.parameters(), tiny_lab.policy.parameters()))
+    tiny_lab.restore("sft")  # back on the snapshot's weights: shared again, for DPO too
+    again = tiny_lab.ppo(prompts, reward=_length_reward, batch_size=4, max_new_tokens=4)
+    pairs = [{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 4
+    assert again.ref_policy is sft and tiny_lab.dpo(pairs).ref_policy is sft
+    # the reference is frozen and stepping the policy never changes it
+    again.step(1)
+    assert all(not p.requires_grad for p in sft.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(sft.parameters(), tiny_lab.policy.parameters()))
+    with_lora = tiny_lab.ppo(prompts, reward=_length_reward, batch_size=4, max_new_tokens=4, lora=True)
+    assert with_lora.ref_policy is None  # LoRA: the reference is the base model, adapter off

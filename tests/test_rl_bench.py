@@ -39,3 +39,14 @@ def test_levers_smoke():
     for name, lever in result["levers"].items():
         assert lever["baseline_s"] > 0 and lever["fast_s"] > 0, name
         assert lever["speedup"] == pytest.approx(lever["baseline_s"] / lever["fast_s"], rel=0.05), name
+
+
+@pytest.mark.slow
+def test_lab_memory_smoke():
+    result = run_bench("bench/lab_memory.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    assert set(result["modes"]) == {"copy_and_keep", "share_and_release"}
+    for phases in result["modes"].values():
+        assert [p["phase"] for p in phases][-1] == "run 4 (retrained)"
+        assert all(p["rss_gib"] > 0 and p["peak_rss_gib"] >= p["rss_gib"] * 0.99 for p in phases)
+    # freeing finished stages leaves fewer live tensors, even on tiny
+    assert result["end_live_ratio"] > 1

@@ -229,7 +229,9 @@ def test_out_of_memory_pauses_with_advice_and_next_step_works(tiny_tok, monkeypa
     monkeypatch.setattr(stage_module, "sample_responses", flaky)
     with pytest.raises(StageError, match="batch_size") as info:
         stage.step()
-    assert "max_new_tokens" in str(info.value) and "LoRA" in str(info.value)
+    assert (
+        "max_new_tokens" in str(info.value) and "LoRA" in str(info.value) and "release()" in str(info.value)
+    )
     assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
     stage.set(batch_size=4)
     assert stage.step()[0]["step"] == 1

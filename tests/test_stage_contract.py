@@ -222,3 +222,45 @@ def test_steps_never_overlap():
         stage.resume()
     stage.wait(10)
     assert stage.step_count == 25
+
+
+def test_release_frees_the_training_state_and_keeps_the_history(tiny_lab, tmp_path):
+    import gc
+    import weakref
+
+    from rlhf_lab.errors import StageError
+
+    prompts = ["Describe a cat.", "Say hi."]
+    ppo = tiny_lab.ppo(prompts, reward=lambda p, r: [len(x) / 10 for x in r], batch_size=4, max_new_tokens=4)
+    ppo.step(2)
+    reference = weakref.ref(ppo.ref_policy)  # its own copy: no snapshot was taken
+    moments = sum(
+        t.numel() * t.element_size()
+        for s in ppo.optimizer.state.values()
+        for t in s.values()
+        if hasattr(t, "numel")
+    )
+    assert moments > 0
+    history, samples = ppo.history, ppo.samples()
+    freed = ppo.release()
+    gc.collect()
+    assert freed > moments and reference() is None
+    assert not ppo.optimizer.state and all(p.grad is None for p in tiny_lab.policy.parameters())
+    assert ppo.value_head is None and ppo.released
+    assert ppo.history.equals(history) and ppo.samples() == samples
+    for action in (
+        lambda: ppo.step(1),
+        lambda: ppo.run(2),
+        lambda: ppo.save(tmp_path / "x"),
+    ):
+        with pytest.raises(StageError, match="released"):
+            action()
+    # a stage still running cannot be released under its thread
+    sft = tiny_lab.sft([{"prompt": "p", "response": "r"}] * 4, batch_size=2)
+    sft.run()
+    try:
+        with pytest.raises(StageError, match="stop"):
+            sft.release()
+    finally:
+        sft.stop()
+    assert sft.release() > 0 and not sft.optimizer.state

@@ -111,5 +111,6 @@ def out_of_memory_error(
         f"(batch_size={cfg.batch_size} x {cfg.k} samples, max_new_tokens={cfg.max_new_tokens}).{partial} "
         f"The stage is paused and memory was freed. Lower batch_size (e.g. set(batch_size="
         f"{max(cfg.num_minibatches, cfg.batch_size // 2)})) or max_new_tokens, set eval_batch_size, "
-        "or train LoRA adapters (lora=True) to save optimizer memory."
+        "train LoRA adapters (lora=True) to save optimizer memory, or free the finished stages this "
+        "kernel still holds (old_stage.release() keeps their curves)."
     )

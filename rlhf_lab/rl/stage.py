@@ -87,6 +87,7 @@ class RLStage(Stage):
     """RL against a reward with a KL penalty to a frozen reference. See the module docstring."""
 
     name = "rl"  # each instance is named by its estimator: "ppo", "rloo", "grpo" or "reinforce"
+    released_attributes = ("ref_policy", "value_model", "value_head")  # what release() drops
     mutable_hparams = (
         "beta",
         "target_kl",

@@ -128,6 +128,7 @@ class Stage(ABC):
         self._error_traceback: str | None = None
         self._status = "idle"
         self._elapsed = 0.0  # seconds spent in steps, carried across save/load
+        self.released = False  # True after release(): history only, no more training
 
     # ------------------------------------------------------------------ subclass API
     @abstractmethod
@@ -155,6 +156,7 @@ class Stage(ABC):
         (rlhf_lab.progress); progress=True shows it at once, progress=False never.
         """
         self.raise_if_error()
+        self._check_not_released("step")
         if self._thread is not None and self._thread.is_alive() and not self._parked.is_set():
             raise StageBusyError(f"{self.name} is running in the background; call pause() before step().")
         rows: list[MetricRow] = []
@@ -205,6 +207,7 @@ class Stage(ABC):
     def run(self, steps: int | None = None) -> None:
         """Take `steps` steps (forever if None) in a background thread; returns at once."""
         self.raise_if_error()
+        self._check_not_released("run")
         if self._thread is not None and self._thread.is_alive():
             if self._parked.is_set():
                 raise StageBusyError(f"{self.name} is paused with a run in progress; resume() or stop() it.")
@@ -340,6 +343,30 @@ class Stage(ABC):
         """Every metric row so far (step, lab_step, wall time and the stage's metrics)."""
         return pd.DataFrame(self._rows)
 
+    # ------------------------------------------------------------------ memory
+    def release(self) -> int:
+        """Free the optimizer state, gradients and (RL, DPO) reference and value model; return the bytes.
+
+        History, samples and trained weights stay; `step`, `run` and `save` raise StageError after.
+        See rlhf_lab.stages.memory.  >>> ppo.step(40); ppo.release()   # ppo.history still works
+        """
+        from rlhf_lab.stages.memory import release_training_state, return_freed_memory
+
+        if self._thread is not None and self._thread.is_alive():
+            raise StageBusyError(f"{self.name} has a run in progress; stop() it before release().")
+        with self._step_lock:
+            freed = release_training_state(self)
+            self.released = True
+        return_freed_memory()
+        return freed
+
+    def _check_not_released(self, action: str) -> None:
+        if self.released:
+            raise StageError(
+                f"{self.name} was released (its optimizer state and reference are gone), so it cannot "
+                f"{action}. Its history and samples are still here; create a new stage to train more."
+            )
+
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | os.PathLike) -> Path:
         """Write a complete checkpoint to `path` atomically (temp folder, manifest, then rename).
@@ -347,6 +374,7 @@ class Stage(ABC):
         A crash or a full disk during the save leaves the previous checkpoint at `path` intact; after
         a save the one before it is kept as `.<name>.old`, the fallback of `load` (stages.checkpoint).
         """
+        self._check_not_released("save")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")

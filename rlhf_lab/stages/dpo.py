@@ -188,6 +188,7 @@ class DPOStage(Stage):
     """
 
     name: ClassVar[str] = "dpo"
+    released_attributes: ClassVar[tuple[str, ...]] = ("ref_policy",)  # what release() drops
     mutable_hparams: ClassVar[tuple[str, ...]] = ("beta", "learning_rate", "batch_size")
 
     def __init__(
