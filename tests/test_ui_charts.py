@@ -198,6 +198,7 @@ def test_marks_draw_a_labelled_line_in_every_panel_and_survive_a_redraw():
     assert {(s.xref, s.line.dash) for s in shapes} >= {("x", "dot")}
     assert len({s.xref for s in shapes}) == len(dash.panels)  # one line per panel, not one per figure
     assert len(labels(dash.figure)) == dash._columns  # the label once per column, in the top row
+    assert len(dash.figure.layout.annotations) == len(dash.panels) + dash._columns  # titles + labels only
     assert "round 1: reward model retrained (lab_step 3)" in dash.summary()
 
     # attaching a stage with other panels rebuilds the figure: the mark is drawn again

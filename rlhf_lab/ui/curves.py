@@ -192,18 +192,23 @@ class CurvesMixin:
 
     def _draw_mark(self, figure: Any, at: float, label: str) -> None:
         line = {"dash": "dot", "color": MARK_COLOR, "width": 1}
+        # The label once per column (top row), written upwards along the left of its line: marks a
+        # few steps apart (flywheel rounds) would overlap if their labels ran sideways. Without
+        # annotation_text plotly adds no annotation (an annotation_* option alone adds "new text").
+        label_options = {
+            "annotation_text": label,
+            "annotation_position": "top left",
+            "annotation_textangle": -90,
+            "annotation_font": {"size": 10, "color": MARK_COLOR},
+        }
         for row, col in self._cell.values():
-            # the label once per column (top row), so a label never sits over another panel's curves
-            text = {"annotation_text": label} if row == 1 else {}
             figure.add_vline(
                 x=at,
                 line=line,
                 row=row,
                 col=col,
                 exclude_empty_subplots=False,  # a panel may have no curve yet
-                annotation_position="top left",
-                annotation_font={"size": 10, "color": MARK_COLOR},
-                **text,
+                **(label_options if row == 1 else {}),
             )
 
     def _rebuild_figure_if_needed(self) -> None:

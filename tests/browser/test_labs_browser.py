@@ -208,9 +208,10 @@ def test_lab08_dashboard_marks_each_reward_model_refit(jupyter_lab, new_page, ar
         for round_ in (1, 2):
             assert labels.filter(has_text=f"RM refit {round_}").count() >= 1
         # and each mark as one dotted line per panel, in the shape layer
-        panels = dashboard.locator(".subplot.xy").count()
+        panels = dashboard.locator(".cartesianlayer > .subplot").count()
         dotted = dashboard.locator(".shapelayer path[style*='stroke-dasharray']")
         assert panels >= 4 and dotted.count() >= 2 * panels
+        dashboard.scroll_into_view_if_needed()
         dashboard.screenshot(path=str(artifacts / "lab08-dashboard.png"))
         assert not page.evaluate(STDERR) or "Traceback" not in "".join(page.evaluate(STDERR))
     finally:
