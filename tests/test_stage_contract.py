@@ -246,7 +246,7 @@ def test_release_frees_the_training_state_and_keeps_the_history(tiny_lab, tmp_pa
     gc.collect()
     assert freed > moments and reference() is None
     assert not ppo.optimizer.state and all(p.grad is None for p in tiny_lab.policy.parameters())
-    assert ppo.value_head is None and ppo.released
+    assert ppo.value_head is None and ppo.released and ppo.status == "released"
     assert ppo.history.equals(history) and ppo.samples() == samples
     for action in (
         lambda: ppo.step(1),

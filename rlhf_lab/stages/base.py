@@ -297,7 +297,7 @@ class Stage(ABC):
 
     @property
     def status(self) -> str:
-        """idle, running, paused, stopped, done or error."""
+        """idle, running, paused, stopped, done, error or released."""
         return self._status
 
     @property
@@ -356,7 +356,7 @@ class Stage(ABC):
             raise StageBusyError(f"{self.name} has a run in progress; stop() it before release().")
         with self._step_lock:
             freed = release_training_state(self)
-            self.released = True
+            self.released, self._status = True, "released"
         return_freed_memory()
         return freed
 
