@@ -347,8 +347,10 @@ class Stage(ABC):
     def release(self) -> int:
         """Free the optimizer state, gradients and (RL, DPO) reference and value model; return the bytes.
 
-        History, samples and trained weights stay; `step`, `run` and `save` raise StageError after.
-        See rlhf_lab.stages.memory.  >>> ppo.step(40); ppo.release()   # ppo.history still works
+        History, samples and trained weights stay; `step`, `run` and `save` raise StageError after
+        (rlhf_lab.stages.memory says what a finished stage holds).
+
+            >>> ppo.step(40); ppo.release()   # ppo.history and ppo.samples() still work
         """
         from rlhf_lab.stages.memory import release_training_state, return_freed_memory
 
