@@ -91,3 +91,19 @@ def test_a_stage_started_from_a_snapshot_shares_it_as_its_reference(tiny_lab):
     assert any(not torch.equal(a, b) for a, b in zip(sft.parameters(), tiny_lab.policy.parameters()))
     with_lora = tiny_lab.ppo(prompts, reward=_length_reward, batch_size=4, max_new_tokens=4, lora=True)
     assert with_lora.ref_policy is None  # LoRA: the reference is the base model, adapter off
+
+
+def test_sharing_the_snapshot_as_reference_changes_no_number(tmp_path):
+    import copy
+
+    prompts = ["Describe a cat.", "Say hi.", "Name a colour.", "Count to three."]
+    runs = []
+    for share in (True, False):
+        lab = Lab.from_preset("tiny", seed=0, store=tmp_path / f"{share}.sqlite")
+        lab.snapshot("sft")
+        own = {} if share else {"ref_policy": copy.deepcopy(lab.policy)}
+        stage = lab.ppo(prompts, reward=_length_reward, batch_size=4, max_new_tokens=6, seed=0, **own)
+        assert (stage.ref_policy is lab.snapshots["sft"]) == share
+        rows = stage.step(3)
+        runs.append([{k: v for k, v in row.items() if k.startswith(("objective/", "loss/"))} for row in rows])
+    assert runs[0] == runs[1]
