@@ -30,10 +30,9 @@ import shutil
 import threading
 import time
 import traceback
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,6 +57,11 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     set_rng_state,
     verified_checkpoint,
     write_manifest,
+)
+from rlhf_lab.stages.configs import (  # noqa: F401  (re-exported: stages import them from here)
+    make_config,
+    rename_deprecated,
+    validate_config,
 )
 
 MetricRow = dict[str, Any]
@@ -129,6 +133,7 @@ class Stage(ABC):
         self._status = "idle"
         self._elapsed = 0.0  # seconds spent in steps, carried across save/load
         self.released = False  # True after release(): history only, no more training
+        self.released_bytes = 0
 
     # ------------------------------------------------------------------ subclass API
     @abstractmethod
@@ -344,11 +349,12 @@ class Stage(ABC):
         return pd.DataFrame(self._rows)
 
     # ------------------------------------------------------------------ memory
-    def release(self) -> int:
-        """Free the optimizer state, gradients and (RL, DPO) reference and value model; return the bytes.
+    def release(self) -> None:
+        """Free the optimizer state, gradients and (RL, DPO) reference and value model.
 
         History, samples and trained weights stay; `step`, `run` and `save` raise StageError after
-        (rlhf_lab.stages.memory says what a finished stage holds).
+        (rlhf_lab.stages.memory says what a finished stage holds). `released_bytes` tells how much
+        the stage let go. Returns None, so a notebook cell ending with it prints nothing.
 
             >>> ppo.step(40); ppo.release()   # ppo.history and ppo.samples() still work
         """
@@ -357,10 +363,9 @@ class Stage(ABC):
         if self._thread is not None and self._thread.is_alive():
             raise StageBusyError(f"{self.name} has a run in progress; stop() it before release().")
         with self._step_lock:
-            freed = release_training_state(self)
+            self.released_bytes = release_training_state(self)
             self.released, self._status = True, "released"
         return_freed_memory()
-        return freed
 
     def _check_not_released(self, action: str) -> None:
         if self.released:
@@ -450,54 +455,6 @@ class Stage(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} step={self.step_count} status={self.status}>"
-
-
-# ---------------------------------------------------------------------- configs
-def make_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any:
-    """A private copy of `config` (or the defaults) with `overrides` applied; unknown names are an error.
-
-        >>> make_config(None, SFTConfig, {"learning_rate": 1e-3})   # SFTConfig(learning_rate=0.001, ...)
-
-    Stages mutate their config through `set()`, so the caller's object is never the stage's.
-    The result is checked by the config's `validate()` when the Stage base is constructed.
-    """
-    overrides = rename_deprecated(config_cls, overrides)
-    names = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        kind = config_cls.__name__.removesuffix("Config")
-        raise TypeError(
-            f"Unknown {config_cls.__name__} field(s) {unknown}. Unknown {kind} settings cannot be applied "
-            f"(unknown {kind} settings are usually typos). Known: {sorted(names)}."
-        )
-    base = config if config is not None else config_cls()
-    return replace(base, **overrides)
-
-
-def rename_deprecated(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with deprecated field names (a config's `deprecated_names`) mapped to the current ones.
-
-    E.g. SFTConfig and RMConfig accept `grad_clip=` for `max_grad_norm=` for one release.
-    """
-    renames = getattr(config_cls, "deprecated_names", {})
-    if not any(old in values for old in renames):
-        return dict(values)
-    for old, new in renames.items():
-        if old in values:
-            warnings.warn(
-                f"{config_cls.__name__}: {old!r} is deprecated; use {new!r}.",
-                DeprecationWarning,
-                stacklevel=4,
-            )
-    return {renames.get(k, k): v for k, v in values.items()}
-
-
-def validate_config(config: Any) -> Any:
-    """Call `config.validate()` when the config has one (every stage config does); returns `config`."""
-    check = getattr(config, "validate", None)
-    if callable(check):
-        check()
-    return config
 
 
 def _plain(value: Any) -> Any:
