@@ -8,18 +8,32 @@
 first update after the work has run for `DELAY_S` seconds, so a fast call prints nothing (and builds
 no widget) while a slow one never looks stuck. `show=True` draws it at once, `show=False` never. Bars
 are drawn from the main thread only: a stage's background thread would print into whichever notebook
-cell happens to run next.
+cell happens to run next. One bar at a time: a `show=None` bar opened while another bar is open (one of
+ours, or any tqdm bar, e.g. a notebook's own loop over refits) stays hidden, so a loop of fits shows its
+one outer bar instead of a new "scoring" bar for every fit.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 DELAY_S = 2.0
 """Seconds a call runs before its bar appears (show=None)."""
+
+_open_bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # main-thread bars not closed yet
+
+
+def _another_bar_is_open() -> bool:
+    """One of our bars is open (drawn or still waiting for DELAY_S), or a tqdm bar is on screen."""
+    if any(not bar.closed for bar in list(_open_bars)):
+        return True
+    from tqdm.std import tqdm as std_tqdm  # tqdm.auto's notebook and text bars register here too
+
+    return any(not getattr(bar, "disable", False) for bar in list(getattr(std_tqdm, "_instances", ())))
 
 
 class Progress:
@@ -28,7 +42,9 @@ class Progress:
     def __init__(self, total: int | None, desc: str, show: bool | None, **tqdm_kwargs: Any) -> None:
         self.total, self.desc, self.n = total, desc, 0
         on_main = threading.current_thread() is threading.main_thread()
-        self._enabled = bool(show) or (show is None and on_main)
+        self._enabled = bool(show) or (show is None and on_main and not _another_bar_is_open())
+        if self._enabled and on_main:
+            _open_bars.add(self)
         self._start = time.monotonic() - (DELAY_S if show else 0.0)
         self._kwargs = tqdm_kwargs
         self._bar: Any = None
@@ -65,6 +81,7 @@ class Progress:
         """Close the bar. `finished=True`: done even if short of `total` (early stopping, a stopped run);
         tqdm's notebook bar would otherwise stay on screen in red, as if the call had failed."""
         self.closed = True
+        _open_bars.discard(self)
         if self._bar is None:
             return
         if finished and self._bar.total is not None and self._bar.n < self._bar.total:

@@ -78,6 +78,36 @@ def test_bars_are_off_in_background_threads_and_on_at_once_with_show_true():
     bar.close()
 
 
+def test_a_bar_opened_under_another_stays_hidden(monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    outer = progress.progress_bar(3, "rm fit", file=io.StringIO())  # open, not drawn yet
+    inner = progress.progress_bar(10, "scoring", file=io.StringIO())
+    inner.update(10)
+    assert not inner.shown  # one bar at a time
+    inner.close()
+    outer.update(1)
+    assert outer.shown
+    outer.close()
+    # a notebook's own tqdm loop hides the library's bars inside it too
+    with tqdm(total=2, desc="active learning: refits", file=io.StringIO()) as loop:
+        nested = progress.progress_bar(10, "scoring", file=io.StringIO())
+        nested.update(10)
+        assert not nested.shown
+        nested.close()
+        loop.update(2)
+    again = progress.progress_bar(10, "scoring", file=io.StringIO())
+    again.update(1)
+    assert again.shown  # with nothing else open, bars show again
+    again.close()
+    forced = progress.progress_bar(2, "forced", show=True, file=io.StringIO())
+    with tqdm(total=1, file=io.StringIO()):
+        forced.update(1)  # show=True always draws
+    assert forced.shown
+    forced.close()
+
+
 def test_wait_with_progress_follows_a_thread(monkeypatch):
     monkeypatch.setattr(progress, "DELAY_S", 0.0)
     done = threading.Event()
