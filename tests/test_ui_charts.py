@@ -9,6 +9,7 @@ from ui_fakes import FakeStage
 
 from rlhf_lab.stages.base import StepClock
 from rlhf_lab.ui.chart_style import metric_colors, segments
+from rlhf_lab.ui.curves import RL_PANELS
 from rlhf_lab.ui.dashboard import DEFAULT_PANELS, Dashboard, ema
 
 
@@ -141,6 +142,32 @@ def test_x_axis_ticks_every_step_while_the_run_is_short():
     stage.step(30, progress=False)
     dash.wait()
     assert dash.figure.layout.xaxis.dtick is None and dash.figure.layout.xaxis.tickmode is None
+
+
+def test_rl_panels_span_the_rl_steps_not_the_whole_lab_clock():
+    # Lab 08: 120 SFT/RM steps then a few PPO steps; one shared x range squeezed PPO into the right edge.
+    clock = StepClock()
+    rm, ppo = FakeRM(clock=clock), FakeStage(name="ppo", clock=clock)
+    dash = Dashboard(rm, ppo)
+    rm.step(120, progress=False)
+    ppo.step(5, progress=False)
+    dash.wait()
+
+    def axis(title):
+        return dash.figure.get_subplot(*dash._cell[title]).xaxis
+
+    def linked_to(title):  # the axis whose range this panel follows
+        return axis(title).matches or axis(title).plotly_name.replace("axis", "")
+
+    rl = [t for t in dash.panels if t in DEFAULT_PANELS and t in RL_PANELS]
+    others = [t for t in dash.panels if t not in rl]
+    assert len(rl) == 6 and len(others) == 3
+    assert len({linked_to(t) for t in rl}) == 1 and len({linked_to(t) for t in others}) == 1
+    assert linked_to(rl[0]) != linked_to(others[0])  # RL panels zoom together, apart from the rest
+    assert axis("KL to reference (nats/seq)").dtick == 1  # 5 PPO steps: a tick at each
+    assert axis("SFT / RM / DPO loss").dtick is None  # 125 steps: plotly's own ticks
+    # tick labels under the lowest panel of each group in a column, hidden above a panel of the same group
+    assert axis("Reward").showticklabels is False and axis("Policy / value loss").showticklabels is not False
 
 
 def test_the_modebar_stays_clear_of_the_legends():

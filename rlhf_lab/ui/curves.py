@@ -1,7 +1,9 @@
 """The dashboard's curves: which panels, one plotly subplot each, smoothed lines per stage and metric.
 
 Colour is the metric, dash the stage (rlhf_lab.ui.chart_style); a curve breaks where its stage's
-lab_step jumped because other stages ran meanwhile.
+lab_step jumped because other stages ran meanwhile. Panels only RL stages fill share one x range
+and the rest another (zooming one panel zooms its group): in a flywheel, SFT and reward-model steps
+would otherwise squeeze the RL curves into the right edge of every RL panel.
 
     >>> from rlhf_lab.ui.curves import DEFAULT_PANELS, ema
     >>> ema([1.0, 0.0, 0.0], smoothing=0.5)      # TensorBoard-style debiased smoothing
@@ -50,6 +52,8 @@ STAGE_PANELS = {
     **{name: RL_PANELS for name in ("rl", "ppo", "rloo", "grpo", "reinforce")},
 }
 LOG_PANELS = ("Learning rate",)
+RL_METRICS = frozenset(name for title in RL_PANELS for name in DEFAULT_PANELS[title])
+RL_METRIC_PREFIXES = ("objective/", "policy/", "response/", "val/")
 SHORT_NAMES = {
     "objective/scores": "proxy reward",
     "objective/gold_scores": "gold reward",
@@ -86,6 +90,16 @@ def ema(values: Sequence[float], smoothing: float) -> list[float]:
     return out
 
 
+def x_group(names: Sequence[str]) -> str:
+    """ "rl" for a panel of RL metrics only, "all" for one any stage may fill (its own x range).
+
+    >>> x_group(["objective/kl"]), x_group(["loss/sft"]), x_group(["train/learning_rate"])
+    ('rl', 'all', 'all')
+    """
+    rl = all(name in RL_METRICS or name.startswith(RL_METRIC_PREFIXES) for name in names)
+    return "rl" if names and rl else "all"
+
+
 def _panels(metrics: Any) -> dict[str, tuple[str, ...]]:
     if metrics is None:
         return dict(DEFAULT_PANELS)
@@ -99,6 +113,7 @@ class CurvesMixin:
 
     stages: list[Any]
     _marks: list[tuple[float, str]]
+    _metric_x_range: dict[str, tuple[float, float]]
     _draw_lock: threading.RLock
     _lock: threading.Lock
 
@@ -129,15 +144,15 @@ class CurvesMixin:
         self._legend_of = {title: f"legend{i + 2}" for i, title in enumerate(multi)}
         self._trace_index = {}
         self._key_index: dict[tuple[str, str], int] = {}  # legend-only traces: metric and stage keys
-        self._x_ticks_every_step: bool | None = None
+        self._x_ticks_every_step: dict[str, bool] = {}  # per x group (`x_group`)
         base = make_subplots(
             rows=rows,
             cols=self._columns,
             subplot_titles=titles,
-            shared_xaxes="all",
             vertical_spacing=min(0.12, 0.5 / rows),
             horizontal_spacing=0.08,
         )
+        self._share_x_within_groups(base)
         figure = go.FigureWidget(base)
         figure.update_layout(
             # a fixed size: the widget is often rendered before its cell has a width to autosize to
@@ -157,8 +172,10 @@ class CurvesMixin:
         if self._legend_of:
             for annotation in figure.layout.annotations:  # titles up: their legends sit below them
                 annotation.yshift = LEGEND_ROOM_PX
-        for col in range(1, self._columns + 1):
-            figure.update_xaxes(title_text="lab_step", row=rows, col=col)
+        for col in range(1, self._columns + 1):  # the axis title under each column's lowest panel
+            lowest = max((r for r, c in self._cell.values() if c == col), default=None)
+            if lowest is not None:
+                figure.update_xaxes(title_text="lab_step", row=lowest, col=col)
         for title in LOG_PANELS:
             if title in self._cell:
                 row, col = self._cell[title]
@@ -166,6 +183,24 @@ class CurvesMixin:
         for at, label in self._marks:
             self._draw_mark(figure, at, label)
         return figure
+
+    def _share_x_within_groups(self, figure: Any) -> None:
+        """Link the x axes of each group of panels (`x_group`); tick labels where the next panel down differs.
+
+        A panel's ticks are hidden only when the panel right below it shares its axis range, so every
+        group keeps its own labelled scale.
+        """
+        self._group_of = {title: x_group(names) for title, names in self.panels.items()}
+        first_axis: dict[str, str] = {}
+        for title, (row, col) in self._cell.items():
+            axis = figure.get_subplot(row, col).xaxis
+            group = self._group_of[title]
+            anchor = first_axis.setdefault(group, axis.plotly_name.replace("axis", ""))
+            if anchor != axis.plotly_name.replace("axis", ""):
+                axis.matches = anchor
+            below = next((t for t, cell in self._cell.items() if cell == (row + 1, col)), None)
+            if below is not None and self._group_of[below] == group:
+                axis.showticklabels = False
 
     def mark(self, label: str, at: float | None = None) -> float:
         """A dotted vertical line across every panel at lab_step `at`, labelled in the top row.
@@ -245,6 +280,8 @@ class CurvesMixin:
                         continue
                     xs, ys = self._raw.setdefault((stage_name, name), ([], []))
                     self._x_range = (min(self._x_range[0], x), max(self._x_range[1], x))
+                    low, high = self._metric_x_range.get(name, (math.inf, -math.inf))
+                    self._metric_x_range[name] = (min(low, x), max(high, x))
                     xs.append(x)
                     ys.append(float(value))
                     self._steps.setdefault((stage_name, name), []).append(
@@ -362,15 +399,26 @@ class CurvesMixin:
                 self._add_key(("stage", stage_name), go.Scatter(name=stage_name, line=line), "legend")
 
     def _update_x_ticks(self) -> None:
-        """A tick at every lab_step while the range is short (plotly would tick at 1.5, 2, 2.5...)."""
-        every_step = self._x_range[1] - self._x_range[0] < INTEGER_TICKS_BELOW
-        if every_step == self._x_ticks_every_step:
-            return
-        self._x_ticks_every_step = every_step
-        if every_step:
-            self.figure.update_xaxes(tickmode="linear", tick0=0, dtick=1)
-        else:
-            self.figure.update_xaxes(tickmode=None, tick0=None, dtick=None)
+        """A tick at every lab_step while a group's range is short (plotly would tick at 1.5, 2, 2.5...)."""
+        for group in set(self._group_of.values()):
+            titles = [title for title, g in self._group_of.items() if g == group]
+            low, high = math.inf, -math.inf
+            for title in titles:
+                for name in self.panels[title]:
+                    a, b = self._metric_x_range.get(name, (math.inf, -math.inf))
+                    low, high = min(low, a), max(high, b)
+            every_step = high - low < INTEGER_TICKS_BELOW
+            if every_step == self._x_ticks_every_step.get(group):
+                continue
+            self._x_ticks_every_step[group] = every_step
+            ticks = (
+                {"tickmode": "linear", "tick0": 0, "dtick": 1}
+                if every_step
+                else {"tickmode": None, "tick0": None, "dtick": None}
+            )
+            for title in titles:
+                row, col = self._cell[title]
+                self.figure.update_xaxes(row=row, col=col, **ticks)
 
     def _sync_late_views(self) -> None:
         with self._draw_lock:

@@ -76,6 +76,7 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self._raw: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         self._steps: dict[tuple[str, str], list[float | None]] = {}  # each point's own stage step
         self._x_range = (math.inf, -math.inf)  # smallest and largest lab_step drawn
+        self._metric_x_range: dict[str, tuple[float, float]] = {}  # the same, per metric
         self._trace_index: dict[tuple[str, str], int] = {}
         self._latest: dict[str, Any] = {}
         self._pending: list[dict] = []
