@@ -364,7 +364,10 @@ class PreferenceStore:
     ) -> list[Label]:
         """Labels in the order given, filtered. A `source` ending in ":" matches by prefix ("rater:").
 
-        `since_id` returns only labels with a larger id: poll with the last id seen to follow new labels.
+        `since_id` returns only labels with a larger id: poll with the last id seen to follow new clicks.
+        A bulk import (`add_streamed`) numbers its rows while it copies them and shows them all at once
+        when it finishes, so a poller may already be past their ids: after an import, read again
+        without `since_id` (or compare `count()`).
         """
         where, params = [VISIBLE], []
         if not include_deleted:
