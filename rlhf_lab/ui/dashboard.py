@@ -1,7 +1,7 @@
 """`Dashboard`: live training curves and run controls for one or more stages.
 
     >>> from rlhf_lab.ui import Dashboard
-    >>> dash = Dashboard(sft, rm, ppo, smoothing=0.6)   # one story on the shared lab_step axis
+    >>> dash = Dashboard(sft, rm, ppo, smoothing=0.6)   # one story in lab_step units
     >>> dash                                            # curves, Step/Run/Pause/Stop, beta/lr/temperature
     >>> ppo.run(steps=200)                              # curves update while it trains
     >>> dash.mark("reward model retrained")             # a dotted line where the curves go on from
@@ -19,6 +19,10 @@ change applies from the next step). Redraws are throttled: rows that arrive betw
 are batched, at most `max_fps` frames a second are drawn by a ticker thread, and the ticker
 always draws the last rows before it goes idle. Where widgets cannot render (plain IPython,
 nbconvert to text) the dashboard shows a text summary of the latest metrics instead.
+
+Every panel counts `lab_step`, but the RL panels zoom to the RL steps while the SFT, reward-model
+and learning-rate panels span the whole run (rlhf_lab.ui.curves.x_group), so 120 SFT steps before
+10 PPO steps do not squeeze the PPO curves into a sliver.
 """
 
 from __future__ import annotations
