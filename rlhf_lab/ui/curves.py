@@ -7,6 +7,7 @@ would otherwise squeeze the RL curves into the right edge of every RL panel.
 
     >>> from rlhf_lab.ui.curves import DEFAULT_PANELS, ema
     >>> ema([1.0, 0.0, 0.0], smoothing=0.5)      # TensorBoard-style debiased smoothing
+    [1.0, 0.3333333333333333, 0.14285714285714285]
 
 `CurvesMixin` is the drawing half of `Dashboard` (rlhf_lab.ui.dashboard): it builds the
 FigureWidget, turns metric rows into traces and keeps late views in sync (rlhf_lab.ui.plotly_sync).
