@@ -246,6 +246,7 @@ class Lab:
             max_new_tokens="max_new_tokens",
             num_epochs="rl_num_epochs",
             num_minibatches="rl_num_minibatches",
+            gradient_accumulation_steps="rl_gradient_accumulation_steps",
         )
         if "batch_size" not in config and "rollouts_per_step" in self.defaults:
             # The preset fixes the rollouts per step (the compute budget); RLOO/GRPO spend them as k per prompt.

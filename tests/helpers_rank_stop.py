@@ -16,7 +16,7 @@ os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), WOR
 torch.set_num_threads(1)
 dist.init_process_group("gloo", rank=rank, world_size=2)
 
-import rlhf_lab.rl.stage as rl_stage  # noqa: E402
+import rlhf_lab.rl.update as rl_update  # noqa: E402
 from rlhf_lab.models.tiny import tiny_policy, tiny_tokenizer  # noqa: E402
 from rlhf_lab.rl import RLStage  # noqa: E402
 from rlhf_lab.rl.distributed import params_sha256  # noqa: E402
@@ -45,7 +45,7 @@ stage = RLStage(
     seed=rank,
     learning_rate=1e-3,
 )
-real_loss = rl_stage.policy_loss
+real_loss = rl_update.policy_loss
 
 
 def nan_loss(*args, **kwargs):
@@ -57,7 +57,7 @@ stage.step(1, progress=False)
 if faulty and fault == "kl":
     stage.config.kl_limit = -1.0  # any KL is above it
 if faulty and fault == "nan":
-    rl_stage.policy_loss = nan_loss
+    rl_update.policy_loss = nan_loss
 result = {"rank": rank}
 before = params_sha256(stage.policy.parameters())
 try:

@@ -50,3 +50,14 @@ def test_lab_memory_smoke():
         assert all(p["rss_gib"] > 0 and p["peak_rss_gib"] >= p["rss_gib"] * 0.99 for p in phases)
     # freeing finished stages leaves fewer live tensors, even on tiny
     assert result["end_live_ratio"] > 1
+
+
+@pytest.mark.slow
+def test_update_memory_smoke():
+    result = run_bench("bench/update_memory.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    runs = {r["gradient_accumulation_steps"]: r for r in result["runs"]}
+    assert set(runs) == {1, 2, 4} and all(
+        r["peak_rss_gib"] > 0 and r["sec_per_step"] > 0 for r in runs.values()
+    )
+    # the same rollouts and the same update whatever the slicing
+    assert runs[4]["loss_policy_last"] == pytest.approx(runs[1]["loss_policy_last"], rel=1e-4, abs=1e-6)

@@ -35,6 +35,7 @@ RL_RANGES = {
     "value_learning_rate": at_least(0),
     "num_epochs": at_least(1),
     "num_minibatches": at_least(1),
+    "gradient_accumulation_steps": at_least(1),
     "clip_range": above(0),
     "value_clip_range": above(0),
     "vf_coef": at_least(0),
@@ -119,6 +120,10 @@ class RLConfig:
     """Passes (K) over the rollouts per step."""
     num_minibatches: int = 4
     """Minibatches per epoch; batch_size * samples_per_prompt must divide evenly."""
+    gradient_accumulation_steps: int = 1
+    """Forward/backward passes per minibatch, each over a slice of its rows, before its one optimizer
+    step: the activations held at once shrink by this factor and the gradient stays the same (every loss
+    is a masked mean over the minibatch's tokens; rlhf_lab.rl.update). More passes are slower."""
     clip_range: float = 0.2
     """Clip of the probability ratio in the surrogate objective (not used by reinforce)."""
     value_clip_range: float = 0.2

@@ -110,7 +110,9 @@ def out_of_memory_error(
         f"{name}: out of memory during {phase} at step {step} "
         f"(batch_size={cfg.batch_size} x {cfg.k} samples, max_new_tokens={cfg.max_new_tokens}).{partial} "
         f"The stage is paused and memory was freed. Lower batch_size (e.g. set(batch_size="
-        f"{max(cfg.num_minibatches, cfg.batch_size // 2)})) or max_new_tokens, set eval_batch_size, "
+        f"{max(cfg.num_minibatches, cfg.batch_size // 2)})) or max_new_tokens, raise "
+        f"gradient_accumulation_steps (now {cfg.gradient_accumulation_steps}: same update, less memory), "
+        "set eval_batch_size, "
         "train LoRA adapters (lora=True) to save optimizer memory, or free the finished stages this "
         "kernel still holds (old_stage.release() keeps their curves)."
     )

@@ -15,7 +15,8 @@ One step (`_train_step` reads top to bottom like the algorithm):
    KL per token by k1 and k3; PPO adds -beta * KL to every token and the score on the last one;
 4. advantages: GAE (ppo), leave-one-out (rloo), group-normalised (grpo) or mean baseline (reinforce);
 5. `num_epochs` passes over `num_minibatches` minibatches of the clipped surrogate (+ clipped value
-   loss for PPO, + beta * k3 KL in the loss for GRPO), gradient clipping, AdamW.
+   loss for PPO, + beta * k3 KL in the loss for GRPO), gradient clipping, AdamW (rlhf_lab.rl.update;
+   `gradient_accumulation_steps` slices each minibatch to bound memory, same gradient).
 
 Mutable while paused (`stage.set(...)`, applied from the next step): beta, target_kl (None switches
 to a fixed beta), learning_rate, temperature, top_k, top_p, batch_size, max_new_tokens, kl_limit.
@@ -49,15 +50,14 @@ from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
 from rlhf_lab.lora import is_peft_model, wrap_lora
 from rlhf_lab.models.helpers import freeze
-from rlhf_lab.optim import adamw, clip_gradients
-from rlhf_lab.rl.advantages import estimator_advantages, masked_mean
+from rlhf_lab.optim import adamw
+from rlhf_lab.rl.advantages import estimator_advantages
 from rlhf_lab.rl.checkpoint import load_loop_state, load_models, load_value_head, save_loop_state, save_models
 from rlhf_lab.rl.config import RLConfig
-from rlhf_lab.rl.distributed import average_gradients, ranks_continue, stopping_together, world_size
+from rlhf_lab.rl.distributed import ranks_continue, stopping_together, world_size
 from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_off, out_of_memory_error
 from rlhf_lab.rl.kl import kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
-from rlhf_lab.rl.losses import clipped_value_loss, policy_loss
 from rlhf_lab.rl.normalization import RewardNormalizer, is_learned_reward
 from rlhf_lab.rl.rewards import as_reward, check_finite_scores
 from rlhf_lab.rl.rollout import (
@@ -71,7 +71,8 @@ from rlhf_lab.rl.rollout import (
     sample_responses,
 )
 from rlhf_lab.rl.samples import SampleBuffer
-from rlhf_lab.rl.step_metrics import UPDATE_STATS, PhaseTimer, minibatch_stats, step_metrics
+from rlhf_lab.rl.step_metrics import PhaseTimer, minibatch_stats, step_metrics
+from rlhf_lab.rl.update import update_policy
 from rlhf_lab.rl.value import SeparateValueModel, ValueHead, hidden_size, param_groups
 from rlhf_lab.stages.base import (
     Stage,
@@ -237,7 +238,7 @@ class RLStage(Stage):
 
         # 5. K epochs of minibatch updates.
         timer.start("update")
-        stats = self._update(batch, old_logprobs, ref_logprobs, advantages, returns, old_values, beta)
+        stats = self._update(batch, old_logprobs, ref_logprobs, advantages, returns, old_values, beta=beta)
         timer.stop()
 
         # 6. KL control and metrics.
@@ -341,88 +342,9 @@ class RLStage(Stage):
             ).float()
         return None
 
-    def _update(
-        self,
-        batch: Rollout,
-        old_logprobs: torch.Tensor,
-        ref_logprobs: torch.Tensor,
-        advantages: torch.Tensor,
-        returns: torch.Tensor | None,
-        old_values: torch.Tensor | None,
-        beta: float,
-    ) -> torch.Tensor:
-        cfg = self.config
-        n = batch.response_ids.shape[0]
-        size = n // cfg.num_minibatches
-        # All shuffles drawn up front: no host-to-device copies inside the loop.
-        order = torch.stack([torch.randperm(n) for _ in range(cfg.num_epochs)]).to(self.device)
-        stats = torch.zeros(cfg.num_epochs, cfg.num_minibatches, len(UPDATE_STATS), device=self.device)
-        zero = torch.zeros((), device=self.device)
-        for epoch in range(cfg.num_epochs):
-            for i in range(cfg.num_minibatches):
-                idx = order[epoch, i * size : (i + 1) * size]
-                mb = batch.rows(idx)
-                mask = mb.response_mask
-                with autocast_for(self.device, cfg.mixed_precision):
-                    logits, hidden = response_forward(
-                        self.policy, mb, with_hidden=self.value_head is not None
-                    )
-                    values = self._values(mb, hidden)
-                logprobs, entropy = self._logprobs(logits, mb, with_entropy=True)
-
-                # Clipped surrogate (REINFORCE: the plain importance-weighted gradient).
-                pg_loss, ratio, logratio = policy_loss(
-                    logprobs,
-                    old_logprobs[idx],
-                    advantages[idx],
-                    mask,
-                    clip_range=cfg.clip_range,
-                    clipped=cfg.estimator != "reinforce",
-                )
-                loss = pg_loss
-
-                # Clipped value loss (PPO).
-                v_loss, v_clipfrac = zero, zero
-                if values is not None:
-                    v_loss, v_clipfrac = clipped_value_loss(
-                        values, old_values[idx], returns[idx], mask, cfg.value_clip_range
-                    )
-                    loss = loss + cfg.vf_coef * v_loss
-
-                # GRPO keeps the KL out of the reward and penalises it here, per token (k3).
-                if cfg.estimator == "grpo" and beta > 0:
-                    loss = loss + beta * masked_mean(kl_k3(logprobs, ref_logprobs[idx]), mask)
-                if cfg.ent_coef > 0:
-                    loss = loss - cfg.ent_coef * masked_mean(entropy, mask)
-
-                self.check_finite(loss)
-                ranks_continue(self.name, self.step_count + 1)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self._world_size > 1:  # data parallel (rlhf_lab.headless under accelerate launch)
-                    average_gradients(self.params)
-                grad_norm = clip_gradients(
-                    self.params, cfg.max_grad_norm
-                )  # 0 = no clipping, as in every stage
-                self.optimizer.step()
-
-                with torch.no_grad():
-                    clipfrac = masked_mean(((ratio - 1).abs() > cfg.clip_range).float(), mask)
-                    stats[epoch, i] = torch.stack(
-                        [
-                            pg_loss,
-                            v_loss,
-                            loss,
-                            masked_mean(entropy, mask),
-                            masked_mean(0.5 * logratio**2, mask),
-                            clipfrac,
-                            masked_mean(ratio, mask),
-                            v_clipfrac,
-                            grad_norm.float(),
-                        ]
-                    ).detach()
-        self.optimizer.zero_grad(set_to_none=True)
-        return stats.cpu()
+    def _update(self, batch: Rollout, *tensors: torch.Tensor | None, beta: float) -> torch.Tensor:
+        """Step 5: K epochs of minibatch updates (rlhf_lab.rl.update), stats per minibatch."""
+        return update_policy(self, batch, *tensors, beta)
 
     # ------------------------------------------------------------------ hyper-parameters
     def _check_config(self, config: RLConfig) -> None:
