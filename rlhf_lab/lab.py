@@ -66,6 +66,12 @@ class Lab:
         # (SmolLM2-135M: about 2x per PPO step); fp32 master weights either way. On CUDA "auto" is bf16.
         if self.defaults.pop("cpu_bf16", False) and self.device.type == "cpu" and cpu_has_native_bf16():
             self.defaults["mixed_precision"] = "bf16"
+        # "cpu_<key>": a default that applies on a CPU only (where RAM is a laptop's, and a GPU would rather
+        # run the rows in one pass).
+        for key in [k for k in self.defaults if k.startswith("cpu_")]:
+            value = self.defaults.pop(key)
+            if self.device.type == "cpu":
+                self.defaults[key.removeprefix("cpu_")] = value
         self.reward_spec = reward_spec
         self.trust_remote_code = trust_remote_code
         self.tokenizer = tokenizer

@@ -59,6 +59,31 @@ def test_presets_with_cpu_bf16_run_every_stage_under_bf16_only_on_native_cpus(mo
     assert "cpu_bf16" not in PRESETS["tiny"].defaults and PRESETS["smollm2-135m"].defaults["cpu_bf16"]
 
 
+def test_cpu_only_preset_defaults_apply_on_a_cpu_and_yield_to_the_caller(tiny_tok):
+    from dataclasses import replace
+
+    from rlhf_lab.models.presets import PRESETS
+    from rlhf_lab.models.tiny import tiny_policy
+
+    extra = {"cpu_rl_gradient_accumulation_steps": 2}
+    preset = replace(PRESETS["tiny"], defaults={**PRESETS["tiny"].defaults, **extra})
+    lab = Lab(tiny_policy(tiny_tok), tiny_tok, reward_spec="tiny", preset=preset, device="cpu")
+    assert lab.defaults["rl_gradient_accumulation_steps"] == 2 and not any(
+        k.startswith("cpu_") for k in lab.defaults
+    )
+
+    def reward(prompts, responses):
+        return [0.0] * len(responses)
+
+    assert lab.rl(["Describe a cat."], reward=reward).config.gradient_accumulation_steps == 2
+    assert (
+        lab.rl(["Hi."], reward=reward, gradient_accumulation_steps=1).config.gradient_accumulation_steps == 1
+    )
+    assert (
+        PRESETS["smollm2-135m"].defaults["cpu_rl_gradient_accumulation_steps"] == 4
+    )  # bench/update_memory.py
+
+
 def test_cpu_bf16_detection_can_be_overridden(monkeypatch):
     from rlhf_lab.device import cpu_has_native_bf16
 
