@@ -61,3 +61,12 @@ def test_update_memory_smoke():
     )
     # the same rollouts and the same update whatever the slicing
     assert runs[4]["loss_policy_last"] == pytest.approx(runs[1]["loss_policy_last"], rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_judge_formats_smoke():
+    result = run_bench("bench/judge_formats.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    assert result["pairs"] == 16 and sum(result["kinds"].values()) == 16
+    formats = {"raw_pairwise", "chat_pairwise", "chat_pairwise_one_order", "pointwise_drawn", "pointwise_all"}
+    assert formats <= set(result["agreement_with_gold"])
+    assert all(0 <= result["agreement_with_gold"][f] <= 1 for f in formats)
