@@ -84,7 +84,8 @@ NOT_CARRIED = {
     "dpo": "soft_targets (rows are oriented by their target, ties dropped), dropout (TRL: disable_dropout=True)",
     "reward": "center_rewards (the lab subtracts the mean training reward afterwards; TRL's "
     "center_rewards_coefficient is an extra loss term, left off), loss='ranking', split/early stopping",
-    "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
+    "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, "
+    "target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
     "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO)",
 }
 # The lab's preset defaults per stage field (Lab._with_defaults in rlhf_lab/lab.py).

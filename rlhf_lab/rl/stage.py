@@ -238,7 +238,7 @@ class RLStage(Stage):
 
         # 5. K epochs of minibatch updates.
         timer.start("update")
-        stats = self._update(batch, old_logprobs, ref_logprobs, advantages, returns, old_values, beta=beta)
+        stats = update_policy(self, batch, old_logprobs, ref_logprobs, advantages, returns, old_values, beta)
         timer.stop()
 
         # 6. KL control and metrics.
@@ -341,10 +341,6 @@ class RLStage(Stage):
                 batch.input_ids, attention, position_ids_from_mask(attention), batch.response_length
             ).float()
         return None
-
-    def _update(self, batch: Rollout, *tensors: torch.Tensor | None, beta: float) -> torch.Tensor:
-        """Step 5: K epochs of minibatch updates (rlhf_lab.rl.update), stats per minibatch."""
-        return update_policy(self, batch, *tensors, beta)
 
     # ------------------------------------------------------------------ hyper-parameters
     def _check_config(self, config: RLConfig) -> None:

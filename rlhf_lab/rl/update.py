@@ -44,6 +44,7 @@ def update_policy(
     # All shuffles drawn up front: no host-to-device copies inside the loop.
     order = torch.stack([torch.randperm(n) for _ in range(cfg.num_epochs)]).to(stage.device)
     stats = torch.zeros(cfg.num_epochs, cfg.num_minibatches, len(UPDATE_STATS), device=stage.device)
+    per_row = (old_logprobs, ref_logprobs, advantages, returns, old_values)
     for epoch in range(cfg.num_epochs):
         for i in range(cfg.num_minibatches):
             idx = order[epoch, i * size : (i + 1) * size]
@@ -51,10 +52,7 @@ def update_policy(
             stage.optimizer.zero_grad(set_to_none=True)
             for part in idx.chunk(min(cfg.gradient_accumulation_steps, len(idx))):
                 weight = batch.response_mask[part].sum() / tokens  # this slice's share of the tokens
-                loss, terms = _slice_loss(
-                    stage, batch.rows(part), part, old_logprobs, ref_logprobs, advantages, returns,
-                    old_values, beta,
-                )  # fmt: skip
+                loss, terms = _slice_loss(stage, batch, part, per_row, beta)
                 stage.check_finite(loss)
                 ranks_continue(stage.name, stage.step_count + 1)
                 (loss * weight).backward()
@@ -70,17 +68,21 @@ def update_policy(
 
 def _slice_loss(
     stage: Any,
-    mb: Rollout,
+    batch: Rollout,
     idx: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    ref_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor | None,
-    old_values: torch.Tensor | None,
+    per_row: tuple[torch.Tensor | None, ...],
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of rows `idx` (masked means over their tokens) and its UPDATE_STATS but grad_norm."""
+    """The loss of rows `idx` (masked means over their tokens) and its UPDATE_STATS but grad_norm.
+
+    `per_row`: old log-probs, reference log-probs, advantages, returns and old values (None without a
+    value function), one row per rollout.
+    """
     cfg = stage.config
+    mb = batch.rows(idx)
+    old_logprobs, ref_logprobs, advantages, returns, old_values = (
+        None if t is None else t[idx] for t in per_row
+    )
     mask = mb.response_mask
     with autocast_for(stage.device, cfg.mixed_precision):
         logits, hidden = response_forward(stage.policy, mb, with_hidden=stage.value_head is not None)
@@ -90,8 +92,8 @@ def _slice_loss(
     # Clipped surrogate (REINFORCE: the plain importance-weighted gradient).
     pg_loss, ratio, logratio = policy_loss(
         logprobs,
-        old_logprobs[idx],
-        advantages[idx],
+        old_logprobs,
+        advantages,
         mask,
         clip_range=cfg.clip_range,
         clipped=cfg.estimator != "reinforce",
@@ -102,14 +104,12 @@ def _slice_loss(
     zero = torch.zeros((), device=mask.device)
     v_loss, v_clipfrac = zero, zero
     if values is not None:
-        v_loss, v_clipfrac = clipped_value_loss(
-            values, old_values[idx], returns[idx], mask, cfg.value_clip_range
-        )
+        v_loss, v_clipfrac = clipped_value_loss(values, old_values, returns, mask, cfg.value_clip_range)
         loss = loss + cfg.vf_coef * v_loss
 
     # GRPO keeps the KL out of the reward and penalises it here, per token (k3).
     if cfg.estimator == "grpo" and beta > 0:
-        loss = loss + beta * masked_mean(kl_k3(logprobs, ref_logprobs[idx]), mask)
+        loss = loss + beta * masked_mean(kl_k3(logprobs, ref_logprobs), mask)
     if cfg.ent_coef > 0:
         loss = loss - cfg.ent_coef * masked_mean(entropy, mask)
 

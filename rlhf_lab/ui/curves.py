@@ -196,8 +196,9 @@ class CurvesMixin:
         for title, (row, col) in self._cell.items():
             axis = figure.get_subplot(row, col).xaxis
             group = self._group_of[title]
-            anchor = first_axis.setdefault(group, axis.plotly_name.replace("axis", ""))
-            if anchor != axis.plotly_name.replace("axis", ""):
+            name = axis.plotly_name.replace("axis", "")  # "xaxis4" -> "x4", as `matches` wants it
+            anchor = first_axis.setdefault(group, name)
+            if anchor != name:
                 axis.matches = anchor
             below = next((t for t, cell in self._cell.items() if cell == (row + 1, col)), None)
             if below is not None and self._group_of[below] == group:
@@ -217,7 +218,7 @@ class CurvesMixin:
         with self._draw_lock:
             self._draw_pending()  # rows that arrived before the event belong left of its line
             if at is None:
-                at = self._x_range[1] if math.isfinite(self._x_range[1]) else 0
+                at = max((high for _, high in self._metric_x_range.values()), default=0)
             at = float(at)
             if not math.isfinite(at):
                 raise ValueError(f"mark position must be a finite lab_step, got {at!r}")
@@ -280,7 +281,6 @@ class CurvesMixin:
                     ):
                         continue
                     xs, ys = self._raw.setdefault((stage_name, name), ([], []))
-                    self._x_range = (min(self._x_range[0], x), max(self._x_range[1], x))
                     low, high = self._metric_x_range.get(name, (math.inf, -math.inf))
                     self._metric_x_range[name] = (min(low, x), max(high, x))
                     xs.append(x)

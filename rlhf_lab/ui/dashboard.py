@@ -28,7 +28,6 @@ and learning-rate panels span the whole run (rlhf_lab.ui.curves.x_group), so 120
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from typing import Any
@@ -79,8 +78,7 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self.redraws = 0  # frames drawn, for tests and curiosity
         self._raw: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         self._steps: dict[tuple[str, str], list[float | None]] = {}  # each point's own stage step
-        self._x_range = (math.inf, -math.inf)  # smallest and largest lab_step drawn
-        self._metric_x_range: dict[str, tuple[float, float]] = {}  # the same, per metric
+        self._metric_x_range: dict[str, tuple[float, float]] = {}  # smallest and largest lab_step per metric
         self._trace_index: dict[tuple[str, str], int] = {}
         self._latest: dict[str, Any] = {}
         self._pending: list[dict] = []
