@@ -3,6 +3,8 @@
 The new name says what the module holds and no longer shadows the `datasets` package.
 """
 
+import warnings
+
 from rlhf_lab.bundled import (
     SPLITS,
     TASKS,
@@ -12,6 +14,12 @@ from rlhf_lab.bundled import (
     load_rankings,
     load_samples,
     preference_pairs,
+)
+
+warnings.warn(
+    "rlhf_lab.datasets is deprecated and will be removed; import from rlhf_lab.bundled.",
+    DeprecationWarning,
+    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
 )
 
 __all__ = [
