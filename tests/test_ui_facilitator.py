@@ -1,6 +1,8 @@
 """The facilitator view reads the shared store written by several participants."""
 
 import math
+import threading
+import time
 
 from rlhf_lab.store import PreferenceStore
 from rlhf_lab.ui.facilitator import FacilitatorView
@@ -58,3 +60,54 @@ def test_lab_facilitator_retrains_on_everyones_labels(tiny_lab):
     view.retrain(wait=True)
     assert view.last_fit["steps"] >= 1, view.status.value
     assert "retrained" in view.status.value
+
+
+def test_a_second_click_during_a_retrain_starts_no_second_fit(tmp_path):
+    store = PreferenceStore(tmp_path / "w.sqlite")
+    _label_shared(store, {"ana": set(), "ben": set()})
+    release, calls = threading.Event(), []
+
+    def slow_fit():
+        calls.append(1)
+        release.wait(10)
+        return {"val_accuracy": 0.5}
+
+    view = FacilitatorView(store, retrain=slow_fit, refresh_s=None)
+    view.retrain_button.click()
+    assert view.retrain_button.disabled
+    view.retrain_button.click()  # impatient facilitator; the button may still look live in a lagging browser
+    view.retrain()
+    release.set()
+    view._fit_thread.join(10)
+    assert calls == [1]
+    assert not view.retrain_button.disabled and "retrained" in view.status.value
+
+
+def test_the_live_view_picks_up_new_labels_and_survives_a_failing_read(tmp_path):
+    path = tmp_path / "w.sqlite"
+    _label_shared(PreferenceStore(path), {"ana": set()})
+    view = FacilitatorView(PreferenceStore(path), refresh_s=0.05)
+    try:
+        PreferenceStore(path).add("Prompt 0", ["good answer 0", "bad answer 0"], "A", annotator="ben")
+        _wait_for(lambda: view.last_summary["counts"].get("ben") == 1)
+        good_store, view.store = view.store, _BrokenStore()  # e.g. the file was moved away mid-workshop
+        _wait_for(lambda: view.status.value.startswith("refresh failed: unable to open"))
+        assert "ben" in view.table.value  # the last good table stays on screen
+        view.store = good_store  # moved back
+        _wait_for(lambda: view.status.value == "")
+    finally:
+        view.close()
+    _wait_for(lambda: not view._ticker.is_alive())
+
+
+class _BrokenStore:
+    def count_by_annotator(self):
+        raise OSError("unable to open database file")
+
+
+def _wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    return True

@@ -23,6 +23,8 @@ import ipywidgets as widgets
 
 from rlhf_lab.agreement import store_agreement
 
+_REFRESH_FAILED = "refresh failed: "
+
 
 def _num(value: Any) -> str:
     if isinstance(value, float):
@@ -74,7 +76,10 @@ class FacilitatorView:
             try:
                 self.refresh()
             except Exception as exc:  # a locked or moved file must not kill the view
-                self.status.value = f"refresh failed: {exc}"
+                self.status.value = f"{_REFRESH_FAILED}{exc}"
+            else:
+                if self.status.value.startswith(_REFRESH_FAILED):  # the store is back: say so by clearing it
+                    self.status.value = ""
 
     def close(self) -> None:
         self._stop.set()
