@@ -1,5 +1,6 @@
 """PairLabeller driven from Python: messages as labeller.js sends them, assertions on the store."""
 
+import asyncio
 import time
 from importlib import resources
 
@@ -301,3 +302,36 @@ def test_a_new_labeller_on_the_same_pairs_asks_only_what_this_annotator_has_not_
     # An undone label is not "labelled": its pair is asked again.
     store.undo("ana")
     assert PairLabeller(store, ITEMS, annotator="ana").current["prompt"] == "Describe rain."
+
+
+def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+
+    async def person():  # clicks arrive while the cell awaits, as the kernel hands them over
+        for action in ("A", "skip", "B"):
+            await asyncio.sleep(0.05)
+            send(labeller, action)
+
+    async def cell():
+        clicking = asyncio.create_task(person())
+        given = await asyncio.wait_for(labeller.finished(poll_s=0.01), 10)
+        await clicking
+        return given
+
+    assert asyncio.run(cell()) == 2  # the skip is not a label; returning early would count fewer
+    assert store.count() == 2 and labeller.current is None
+    assert "Waiting for your labels: 3 item(s)" in capsys.readouterr().out
+    assert asyncio.run(labeller.finished()) == 0  # nothing queued: at once, and silently
+    assert capsys.readouterr().out == ""
+
+
+def test_finished_ends_when_the_widget_is_closed(store):
+    labeller = PairLabeller(store, ITEMS)
+
+    async def cell():
+        closing = asyncio.get_running_loop().call_later(0.05, labeller.close)
+        given = await asyncio.wait_for(labeller.finished(poll_s=0.01), 10)
+        closing.cancel()
+        return given
+
+    assert asyncio.run(cell()) == 0 and labeller.current is not None

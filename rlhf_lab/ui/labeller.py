@@ -8,6 +8,7 @@
     >>> labeller                                   # shows the widget; 1 / 2 / t / b / s / u label from the keyboard
     >>> labeller.add(StageSource(ppo).next(8))     # more items at any time
     >>> labeller.annotator = "bo"                  # or type a name in the widget's header
+    >>> await labeller.finished()                  # in a cell: goes on once the queue is labelled
 
 The annotator defaults to the environment variable RLHF_LAB_ANNOTATOR (workshop mode), else "me".
 A name is checked in Python (non-empty after strip, at most 64 characters); an invalid one keeps
@@ -24,6 +25,7 @@ press their numbers best-first) and "likert" (1-5 per response).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import weakref
@@ -252,6 +254,25 @@ class PairLabeller(anywidget.AnyWidget):
                 "Undone: label removed." if label_id is not None else "Back to the skipped item.", "info"
             )
             return True
+
+    async def finished(self, poll_s: float = 0.2) -> int:
+        """Await an empty queue: every item labelled or skipped; returns the labels given meanwhile.
+
+        `await labeller.finished()` in a cell hands the queue to a person and goes on when they are
+        done, even under Run All: an awaiting cell leaves the kernel free to take the widget's
+        clicks and keys. It also ends when the widget is closed. A labeller fed by a source that
+        never runs dry never finishes.
+        """
+        before = self.session_count
+        if self._current is not None and self.comm is not None:
+            print(
+                f"Waiting for your labels: {1 + self.queued} item(s) in the labeller (keys 1 / 2 / t / b, "
+                "s skips one). This cell goes on when the queue is empty.",
+                flush=True,
+            )
+        while self._current is not None and self.comm is not None:
+            await asyncio.sleep(poll_s)
+        return self.session_count - before
 
     # ------------------------------------------------------------------ internals
     @property
