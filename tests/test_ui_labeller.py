@@ -304,8 +304,10 @@ def test_a_new_labeller_on_the_same_pairs_asks_only_what_this_annotator_has_not_
     assert PairLabeller(store, ITEMS, annotator="ana").current["prompt"] == "Describe rain."
 
 
-def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys):
+def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys, monkeypatch):
     labeller = PairLabeller(store, ITEMS, annotator="ana")
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objects: shown.extend(objects))
 
     async def person():  # clicks arrive while the cell awaits, as the kernel hands them over
         for action in ("A", "skip", "B"):
@@ -314,15 +316,16 @@ def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys):
 
     async def cell():
         clicking = asyncio.create_task(person())
-        given = await asyncio.wait_for(labeller.finished(poll_s=0.01), 10)
+        given = await asyncio.wait_for(labeller.finished(poll_s=0.01, show=True), 10)
         await clicking
         return given
 
     assert asyncio.run(cell()) == 2  # the skip is not a label; returning early would count fewer
     assert store.count() == 2 and labeller.current is None
     assert "Waiting for your labels: 3 item(s)" in capsys.readouterr().out
-    assert asyncio.run(labeller.finished()) == 0  # nothing queued: at once, and silently
-    assert capsys.readouterr().out == ""
+    assert shown == [labeller]  # shown under the waiting cell, once
+    assert asyncio.run(labeller.finished(show=True)) == 0  # nothing queued: at once, silently, not shown
+    assert capsys.readouterr().out == "" and shown == [labeller]
 
 
 def test_finished_ends_when_the_widget_is_closed(store):

@@ -8,7 +8,7 @@
     >>> labeller                                   # shows the widget; 1 / 2 / t / b / s / u label from the keyboard
     >>> labeller.add(StageSource(ppo).next(8))     # more items at any time
     >>> labeller.annotator = "bo"                  # or type a name in the widget's header
-    >>> await labeller.finished()                  # in a cell: goes on once the queue is labelled
+    >>> await labeller.finished(show=True)         # in a cell: shows it there, goes on once all are labelled
 
 The annotator defaults to the environment variable RLHF_LAB_ANNOTATOR (workshop mode), else "me".
 A name is checked in Python (non-empty after strip, at most 64 characters); an invalid one keeps
@@ -255,13 +255,13 @@ class PairLabeller(anywidget.AnyWidget):
             )
             return True
 
-    async def finished(self, poll_s: float = 0.2) -> int:
+    async def finished(self, poll_s: float = 0.2, *, show: bool = False) -> int:
         """Await an empty queue: every item labelled or skipped; returns the labels given meanwhile.
 
-        `await labeller.finished()` in a cell hands the queue to a person and goes on when they are
-        done, even under Run All: an awaiting cell leaves the kernel free to take the widget's
-        clicks and keys. It also ends when the widget is closed. A labeller fed by a source that
-        never runs dry never finishes.
+        `await labeller.finished(show=True)` in a cell says what it waits for, shows the labeller
+        right there, and goes on when the person is done, even under Run All: an awaiting cell
+        leaves the kernel free to take the widget's clicks and keys. It also ends when the widget
+        is closed. A labeller fed by a source that never runs dry never finishes.
         """
         before = self.session_count
         if self._current is not None and self.comm is not None:
@@ -270,6 +270,10 @@ class PairLabeller(anywidget.AnyWidget):
                 "s skips one). This cell goes on when the queue is empty.",
                 flush=True,
             )
+            if show:
+                from IPython.display import display
+
+                display(self)
         while self._current is not None and self.comm is not None:
             await asyncio.sleep(poll_s)
         return self.session_count - before

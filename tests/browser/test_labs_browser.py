@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -216,4 +217,51 @@ def test_lab08_dashboard_marks_each_reward_model_refit(jupyter_lab, new_page, ar
         assert not page.evaluate(STDERR) or "Traceback" not in "".join(page.evaluate(STDERR))
     finally:
         page.screenshot(path=str(artifacts / "lab08.png"))
+        page.close()
+
+
+def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_page, artifacts):
+    """SIMULATE = False: under Run All each round shows the labeller and waits; a participant labels
+    the pairs (clicks and keys), the rounds go on, and every label is in the store under their name."""
+    base, token, root = jupyter_lab
+    path = copy_lab(root / "lab08-person", "08", {"SIMULATE = True  #": "SIMULATE = False  #"})
+    store = path.parent / "runs" / "lab08-tiny" / "labels.sqlite"
+    page = new_page()
+    n = n_code_cells(path)
+    a_is_better = page.get_by_role("button", name="A is better")  # visible only while a pair is shown
+    given, by_key = 0, False
+    try:
+        open_notebook(page, base, token, f"lab08-person/{path.name}")
+        page.evaluate(RUN_ALL)
+        deadline = time.monotonic() + 400
+        while not page.evaluate(ALL_RUN, n):
+            assert time.monotonic() < deadline, f"Run All did not end: {page.evaluate(PROMPTS)}"
+            if a_is_better.count() == 0:
+                page.wait_for_timeout(500)
+                continue
+            view = page.locator(".rl-labeller").filter(has=a_is_better).last  # the round's own view
+            if by_key:  # every other pair by keyboard: the widget takes the keys once clicked
+                view.locator(".rl-prompt-text").click()
+                page.keyboard.press("2")
+            else:
+                view.get_by_role("button", name="A is better").click()
+            by_key = not by_key
+            given += 1
+            # recorded (the header counts it) before the next action, so no click lands twice
+            # (any view: they all show one widget; the last pair of a round leaves this one without buttons)
+            page.locator(
+                ".rl-labeller .rl-progress", has_text=f"{given} labelled this session"
+            ).first.wait_for(timeout=30_000)
+        page.wait_for_function(IDLE, timeout=60_000)
+        assert not page.evaluate(STDERR) or "Traceback" not in "".join(page.evaluate(STDERR))
+        text = page.locator(PANEL).inner_text()
+        counts = labels_by(store)
+        assert given >= 4 and counts.get("me") == given, (given, counts)
+        queued, by_you = map(int, re.search(r"(\d+) pairs queued, (\d+) labelled by you", text).groups())
+        assert queued == by_you > 0  # round 1 went on only once its pairs were labelled
+        assert "Waiting for your labels" in text
+        # both rounds were recorded in the round table, after the person's labels
+        assert re.search(r"^\s*2\s+\d+", text, re.M), "round 2 missing from the round table"
+    finally:
+        page.screenshot(path=str(artifacts / "lab08-person.png"), full_page=True)
         page.close()
