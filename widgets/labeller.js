@@ -85,7 +85,7 @@ function render({ model, el }) {
   const status = h("div", "rl-status");
   status.setAttribute("aria-live", "polite");
   const help = h("div", "rl-help");
-  const empty = h("div", "rl-empty", "The queue is empty. Add items with labeller.add(items).");
+  const empty = h("div", "rl-empty");
 
   root.append(header, guide, promptBox, cards, actions, noteRow, status, help, empty);
   el.append(root);
@@ -170,6 +170,10 @@ function render({ model, el }) {
       parts.push(`store: ${p.total} labels` + (people ? ` (${people})` : ""));
     }
     progress.textContent = parts.join(" · ");
+    // what an empty queue means to whoever is looking: done for now, or nothing sent yet
+    empty.textContent = p.session
+      ? "All done for now: every pair in the queue is labelled. New ones appear here when the notebook adds them."
+      : "Nothing to label yet: pairs appear here when the notebook adds them (labeller.add(items)).";
   }
 
   function drawStatus() {

@@ -260,6 +260,7 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
         queued, by_you = map(int, re.search(r"(\d+) pairs queued, (\d+) labelled by you", text).groups())
         assert queued == by_you > 0  # round 1 went on only once its pairs were labelled
         assert "Waiting for your labels" in text
+        assert "All done for now" in page.locator(".rl-labeller .rl-empty").last.inner_text()
         # both rounds were recorded in the round table, after the person's labels
         assert re.search(r"^\s*2\s+\d+", text, re.M), "round 2 missing from the round table"
     finally:
