@@ -328,8 +328,8 @@ def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys, m
     assert capsys.readouterr().out == "" and shown == [labeller]
 
 
-def test_finished_ends_when_the_widget_is_closed(store):
-    labeller = PairLabeller(store, ITEMS)
+def test_finished_ends_when_the_widget_is_closed(store, capsys):
+    labeller = PairLabeller(store, [{"prompt": "Rank.", "responses": ["a", "b", "c"]}], mode="rank")
 
     async def cell():
         closing = asyncio.get_running_loop().call_later(0.05, labeller.close)
@@ -338,3 +338,4 @@ def test_finished_ends_when_the_widget_is_closed(store):
         return given
 
     assert asyncio.run(cell()) == 0 and labeller.current is not None
+    assert "(s skips one)" in capsys.readouterr().out  # no pair keys for a ranking

@@ -172,8 +172,8 @@ function render({ model, el }) {
     progress.textContent = parts.join(" · ");
     // what an empty queue means to whoever is looking: done for now, or nothing sent yet
     empty.textContent = p.session
-      ? "All done for now: every pair in the queue is labelled. New ones appear here when the notebook adds them."
-      : "Nothing to label yet: pairs appear here when the notebook adds them (labeller.add(items)).";
+      ? "All done for now: nothing left in the queue. New items appear here when the notebook adds them."
+      : "Nothing to label yet: items appear here when the notebook adds them (labeller.add(items)).";
   }
 
   function drawStatus() {

@@ -265,9 +265,10 @@ class PairLabeller(anywidget.AnyWidget):
         """
         before = self.session_count
         if self._current is not None and self.comm is not None:
+            keys = "keys 1 / 2 / t / b, " if self.mode == "pair" else ""
             print(
-                f"Waiting for your labels: {1 + self.queued} item(s) in the labeller (keys 1 / 2 / t / b, "
-                "s skips one). This cell goes on when the queue is empty.",
+                f"Waiting for your labels: {1 + self.queued} item(s) in the labeller ({keys}s skips one). "
+                "This cell goes on when the queue is empty.",
                 flush=True,
             )
             if show:
