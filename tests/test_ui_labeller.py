@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 import pytest
@@ -304,6 +305,13 @@ def test_a_new_labeller_on_the_same_pairs_asks_only_what_this_annotator_has_not_
     assert PairLabeller(store, ITEMS, annotator="ana").current["prompt"] == "Describe rain."
 
 
+def run_cell(coroutine):
+    """Run a notebook cell's coroutine in a fresh event loop of its own thread: another test (Playwright's
+    sync API) may have left a loop running in this one, and asyncio.run refuses to nest."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=30)
+
+
 def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys, monkeypatch):
     labeller = PairLabeller(store, ITEMS, annotator="ana")
     shown = []
@@ -320,11 +328,11 @@ def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys, m
         await clicking
         return given
 
-    assert asyncio.run(cell()) == 2  # the skip is not a label; returning early would count fewer
+    assert run_cell(cell()) == 2  # the skip is not a label; returning early would count fewer
     assert store.count() == 2 and labeller.current is None
     assert "Waiting for your labels: 3 item(s)" in capsys.readouterr().out
     assert shown == [labeller]  # shown under the waiting cell, once
-    assert asyncio.run(labeller.finished(show=True)) == 0  # nothing queued: at once, silently, not shown
+    assert run_cell(labeller.finished(show=True)) == 0  # nothing queued: at once, silently, not shown
     assert capsys.readouterr().out == "" and shown == [labeller]
 
 
@@ -337,5 +345,5 @@ def test_finished_ends_when_the_widget_is_closed(store, capsys):
         closing.cancel()
         return given
 
-    assert asyncio.run(cell()) == 0 and labeller.current is not None
+    assert run_cell(cell()) == 0 and labeller.current is not None
     assert "(s skips one)" in capsys.readouterr().out  # no pair keys for a ranking
