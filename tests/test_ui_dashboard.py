@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from ui_fakes import FakeConfig, FakeStage
+from ui_fakes import FakeConfig, FakeStage, run_cell
 
 from rlhf_lab.stages.base import StepClock
 from rlhf_lab.ui.dashboard import Dashboard, clean_message, ema
@@ -183,14 +183,9 @@ def test_panels_follow_the_stages_and_attach_rebuilds():
 
 
 def test_until_done_awaits_a_background_run_and_reraises_nothing_on_success():
-    import asyncio
-    import concurrent.futures
-
     from rlhf_lab.ui.dashboard import until_done
 
     stage = FakeStage()
     stage.run(steps=3)
-    # A thread of its own: after the browser tests, playwright's event loop may still be running in this one.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, until_done(stage, poll_s=0.01)).result(timeout=30)
+    run_cell(until_done(stage, poll_s=0.01))
     assert stage.status == "done" and stage.step_count == 3

@@ -2,10 +2,10 @@
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 import pytest
+from ui_fakes import run_cell
 
 from rlhf_lab.active import ActiveLearningSource
 from rlhf_lab.store import PreferenceStore
@@ -303,13 +303,6 @@ def test_a_new_labeller_on_the_same_pairs_asks_only_what_this_annotator_has_not_
     # An undone label is not "labelled": its pair is asked again.
     store.undo("ana")
     assert PairLabeller(store, ITEMS, annotator="ana").current["prompt"] == "Describe rain."
-
-
-def run_cell(coroutine):
-    """Run a notebook cell's coroutine in a fresh event loop of its own thread: another test (Playwright's
-    sync API) may have left a loop running in this one, and asyncio.run refuses to nest."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result(timeout=30)
 
 
 def test_finished_waits_until_every_item_is_labelled_or_skipped(store, capsys, monkeypatch):

@@ -1,13 +1,24 @@
-"""A fake stage for the UI tests: the real Stage machinery, RL-shaped metrics, no model."""
+"""Helpers for the UI tests: a fake stage (the real Stage machinery, RL-shaped metrics, no model) and
+`run_cell`, which runs a notebook cell's coroutine."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rlhf_lab.stages.base import Stage
+
+
+def run_cell(coroutine):
+    """Run a notebook cell's coroutine in a fresh event loop of its own thread: another test (Playwright's
+    sync API) may have left a loop running in this one, and asyncio.run refuses to nest."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=30)
+
 
 PROMPTS = ["Review a film you liked.", "Describe your last holiday.", "Give me advice on cooking rice."]
 
