@@ -44,6 +44,36 @@ def test_tiny_tokenizer_round_trips_and_pads_left(tiny_tok):
     assert tiny_tok.pad_token_id != tiny_tok.eos_token_id and tiny_tok.padding_side == "left"
 
 
+def test_tiny_tokenizer_has_a_token_for_most_words_of_the_tasks(tiny_tok):
+    # Whole-word tokens are what let a 2-layer model write words rather than half-words.
+    from rlhf_lab.bundled import TASKS, load_demos
+
+    for task in TASKS:
+        responses = [row["response"] for row in load_demos(task)]
+        tokens = sum(len(tiny_tok(text)["input_ids"]) for text in responses)
+        words = sum(len(text.split()) for text in responses)
+        assert tokens / words < 1.8, (task, tokens / words)  # punctuation is a token of its own
+    assert len(tiny_tok(" sparkling")["input_ids"]) == 1
+
+
+def test_pretrained_reward_cache_key_depends_on_the_backbone(tiny_tok):
+    from rlhf_lab.models.tiny import tiny_reward_model
+    from rlhf_lab.reward.config import RMConfig
+    from rlhf_lab.reward.pretrained import _cache_key
+
+    pairs = [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+    model = tiny_reward_model(tiny_tok)
+    key = _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, model, tiny_tok)
+    assert key == _cache_key(
+        "tiny", "positive_review", pairs, RMConfig(), 0, tiny_reward_model(tiny_tok), tiny_tok
+    )
+    wider = tiny_reward_model(tiny_tok, n_embd=32)
+    assert key != _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, wider, tiny_tok)
+    other_vocab = tiny_tok.__class__(tokenizer_object=tiny_tok.backend_tokenizer, pad_token="<|pad|>")
+    other_vocab.add_tokens(["<|new|>"])
+    assert key != _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, model, other_vocab)
+
+
 def test_generation_rejects_bad_input(tiny_lab):
     with pytest.raises(ValueError, match="Empty prompt"):
         tiny_lab.generate(["  "])

@@ -64,12 +64,12 @@ def make_stage(tok, data, seed=0, model_overrides=None, **config):
 def test_learns_a_clean_rule_from_a_store(tiny_tok):
     torch.manual_seed(0)
     store = fill(PreferenceStore(":memory:"), clean_pairs(200))
-    stage = make_stage(tiny_tok, store)
+    stage = make_stage(tiny_tok, store, epochs=6)  # 4 epochs leave 1-2 of 18 val pairs wrong on some seeds
     summary = stage.fit(progress=False)
     assert summary["val_accuracy"] >= 0.9 and summary["val_auc"] >= 0.9
     assert summary["n_train_pairs"] + summary["n_val_pairs"] + summary["n_test_pairs"] == 200
     assert summary["n_test_pairs"] > 0  # 200 prompts: an 80/10/10 split
-    assert summary["seconds"] > 0 and summary["steps"] == 4 * math.ceil(summary["n_train_pairs"] / 16)
+    assert summary["seconds"] > 0 and summary["steps"] == 6 * math.ceil(summary["n_train_pairs"] / 16)
     assert stage.evaluate("test", log=False)["accuracy"] >= 0.9
     for row in stage.rows:
         assert all(is_known(key) for key in row), row

@@ -48,7 +48,8 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
         description="Config-made 2-layer GPT-2 (width 64) policy and reward model, tokenizer built in "
-        "code. Milliseconds per step on CPU; for tests and quick demos. Text is gibberish until trained.",
+        "code. Milliseconds per step on CPU; for tests and quick demos. Random text until SFT, then "
+        "sentences in the demonstrations' mould.",
         policy="tiny",
         reward="tiny",
         # Measured in bench/README.md ("learning quality"): RL at 3e-4 reached KL ~10 nats (hacking); 3e-5

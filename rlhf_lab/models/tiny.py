@@ -18,7 +18,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
-TINY_VOCAB_SIZE = 1024
+# Big enough that nearly every word of the bundled tasks is one token (about 1.2 tokens a word in the
+# demonstrations). A 2-layer model then samples whole words; with 1,024 merges learnt from a few
+# sentences it had to spell words from pieces and wrote half-words ("a det ect ive in a small f is hing").
+TINY_VOCAB_SIZE = 2048
 
 # The same turn structure as ChatML, with short markers so tiny models see more content per token.
 TINY_CHAT_TEMPLATE = (
@@ -33,8 +36,20 @@ TINY_MODEL_SHAPE = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 256}
 
 
 def _corpus_lines() -> list[str]:
+    """The tokenizer's training text: a few general sentences plus the bundled tasks' *train* split.
+
+    The train prompts, their demonstrations and the SmolLM2 answers sampled for them; never the
+    test prompts or the held-out answers, which the labs grade on.
+    """
+    from rlhf_lab import bundled  # deferred: the data files are only read when a tokenizer is built
+
     text = resources.files("rlhf_lab.data").joinpath("tiny_corpus.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    for task in sorted(bundled.TASKS):
+        lines += [row["prompt"] for row in bundled.load_prompts(task, "train")]
+        lines += [f"{row['prompt']} {row['response']}" for row in bundled.load_demos(task)]
+        lines += [response for row in bundled.load_samples(task) for response in row["responses"]]
+    return lines
 
 
 @functools.lru_cache(maxsize=1)

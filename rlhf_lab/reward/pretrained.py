@@ -32,10 +32,21 @@ from rlhf_lab.models.smollm2 import cache_root
 from rlhf_lab.reward.config import RMConfig
 
 
-def _cache_key(spec: str, task: str, pairs: list[dict[str, Any]], config: Any, seed: int) -> str:
+def _cache_key(
+    spec: str, task: str, pairs: list[dict[str, Any]], config: Any, seed: int, model: Any, tokenizer: Any
+) -> str:
+    """Everything the cached weights depend on. The backbone's config and the tokenizer's vocabulary are in
+    it because a preset's name can outlive its shapes: weights cached for another vocabulary would not load
+    (or worse, would load into different tokens)."""
     digest = hashlib.sha256()
     settings = {k: v for k, v in asdict(config).items() if k not in ("eval_batch_size", "calibration_bins")}
-    digest.update(json.dumps([spec, task, seed, settings, pairs], sort_keys=True, default=str).encode())
+    shape = {
+        k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")
+    }
+    backbone = [shape, sorted(tokenizer.get_vocab().items())]
+    digest.update(
+        json.dumps([spec, task, seed, settings, pairs, backbone], sort_keys=True, default=str).encode()
+    )
     return digest.hexdigest()[:20]
 
 
@@ -72,7 +83,8 @@ def pretrain_on_bundled(
         "schedule": "linear",
     }
     probe = stage_cls(model, tokenizer, pairs, **settings)
-    folder = cache_root() / "reward_pretrained" / _cache_key(spec, task, pairs, probe.config, seed)
+    key = _cache_key(spec, task, pairs, probe.config, seed, model, tokenizer)
+    folder = cache_root() / "reward_pretrained" / key
     weights = folder / "model.safetensors"
     if weights.exists() and (folder / "state.json").exists():
         model.load_state_dict(
