@@ -18,8 +18,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
-# Big enough that nearly every word of the bundled tasks is one token (about 1.2 tokens a word in the
-# demonstrations). A 2-layer model then samples whole words; with 1,024 merges learnt from a few
+# Big enough that nearly every word of the bundled tasks is one token (1.15 tokens a word in the
+# positive_review demonstrations, 1.6 in helpful_harmless's, punctuation included). A 2-layer model then samples whole words; with 1,024 merges learnt from a few
 # sentences it had to spell words from pieces and wrote half-words ("a det ect ive in a small f is hing").
 TINY_VOCAB_SIZE = 2048
 
