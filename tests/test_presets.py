@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from rlhf_lab import Lab
+from rlhf_lab.bundled import TASKS, load_demos
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, default_cpu_threads
 from rlhf_lab.errors import MissingPackageError, OfflineModelError, UnknownPresetError
 from rlhf_lab.models import offline_packages, smollm2
 from rlhf_lab.models.presets import PRESETS, load_policy
-from rlhf_lab.models.tiny import tiny_policy
+from rlhf_lab.models.tiny import tiny_policy, tiny_reward_model
+from rlhf_lab.reward.config import RMConfig
+from rlhf_lab.reward.pretrained import _cache_key
 
 
 def test_unknown_preset_lists_known_ones():
@@ -46,8 +49,6 @@ def test_tiny_tokenizer_round_trips_and_pads_left(tiny_tok):
 
 def test_tiny_tokenizer_has_a_token_for_most_words_of_the_tasks(tiny_tok):
     # Whole-word tokens are what let a 2-layer model write words rather than half-words.
-    from rlhf_lab.bundled import TASKS, load_demos
-
     for task in TASKS:
         responses = [row["response"] for row in load_demos(task)]
         tokens = sum(len(tiny_tok(text)["input_ids"]) for text in responses)
@@ -57,21 +58,17 @@ def test_tiny_tokenizer_has_a_token_for_most_words_of_the_tasks(tiny_tok):
 
 
 def test_pretrained_reward_cache_key_depends_on_the_backbone(tiny_tok):
-    from rlhf_lab.models.tiny import tiny_reward_model
-    from rlhf_lab.reward.config import RMConfig
-    from rlhf_lab.reward.pretrained import _cache_key
-
     pairs = [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+
+    def key(model, tokenizer):
+        return _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, model, tokenizer)
+
     model = tiny_reward_model(tiny_tok)
-    key = _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, model, tiny_tok)
-    assert key == _cache_key(
-        "tiny", "positive_review", pairs, RMConfig(), 0, tiny_reward_model(tiny_tok), tiny_tok
-    )
-    wider = tiny_reward_model(tiny_tok, n_embd=32)
-    assert key != _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, wider, tiny_tok)
+    assert key(model, tiny_tok) == key(tiny_reward_model(tiny_tok), tiny_tok)
+    assert key(model, tiny_tok) != key(tiny_reward_model(tiny_tok, n_embd=32), tiny_tok)
     other_vocab = tiny_tok.__class__(tokenizer_object=tiny_tok.backend_tokenizer, pad_token="<|pad|>")
     other_vocab.add_tokens(["<|new|>"])
-    assert key != _cache_key("tiny", "positive_review", pairs, RMConfig(), 0, model, other_vocab)
+    assert key(model, tiny_tok) != key(model, other_vocab)
 
 
 def test_generation_rejects_bad_input(tiny_lab):

@@ -17,10 +17,13 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from rlhf_lab import bundled
+
 SPECIAL_TOKENS = ["<|pad|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>"]
 # Big enough that nearly every word of the bundled tasks is one token (1.15 tokens a word in the
-# positive_review demonstrations, 1.6 in helpful_harmless's, punctuation included). A 2-layer model then samples whole words; with 1,024 merges learnt from a few
-# sentences it had to spell words from pieces and wrote half-words ("a det ect ive in a small f is hing").
+# positive_review demonstrations, 1.6 in helpful_harmless's, punctuation included). A 2-layer model then
+# samples whole words; with 1,024 merges learnt from a few sentences it had to spell words from pieces
+# and wrote half-words ("a det ect ive in a small f is hing").
 TINY_VOCAB_SIZE = 2048
 
 # The same turn structure as ChatML, with short markers so tiny models see more content per token.
@@ -41,8 +44,6 @@ def _corpus_lines() -> list[str]:
     The train prompts, their demonstrations and the SmolLM2 answers sampled for them; never the
     test prompts or the held-out answers, which the labs grade on.
     """
-    from rlhf_lab import bundled  # deferred: the data files are only read when a tokenizer is built
-
     text = resources.files("rlhf_lab.data").joinpath("tiny_corpus.txt").read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if line.strip()]
     for task in sorted(bundled.TASKS):
