@@ -6,7 +6,8 @@
     >>> from rlhf_lab.headless import load_config, train
     >>> summary = train(load_config("examples/ppo_tiny.yaml"))
 
-The config (every section but `task` is optional; unknown keys are errors)::
+The config (every section but `task` is optional; an unknown key or a setting its stage would refuse
+is an error before any model loads, naming the section and the field)::
 
     preset: tiny                  # a preset name, or instead:
     # policy: HuggingFaceTB/SmolLM2-135M-Instruct
@@ -133,7 +134,47 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
         )
     tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
+    check_stage_settings(config)
     return config
+
+
+# Keys a section reads itself; every other key in it is a field of that stage's config.
+SECTION_KEYS = {"sft": ("steps",), "dpo": ("steps",), "reward_model": ("epochs",), "rl": ("steps", "reward")}
+
+
+def check_stage_settings(config: dict[str, Any]) -> None:
+    """ValueError, naming the section, for a setting its stage would refuse: an unknown field, a wrong
+    type, a value out of range, or a step count that is not a whole number.
+
+    It runs before any model loads, so a typo in `rl` fails at once instead of after SFT has trained.
+    The batch's shape (RL's minibatch split) is left to the stage: the Lab sizes the batch from its preset.
+    """
+    from rlhf_lab.bundled import TASKS
+    from rlhf_lab.reward.config import RMConfig
+    from rlhf_lab.rl.config import RLConfig
+    from rlhf_lab.stages.configs import make_config
+    from rlhf_lab.stages.dpo import DPOConfig
+    from rlhf_lab.stages.sft import SFTConfig
+
+    if "task" in config and config["task"] not in TASKS:
+        raise ValueError(f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}.")
+    classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
+    for section, config_cls in classes.items():
+        settings = config.get(section) or {}
+        for key in SECTION_KEYS[section]:
+            value = settings.get(key)
+            if (
+                key != "reward"
+                and value is not None
+                and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
+            ):
+                raise ValueError(f"{section}.{key} must be a whole number >= 0, got {value!r}.")
+        fields = {k: v for k, v in settings.items() if k not in SECTION_KEYS[section]}
+        try:
+            stage_config = make_config(None, config_cls, fields)
+            stage_config.check_settings() if section == "rl" else stage_config.validate()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{section}: {error}") from None
 
 
 def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -50,6 +50,51 @@ def test_bad_configs_are_rejected(bad):
         check_config(bad)
 
 
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"rl": {"betta": 0.1}}, r"rl: Unknown RLConfig field\(s\) \['betta'\]"),
+        ({"rl": {"beta": -1}}, r"rl: RLConfig.beta must be in \[0, inf\)"),
+        ({"rl": {"estimator": "ppoo"}}, "rl: estimator must be one of"),
+        ({"rl": {"steps": 2.5}}, r"rl.steps must be a whole number >= 0, got 2.5"),
+        ({"sft": {"learning_rate": "fast"}}, "sft: SFTConfig.learning_rate must be"),
+        ({"sft": {"steps": True}}, "sft.steps must be a whole number"),
+        ({"dpo": {"loss_type": "sigmod"}}, "dpo: loss_type must be one of"),
+        ({"reward_model": {"batch_size": 0}}, r"reward_model: RMConfig.batch_size must be in \[1, inf\)"),
+        ({"reward_model": {"epochs": -1}}, "reward_model.epochs must be a whole number"),
+    ],
+)
+def test_every_stage_setting_is_checked_before_anything_trains(section, message):
+    with pytest.raises(ValueError, match=message):
+        check_config({"task": "positive_review", **section})
+
+
+def test_an_unknown_task_is_named_with_the_bundled_ones():
+    with pytest.raises(
+        ValueError, match="task: unknown task 'poems'; bundled tasks: helpful_harmless, positive_review"
+    ):
+        check_config({"task": "poems", "rl": {"steps": 1}})
+
+
+@pytest.mark.parametrize("name", ["ppo_tiny.yaml", "grpo_tiny.yaml"])
+def test_the_example_configs_pass_the_checks(name):
+    assert load_config(REPO / "examples" / name)["task"]
+
+
+def test_a_typo_in_rl_fails_before_sft_trains(tmp_path, monkeypatch):
+    from rlhf_lab.headless import train
+    from rlhf_lab.lab import Lab
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    monkeypatch.setattr(Lab, "from_preset", no_model)
+    config = {"preset": "tiny", "task": "positive_review", "sft": {"steps": 50}, "rl": {"bta": 0.1}}
+    with pytest.raises(ValueError, match="rl: Unknown RLConfig field"):
+        train({**config, "output_dir": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_train_command_one_process(tmp_path, capsys):
     config = dict(TINY_RL, sft={"steps": 2, "batch_size": 4}, output_dir=str(tmp_path / "run"))

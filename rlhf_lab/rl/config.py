@@ -193,25 +193,30 @@ class RLConfig:
 
     def validate(self) -> RLConfig:
         """Raise ValueError with a plain explanation for any setting that cannot work."""
-        # Types, finiteness (NaN slips through every `<`/`>` comparison) and ranges first.
-        check_fields(self, RL_RANGES)
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+        self.check_settings()
         if self.estimator in GROUP_ESTIMATORS and self.k < 2:
             raise ValueError(
                 f"{self.estimator} compares samples of the same prompt, so samples_per_prompt must be >= 2 "
                 f"(got {self.k})."
             )
-        if self.k < 1:
-            raise ValueError(f"samples_per_prompt must be at least 1, got {self.k}.")
-        if self.num_minibatches < 1 or self.rollouts_per_step % self.num_minibatches:
+        if self.rollouts_per_step % self.num_minibatches:
             raise ValueError(
                 f"batch_size * samples_per_prompt = {self.batch_size} * {self.k} = {self.rollouts_per_step} "
                 f"rollouts cannot be split into {self.num_minibatches} equal minibatches; pick a batch_size "
                 f"that {self.num_minibatches} divides (or change num_minibatches)."
             )
+        return self
+
+    def check_settings(self) -> RLConfig:
+        """The checks of `validate()` that look at one setting at a time, not at how the batch is shaped.
+
+        A caller that fills in the batch later (the Lab sizes it from its preset) can check a user's
+        settings this early: `rlhf-lab train` does, before any model loads.
+        """
+        # Types, finiteness (NaN slips through every `<`/`>` comparison) and ranges first.
+        check_fields(self, RL_RANGES)
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(
                 f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens}."
