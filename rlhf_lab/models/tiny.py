@@ -71,7 +71,7 @@ def _trained_tokenizer_json() -> str:
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A fresh fast tokenizer (byte-level BPE, ~1k tokens) with a chat template, pad != eos."""
+    """A fresh fast tokenizer (byte-level BPE, `TINY_VOCAB_SIZE` tokens) with a chat template, pad != eos."""
     tok = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json()),
         pad_token="<|pad|>",
