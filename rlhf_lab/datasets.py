@@ -3,8 +3,6 @@
 The new name says what the module holds and no longer shadows the `datasets` package.
 """
 
-import warnings
-
 from rlhf_lab.bundled import (
     SPLITS,
     TASKS,
@@ -15,12 +13,9 @@ from rlhf_lab.bundled import (
     load_samples,
     preference_pairs,
 )
+from rlhf_lab.moved import warn_moved
 
-warnings.warn(
-    "rlhf_lab.datasets is deprecated and will be removed; import from rlhf_lab.bundled.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.bundled")
 
 __all__ = [
     "SPLITS",

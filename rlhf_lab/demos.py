@@ -1,13 +1,8 @@
 """Deprecated: kept for one release; import from `rlhf_lab.demonstrations` (SFT demonstrations)."""
 
-import warnings
-
 from rlhf_lab.demonstrations import MAX_CHARS, Demo, DemoError, load_demos, save_demos
+from rlhf_lab.moved import warn_moved
 
-warnings.warn(
-    "rlhf_lab.demos is deprecated and will be removed; import from rlhf_lab.demonstrations.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.demonstrations")
 
 __all__ = ["MAX_CHARS", "Demo", "DemoError", "load_demos", "save_demos"]

@@ -1,7 +1,6 @@
 """Deprecated: kept for one release; import from `rlhf_lab.reward.evaluation`."""
 
-import warnings
-
+from rlhf_lab.moved import warn_moved
 from rlhf_lab.reward.evaluation import (
     average_ranks,
     both_orders,
@@ -16,11 +15,7 @@ from rlhf_lab.reward.evaluation import (
     spearman_rho,
 )
 
-warnings.warn(
-    "rlhf_lab.rm_eval is deprecated and will be removed; import from rlhf_lab.reward.evaluation.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.reward.evaluation")
 
 __all__ = [
     "average_ranks",

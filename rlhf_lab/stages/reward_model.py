@@ -5,8 +5,7 @@ The reward-model code now lives in rlhf_lab/reward/: `reward.stage` (RewardModel
 (RewardEnsemble), `reward.losses` (pairwise_loss) and `reward.pairs` (read_pairs, prompt_unit).
 """
 
-import warnings
-
+from rlhf_lab.moved import warn_moved
 from rlhf_lab.reward.config import LOSSES, RMConfig
 from rlhf_lab.reward.ensemble import RewardEnsemble
 from rlhf_lab.reward.losses import pairwise_loss
@@ -14,11 +13,7 @@ from rlhf_lab.reward.pairs import PairRecord, TrainingPair, prompt_unit, read_pa
 from rlhf_lab.reward.scorer import PairScoring, RewardScorer
 from rlhf_lab.reward.stage import SMALL_DATA_PROMPTS, RewardModelStage, replace_seed
 
-warnings.warn(
-    "rlhf_lab.stages.reward_model is deprecated and will be removed; import from rlhf_lab.reward.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.reward")
 
 __all__ = [
     "LOSSES",

@@ -1,7 +1,5 @@
 """Deprecated: kept for one release; import from `rlhf_lab.attribution` (token attribution)."""
 
-import warnings
-
 from rlhf_lab.attribution import (
     Attribution,
     as_score_fn,
@@ -11,12 +9,9 @@ from rlhf_lab.attribution import (
     reward_model_scorer,
     split_units,
 )
+from rlhf_lab.moved import warn_moved
 
-warnings.warn(
-    "rlhf_lab.ui.attribution is deprecated and will be removed; import from rlhf_lab.attribution.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.attribution")
 
 __all__ = [
     "Attribution",

@@ -1,7 +1,5 @@
 """Deprecated: kept for one release; import from `rlhf_lab.active` (item sources, active learning)."""
 
-import warnings
-
 from rlhf_lab.active import (
     STRATEGIES,
     ActiveLearningSource,
@@ -14,12 +12,9 @@ from rlhf_lab.active import (
     normalise_item,
     pairs_from_samples,
 )
+from rlhf_lab.moved import warn_moved
 
-warnings.warn(
-    "rlhf_lab.ui.queue is deprecated and will be removed; import from rlhf_lab.active.",
-    DeprecationWarning,
-    stacklevel=2,  # the importer's line (warnings skips importlib's frames)
-)
+warn_moved(__name__, "rlhf_lab.active")
 
 __all__ = [
     "STRATEGIES",
