@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 PRESET_NAMES = ("tiny", "smollm2-135m")  # rlhf_lab.models.presets.PRESETS (not imported: it loads torch)
@@ -150,7 +151,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(path: str) -> dict | None:
+def _config(path: str) -> dict[str, Any] | None:
     """The checked YAML config, or None after printing why it cannot be used."""
     import yaml
 

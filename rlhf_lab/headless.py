@@ -138,7 +138,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-# Keys a section reads itself; every other key in it is a field of that stage's config.
+# The keys a section reads itself, its step count first; every other key in it is a field of its stage's config.
 SECTION_KEYS = {"sft": ("steps",), "dpo": ("steps",), "reward_model": ("epochs",), "rl": ("steps", "reward")}
 
 
@@ -161,18 +161,17 @@ def check_stage_settings(config: dict[str, Any]) -> None:
     classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
     for section, config_cls in classes.items():
         settings = config.get(section) or {}
-        for key in SECTION_KEYS[section]:
-            value = settings.get(key)
-            if (
-                key != "reward"
-                and value is not None
-                and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
-            ):
-                raise ValueError(f"{section}.{key} must be a whole number >= 0, got {value!r}.")
+        count_key = SECTION_KEYS[section][0]
+        count = settings.get(count_key)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ValueError(f"{section}.{count_key} must be a whole number >= 0, got {count!r}.")
         fields = {k: v for k, v in settings.items() if k not in SECTION_KEYS[section]}
         try:
             stage_config = make_config(None, config_cls, fields)
-            stage_config.check_settings() if section == "rl" else stage_config.validate()
+            if isinstance(stage_config, RLConfig):
+                stage_config.check_settings()
+            else:
+                stage_config.validate()
         except (TypeError, ValueError) as error:
             raise ValueError(f"{section}: {error}") from None
 
