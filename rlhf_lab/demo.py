@@ -156,8 +156,9 @@ def run_demo(
     # 2. Reward model: pre-trained on the bundled crowd labels, fine-tuned on the room's labels of the
     #    policy's own samples (two per prompt, rated by n_raters noisy raters).
     say(
-        f"2/4 reward model: pre-trained on the bundled {task} pairs (cached after the first run), then "
-        f"{schedule['label_pairs']} pairs of the policy's own samples, each rated by {n_raters} simulated raters"
+        f"2/4 reward model: pre-trained on the bundled {task} pairs (cached after the first run), "
+        f"then {schedule['label_pairs']} pairs of the policy's own samples, each rated by {n_raters} "
+        "simulated raters"
     )
     t = time.perf_counter()
     rm = lab.reward_model(pretrained=task)

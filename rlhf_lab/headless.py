@@ -138,7 +138,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-# The keys a section reads itself, its step count first; every other key in it is a field of its stage's config.
+# The keys a section reads itself, its step count first; its other keys are fields of its stage's config.
 SECTION_KEYS = {"sft": ("steps",), "dpo": ("steps",), "reward_model": ("epochs",), "rl": ("steps", "reward")}
 
 
