@@ -155,11 +155,12 @@ def _config(path: str) -> dict[str, Any] | None:
     """The checked YAML config, or None after printing why it cannot be used."""
     import yaml
 
+    from rlhf_lab.errors import ConfigError
     from rlhf_lab.headless import load_config
 
     try:
         return load_config(path)
-    except (OSError, ValueError, yaml.YAMLError) as error:
+    except (OSError, ConfigError, yaml.YAMLError) as error:
         print(f"rlhf-lab: error: {path}: {error}", file=sys.stderr)
         return None
 

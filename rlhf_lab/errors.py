@@ -12,6 +12,10 @@ class UnknownPresetError(RLHFLabError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ConfigError(RLHFLabError, ValueError):
+    """A headless config (YAML) or one of its settings cannot be used; the message names the key."""
+
+
 class MissingPackageError(RLHFLabError, ImportError):
     """An optional offline model package is not installed; the message has the exact pip command."""
 

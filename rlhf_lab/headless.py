@@ -67,6 +67,8 @@ from typing import Any
 
 import torch
 
+from rlhf_lab.errors import ConfigError
+
 TOP_LEVEL = {
     "preset",
     "policy",
@@ -96,30 +98,30 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: the config must be a mapping, got {type(config).__name__}.")
+        raise ConfigError(f"the config must be a mapping, got {type(config).__name__}.")
     return check_config(config)
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
     unknown = set(config) - TOP_LEVEL
     if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}.")
+        raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}.")
     if "task" not in config and not any(config.get(key) for key in DATA_FILES):
-        raise ValueError(
+        raise ConfigError(
             "the config needs a task (a bundled rlhf_lab.bundled task, e.g. positive_review) or data files "
             f"({', '.join(DATA_FILES)})."
         )
     if "preset" in config and "policy" in config:
-        raise ValueError("give either preset or policy, not both.")
+        raise ConfigError("give either preset or policy, not both.")
     for section in ("sft", "reward_model", "dpo", "rl"):
         if config.get(section) is not None and not isinstance(config[section], dict):
-            raise ValueError(f"{section} must be a mapping of settings.")
+            raise ConfigError(f"{section} must be a mapping of settings.")
     for key in DATA_FILES:
         if config.get(key) is not None and not isinstance(config[key], (str, os.PathLike)):
-            raise ValueError(f"{key} must be a file path (.jsonl or .parquet), got {config[key]!r}.")
+            raise ConfigError(f"{key} must be a file path (.jsonl or .parquet), got {config[key]!r}.")
     rl = config.get("rl") or {}
     if rl.get("reward", "gold") not in ("gold", "rm"):
-        raise ValueError(f"rl.reward must be 'gold' or 'rm', got {rl.get('reward')!r}.")
+        raise ConfigError(f"rl.reward must be 'gold' or 'rm', got {rl.get('reward')!r}.")
     needs = {
         "sft": ("demonstrations", config.get("sft")),
         "dpo": ("preferences", config.get("dpo")),
@@ -128,9 +130,9 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     }
     for what, (key, wanted) in needs.items():
         if wanted and "task" not in config and not config.get(key):
-            raise ValueError(f"{what} needs {key}: name a file, or a bundled task.")
+            raise ConfigError(f"{what} needs {key}: name a file, or a bundled task.")
     if rl and rl.get("reward", "gold") == "gold" and "task" not in config:
-        raise ValueError(
+        raise ConfigError(
             "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
         )
     tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
@@ -143,8 +145,8 @@ SECTION_KEYS = {"sft": ("steps",), "dpo": ("steps",), "reward_model": ("epochs",
 
 
 def check_stage_settings(config: dict[str, Any]) -> None:
-    """ValueError, naming the section, for a setting its stage would refuse: an unknown field, a wrong
-    type, a value out of range, or a step count that is not a whole number.
+    """ConfigError (a ValueError), naming the section, for a setting its stage would refuse: an unknown
+    field, a wrong type, a value out of range, or a step count that is not a whole number.
 
     It runs before any model loads, so a typo in `rl` fails at once instead of after SFT has trained.
     The batch's shape (RL's minibatch split) is left to the stage: the Lab sizes the batch from its preset.
@@ -157,14 +159,16 @@ def check_stage_settings(config: dict[str, Any]) -> None:
     from rlhf_lab.stages.sft import SFTConfig
 
     if "task" in config and config["task"] not in TASKS:
-        raise ValueError(f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}.")
+        raise ConfigError(
+            f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}."
+        )
     classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
     for section, config_cls in classes.items():
         settings = config.get(section) or {}
         count_key = SECTION_KEYS[section][0]
         count = settings.get(count_key)
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            raise ValueError(f"{section}.{count_key} must be a whole number >= 0, got {count!r}.")
+            raise ConfigError(f"{section}.{count_key} must be a whole number >= 0, got {count!r}.")
         fields = {k: v for k, v in settings.items() if k not in SECTION_KEYS[section]}
         try:
             stage_config = make_config(None, config_cls, fields)
@@ -173,7 +177,7 @@ def check_stage_settings(config: dict[str, Any]) -> None:
             else:
                 stage_config.validate()
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{section}: {error}") from None
+            raise ConfigError(f"{section}: {error}") from None
 
 
 def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -186,7 +190,7 @@ def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
         options = dict(entry) if isinstance(entry, dict) else {"backend": entry}
         backend = options.pop("backend", None)
         if backend not in BACKENDS:
-            raise ValueError(f"log_to: unknown tracker {backend!r}; known: {', '.join(BACKENDS)}.")
+            raise ConfigError(f"log_to: unknown tracker {backend!r}; known: {', '.join(BACKENDS)}.")
         if backend == "tensorboard":
             options.setdefault("log_dir", str(out / "tensorboard"))
         specs.append((backend, options))

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rlhf_lab.errors import RLHFLabError
+
 BACKENDS = ("tensorboard", "wandb", "trackio")
 _NOT_METRICS = frozenset({"stage", "step", "lab_step", "wall_time", "elapsed_s"})
 _INSTALL = {
@@ -35,7 +37,7 @@ _INSTALL = {
 }
 
 
-class TrackerMissingError(ImportError):
+class TrackerMissingError(RLHFLabError, ImportError):
     """The tracker's package is not installed; the message says how to install it."""
 
 

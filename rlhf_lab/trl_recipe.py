@@ -29,6 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rlhf_lab.errors import ConfigError
+
 # lab field -> TRL field, per stage (trl/trainer/{sft,dpo,reward,grpo,rloo}_config.py in TRL 1.16).
 MAPPING: dict[str, dict[str, str]] = {
     "sft": {
@@ -175,7 +177,7 @@ def _rl_estimator(config: dict[str, Any]) -> str | None:
         return None
     estimator = rl.get("estimator", "ppo")
     if estimator not in ("grpo", "rloo"):
-        raise ValueError(
+        raise ConfigError(
             f"export-trl maps rl.estimator grpo or rloo onto TRL 1.16's GRPOTrainer/RLOOTrainer; got {estimator!r}. "
             "TRL 1.16 has no PPO trainer among its scalable ones: set estimator: grpo or rloo."
         )

@@ -233,3 +233,27 @@ def test_demo_command_says_each_phase_and_prints_the_report(tmp_path, monkeypatc
     assert phases == ["1/4", "2/4", "3/4", "4/4"], err
     assert out.startswith("rlhf-lab demo: preset tiny, task positive_review, seed 0")
     assert "RL wins" in out and "95% interval" in out
+
+
+def test_export_trl_refuses_ppo_in_one_line(tmp_path, capsys):
+    # TRL 1.16 has no PPO trainer to map onto: the config is refused before anything is written
+    path = tmp_path / "ppo.yaml"
+    path.write_text("preset: tiny\ntask: positive_review\nrl:\n  estimator: ppo\n  steps: 1\n")
+    assert cli.main(["export-trl", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("rlhf-lab: error: export-trl maps rl.estimator grpo or rloo")
+        and "Traceback" not in err
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_row_in_a_user_file_is_one_error_line(tmp_path, capsys):
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p"}\n')
+    path = tmp_path / "run.yaml"
+    path.write_text(f"preset: tiny\npreferences: {prefs}\ndpo:\n  steps: 1\noutput_dir: {tmp_path / 'run'}\n")
+    assert cli.main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlhf-lab: error: ") and "row 2" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

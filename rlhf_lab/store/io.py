@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from rlhf_lab.errors import RLHFLabError
 from rlhf_lab.store.records import PAIR_JUDGEMENTS, Label, PreferencePair, normalise_record, parse_judgement
 
 
@@ -62,7 +63,7 @@ _TEXT_KEYS = ("prompt", "chosen", "rejected")
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "judgement", "label")
 
 
-class PreferenceImportError(ValueError):
+class PreferenceImportError(RLHFLabError, ValueError):
     """An import file or row is not usable; the message names the file, the row and the problem."""
 
 
