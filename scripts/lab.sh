@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job. Sets up .venv on first use, then:
 #   ./scripts/lab.sh              opens JupyterLab on labs/ (127.0.0.1, token printed)
-#   ./scripts/lab.sh demo         runs SFT -> labels -> reward model -> PPO headless and prints a report
+#   ./scripts/lab.sh demo         runs SFT -> reward model -> RL (RLOO) headless and prints a report
 #   ./scripts/lab.sh serve ...    workshop mode (see README)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
