@@ -9,6 +9,8 @@ text-in, text-out path.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -25,11 +27,22 @@ def check_generation_length(max_new_tokens: int) -> None:
         )
 
 
+Prompt = str | list[dict[str, str]]
+"""One prompt: its text, or a conversation as chat messages ({"role": ..., "content": ...})."""
+
+
+def is_single_prompt(prompts: Any) -> bool:
+    """Whether `prompts` is one prompt (a string, or one conversation of chat messages), not a list."""
+    return isinstance(prompts, str) or (
+        isinstance(prompts, list) and bool(prompts) and all(isinstance(m, dict) for m in prompts)
+    )
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[Prompt],
     *,
     max_new_tokens: int = 32,
     temperature: float = 1.0,
@@ -43,6 +56,10 @@ def generate(
 
     Many prompts get a progress bar once sampling has taken a couple of seconds (rlhf_lab.progress)."""
     check_generation_length(max_new_tokens)
+    if is_single_prompt(prompts):
+        raise TypeError(
+            "prompts must be a list of prompts, not one prompt: pass [prompt] (Lab.generate takes either)."
+        )
     if any(not p or not str(p).strip() for p in prompts):
         raise ValueError("Empty prompt: every prompt needs some text.")
     device = next(model.parameters()).device

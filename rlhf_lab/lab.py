@@ -17,14 +17,14 @@ import copy
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
-from rlhf_lab.generation import generate
+from rlhf_lab.generation import Prompt, generate, is_single_prompt
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
 from rlhf_lab.stages.base import StepClock
@@ -165,11 +165,22 @@ class Lab:
                 return snapshot
         return None
 
+    @overload
+    def generate(self, prompts: Prompt, *, model: PreTrainedModel | None = ..., **kwargs: Any) -> str: ...
+    @overload
     def generate(
-        self, prompts: list[str], *, model: PreTrainedModel | None = None, **kwargs: Any
-    ) -> list[str]:
-        """Sample responses from the policy (or `model`, e.g. a snapshot)."""
+        self, prompts: list[Prompt], *, model: PreTrainedModel | None = ..., **kwargs: Any
+    ) -> list[str]: ...
+    def generate(self, prompts: Any, *, model: PreTrainedModel | None = None, **kwargs: Any) -> Any:
+        """Sample responses from the policy (or `model`, e.g. a snapshot): a list of prompts gives a
+        list of responses, one prompt (a string, or a conversation as a list of chat messages) one.
+
+            >>> lab.generate("Write a positive review of a heist film.", seed=0)   # -> str
+            >>> lab.generate(test_prompts, seed=0, max_new_tokens=64)              # -> list[str]
+        """
         kwargs.setdefault("max_new_tokens", self.defaults.get("max_new_tokens", 32))
+        if is_single_prompt(prompts):
+            return generate(model or self.policy, self.tokenizer, [prompts], **kwargs)[0]
         return generate(model or self.policy, self.tokenizer, list(prompts), **kwargs)
 
     def _with_defaults(self, config: dict[str, Any], **preset_keys: str) -> dict[str, Any]:

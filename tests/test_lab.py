@@ -132,3 +132,28 @@ def test_sharing_the_snapshot_as_reference_changes_no_number(tmp_path):
         rows = stage.step(3)
         runs.append([{k: v for k, v in row.items() if k.startswith(("objective/", "loss/"))} for row in rows])
     assert runs[0] == runs[1]
+
+
+def test_generate_takes_one_prompt_or_a_list(tiny_lab_for_generate):
+    lab = tiny_lab_for_generate
+    prompt = "Write a positive review of a heist film."
+    one = lab.generate(prompt, seed=0, max_new_tokens=8)
+    assert isinstance(one, str) and one == lab.generate([prompt], seed=0, max_new_tokens=8)[0]
+    conversation = [{"role": "user", "content": prompt}]
+    assert lab.generate(conversation, seed=0, max_new_tokens=8) == one  # a chat prompt is one prompt too
+    both = lab.generate([prompt, conversation], seed=0, max_new_tokens=8)
+    assert isinstance(both, list) and len(both) == 2
+
+
+def test_the_low_level_generate_refuses_one_string(tiny_lab_for_generate):
+    # a string is iterable: without the check, its characters would become prompts one by one
+    from rlhf_lab.generation import generate
+
+    lab = tiny_lab_for_generate
+    with pytest.raises(TypeError, match=r"pass \[prompt\]"):
+        generate(lab.policy, lab.tokenizer, "Write a review.")
+
+
+@pytest.fixture(scope="module")
+def tiny_lab_for_generate():
+    return Lab.from_preset("tiny", store=":memory:")
