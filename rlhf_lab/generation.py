@@ -9,6 +9,7 @@ text-in, text-out path.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -36,6 +37,18 @@ def is_single_prompt(prompts: Any) -> bool:
     return isinstance(prompts, str) or (
         isinstance(prompts, list) and bool(prompts) and all(isinstance(m, dict) for m in prompts)
     )
+
+
+class _NoMaskWarning(logging.Filter):
+    """Drops transformers' "passing in an `attention_mask`" warning while we sample.
+
+    We always pass the mask, but `generate` (transformers 5) drops it when the batch has no padding
+    (all ones); if the model then samples its pad token, GPT-2's forward warns about padding without a
+    mask (`PreTrainedModel.warn_if_padding_and_no_attention_mask`), which is not true of our batch.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "attention_mask" not in record.getMessage()
 
 
 @torch.no_grad()
@@ -71,6 +84,8 @@ def generate(
         torch.manual_seed(seed)
     out: list[str] = []
     bar = progress_bar(len(prompts), "sampling", show=None if len(prompts) > batch_size else False)
+    quiet, transformers_logger = _NoMaskWarning(), logging.getLogger("transformers.modeling_utils")
+    transformers_logger.addFilter(quiet)
     try:
         for start in range(0, len(prompts), batch_size):
             texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
@@ -90,6 +105,7 @@ def generate(
             out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
             bar.update(len(texts))
     finally:
+        transformers_logger.removeFilter(quiet)
         bar.close()
         if was_training:
             model.train()

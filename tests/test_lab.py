@@ -157,3 +157,29 @@ def test_the_low_level_generate_refuses_one_string(tiny_lab_for_generate):
 @pytest.fixture(scope="module")
 def tiny_lab_for_generate():
     return Lab.from_preset("tiny", store=":memory:")
+
+
+def test_sampling_the_pad_token_from_an_unpadded_batch_raises_no_mask_warning(tiny_lab_for_generate, caplog):
+    # transformers drops an all-ones attention mask; a sampled pad token then tripped a warning about
+    # "padding without an attention_mask" that is not true of our batches
+    import logging
+
+    lab = tiny_lab_for_generate
+    pad = lab.tokenizer.pad_token_id
+
+    def prefer_pad(module, args, output):
+        output[..., pad] += 100.0  # the model now samples its pad token at every step
+        return output
+
+    logging.Logger.warning_once.cache_clear()  # transformers shows this warning once per process
+    hook = lab.policy.lm_head.register_forward_hook(prefer_pad)
+    try:
+        with caplog.at_level(logging.WARNING):
+            lab.generate(["Write a review."] * 2, max_new_tokens=3, seed=0)
+    finally:
+        hook.remove()
+    assert not [r for r in caplog.records if "attention_mask" in r.getMessage()]
+    logging.Logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):  # the warning is real without our filter: this test can fail
+        lab.policy.transformer(input_ids=torch.tensor([[5, pad]]))
+    assert [r for r in caplog.records if "attention_mask" in r.getMessage()]
