@@ -290,6 +290,26 @@ class Lab:
 
         return PairLabeller(self.store, items, annotator=annotator, **kwargs)
 
+    def playground(
+        self,
+        models: dict[str, PreTrainedModel] | None = None,
+        *,
+        reward: Any = None,
+        gold: Any = None,
+        **kwargs: Any,
+    ):
+        """Type a prompt and compare answers: every snapshot beside the current policy by default,
+        scored by `reward` (e.g. a reward-model stage) and `gold` (a judge) where given.
+
+            >>> lab.playground(reward=rm, gold=get_judge("positive_review"))
+        """
+        from rlhf_lab.ui.playground import Playground
+
+        if models is None:
+            models = {**self.snapshots, "current policy": self.policy}
+        kwargs.setdefault("max_new_tokens", self.defaults.get("max_new_tokens", 32))
+        return Playground(models, self.tokenizer, reward=reward, gold=gold, **kwargs)
+
     def facilitator(self, refresh_s: float = 5.0):
         """The workshop facilitator's view of this lab's (shared) store, with a one-click retrain."""
         from rlhf_lab.ui.facilitator import FacilitatorView

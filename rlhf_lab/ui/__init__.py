@@ -33,6 +33,7 @@ _HOMES = {
     "reward_model_figure": "rlhf_lab.ui.diagnostics",
     "FacilitatorView": "rlhf_lab.ui.facilitator",
     "PairLabeller": "rlhf_lab.ui.labeller",
+    "Playground": "rlhf_lab.ui.playground",
     "BeforeAfter": "rlhf_lab.ui.samples",
     "SampleViewer": "rlhf_lab.ui.samples",
     "compare_models": "rlhf_lab.ui.samples",

@@ -25,7 +25,7 @@ KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
   return n && n !== 'No Kernel' && i && i.dataset.status === 'idle'; }}"""
 ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
   .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
-N_CODE_CELLS = 5
+N_CODE_CELLS = 6
 # Not awaited: page.evaluate waits for a returned promise, and this command's settles only when the
 # whole run has ended (or stopped at an error).
 RUN_ALL = "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"

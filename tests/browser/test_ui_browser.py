@@ -150,6 +150,28 @@ def test_hostile_text_renders_literally(notebook, artifacts):
     xss.screenshot(path=str(artifacts / "labeller-xss.png"))
 
 
+def test_playground_answers_what_a_person_types(notebook, artifacts):
+    """Type a prompt (the keys must stay in the box: in command mode 'a' and 'b' would add cells),
+    press Answer, and read one answer per model; the prompt shows as text, not markup."""
+    page, _ = notebook
+    play = page.locator(".rl-playground")
+    play.scroll_into_view_if_needed()
+    cells = page.locator(f"{PANEL} .jp-Cell").count()
+    box = play.locator("textarea")
+    box.click()
+    box.press_sequentially("<b>bold</b> a review, about bees")
+    assert page.locator(f"{PANEL} .jp-Cell").count() == cells
+    play.get_by_role("button", name="Answer").click()
+    cards = play.locator(".rl-playground-results .rl-playground-card")
+    cards.nth(1).wait_for(timeout=60_000)
+    assert cards.count() == 2  # the snapshot and the current policy, one answer each
+    results = play.locator(".rl-playground-results")
+    assert "<b>bold</b> a review, about bees" in results.inner_text()
+    assert results.locator("b").count() == 0
+    assert "START" in results.inner_text().upper() and "CURRENT POLICY" in results.inner_text().upper()
+    play.screenshot(path=str(artifacts / "playground.png"))
+
+
 def test_rank_by_keys_and_rate_by_clicks(notebook, artifacts):
     page, folder = notebook
     ranker, rater = page.locator(".rl-labeller").nth(2), page.locator(".rl-labeller").nth(3)

@@ -1,0 +1,139 @@
+"""Try your own prompt: several models answer it side by side, scored by a reward model and a judge.
+
+    >>> from rlhf_lab.ui import Playground
+    >>> Playground({"SFT": lab.snapshots["sft"], "PPO": lab.policy}, lab.tokenizer, reward=rm, gold=judge)
+    >>> lab.playground(reward=rm, gold=judge)     # every snapshot beside the current policy
+
+Every model answers with the same sampling seed, so a difference between columns comes from the
+weights, not from the luck of the draw; each click draws new samples. It only reads the models (as
+`BeforeAfter` does): pause a stage that is training one of them first, or its answers are a snapshot
+taken mid-run. Model output is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+
+from rlhf_lab.attribution import as_score_fn
+from rlhf_lab.generation import generate
+from rlhf_lab.ui.html import error_html
+
+MAX_SAMPLES = 8
+HEADING = (
+    '<div style="font-size:11px;font-weight:700;color:var(--jp-ui-font-color2);'
+    'text-transform:uppercase">{}</div>'
+)
+CARD_STYLE = (
+    'style="border:1px solid var(--jp-border-color2);border-radius:6px;padding:6px 8px;margin-top:4px"'
+)
+
+
+class Playground:
+    """A prompt box and an Answer button; one column per model, `samples` answers each."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Any],
+        tokenizer: Any,
+        *,
+        reward: Any = None,
+        gold: Any = None,
+        samples: int = 2,
+        prompt: str = "",
+        seed: int = 0,
+        **generate_kwargs: Any,
+    ) -> None:
+        if not models:
+            raise ValueError("Playground needs at least one model: {name: model}.")
+        if not 1 <= samples <= MAX_SAMPLES:
+            raise ValueError(f"samples must be between 1 and {MAX_SAMPLES}, got {samples}.")
+        self.models, self.tokenizer, self.generate_kwargs = dict(models), tokenizer, generate_kwargs
+        # "reward": the reward model's opinion; "gold": the judge's (rlhf_lab.raters), where given
+        self.scorers = {
+            key: as_score_fn(obj) for key, obj in (("reward", reward), ("gold", gold)) if obj is not None
+        }
+        self.seed, self.rows, self.shown_prompt = seed, [], ""
+        self.prompt = W.Textarea(
+            value=prompt, placeholder="Type a prompt, then press Answer", layout=W.Layout(width="100%")
+        )
+        self.samples = W.BoundedIntText(
+            value=samples, min=1, max=MAX_SAMPLES, description="answers each", layout=W.Layout(width="170px")
+        )
+        self.samples.style.description_width = "90px"
+        self.button = W.Button(description="Answer", icon="play", button_style="primary")
+        self.button.on_click(lambda _: self._click())
+        self.status = W.HTML()
+        self.results = W.HTML()
+        self.results.add_class("rl-playground-results")
+        self.widget = W.VBox([self.prompt, W.HBox([self.button, self.samples]), self.status, self.results])
+        self.widget.add_class("rl-playground")
+
+    def answer(self, prompt: str | None = None) -> list[dict[str, Any]]:
+        """Answers to `prompt` (default: the text box's) from every model, scored; also shown below.
+
+        Returns one row per answer: {"model", "response", and "reward" / "gold" where given}.
+        """
+        prompt = self.prompt.value if prompt is None else prompt
+        if not prompt.strip():
+            raise ValueError("Type a prompt first.")
+        n = int(self.samples.value)
+        rows: list[dict[str, Any]] = []
+        for name, model in self.models.items():
+            texts = generate(model, self.tokenizer, [prompt] * n, seed=self.seed, **self.generate_kwargs)
+            rows += [{"model": name, "response": text} for text in texts]
+        for key, score in self.scorers.items():
+            for row, value in zip(rows, score([prompt] * len(rows), [r["response"] for r in rows])):
+                row[key] = value
+        self.seed += 1  # the next click draws new samples (still one seed for every model)
+        self.rows, self.shown_prompt = rows, prompt
+        self.results.value = self._html(prompt, rows)
+        return rows
+
+    def _click(self) -> None:
+        # Disabled while it works: a second click during a slow generation would queue a second run.
+        self.button.disabled = True
+        self.status.value = "Answering ..."
+        try:
+            self.answer()
+            self.status.value = ""
+        except Exception as exc:  # shown as one line under the box, not a traceback
+            self.status.value = error_html(exc)
+        finally:
+            self.button.disabled = False
+
+    def _html(self, prompt: str, rows: list[dict[str, Any]]) -> str:
+        columns = []
+        for name in self.models:
+            cards = "".join(self._card(row) for row in rows if row["model"] == name)
+            columns.append(
+                f'<div style="flex:1;min-width:0">{HEADING.format(html.escape(name))}{cards}</div>'
+            )
+        return (
+            f'<div style="font-weight:600;white-space:pre-wrap;margin:6px 0 4px">{html.escape(prompt)}</div>'
+            f'<div style="display:flex;gap:8px">{"".join(columns)}</div>'
+        )
+
+    def _card(self, row: dict[str, Any]) -> str:
+        scores = " · ".join(f"{key} {row[key]:+.3f}" for key in self.scorers)
+        text = (
+            f'<div style="white-space:pre-wrap;overflow-wrap:anywhere">{html.escape(row["response"])}</div>'
+        )
+        footer = (
+            f'<div style="font-size:11px;color:var(--jp-ui-font-color2)">{scores}</div>' if scores else ""
+        )
+        return f'<div class="rl-playground-card" {CARD_STYLE}>{text}{footer}</div>'
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        lines = [f"Playground: {', '.join(self.models)}; type a prompt and press Answer"]
+        if self.rows:  # what a static copy of the notebook shows: the last answers, as text
+            lines.append(repr(self.shown_prompt))
+            for row in self.rows:
+                scores = ", ".join(f"{key} {row[key]:+.3f}" for key in self.scorers)
+                lines.append(f"  {row['model']}: {row['response']!r}" + (f" ({scores})" if scores else ""))
+        bundle["text/plain"] = "\n".join(lines)
+        return bundle
