@@ -1,6 +1,6 @@
 """Notebook views of the lab: they observe stages and the store and call their public methods.
 
-    >>> from rlhf_lab.ui import PairLabeller, Dashboard, SampleViewer, BeforeAfter, Playground, RewardModelPanel
+    >>> from rlhf_lab.ui import PairLabeller, Dashboard, SampleViewer, BeforeAfter, Playground
     >>> labeller = PairLabeller(lab.store, items, annotator="ana")
     >>> Dashboard(sft, rm, ppo)
 
