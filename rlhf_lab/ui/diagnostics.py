@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from rlhf_lab.attribution import as_score_fn, attribution_html, integrated_gradients, occlusion
+from rlhf_lab.reward.evaluation import reliability_table
 from rlhf_lab.ui.html import error_html
 
 
@@ -33,53 +34,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def reliability(probs: Sequence[float], outcomes: Sequence[float], n_bins: int = 10) -> pd.DataFrame:
-    """Bins of predicted P(chosen wins): columns confidence (mean prediction), accuracy (observed rate), count.
-
-    Uses `rlhf_lab.reward.evaluation.reliability_table` when it is available, so the panel and the RM
-    stage's `rm/val_ece` agree; otherwise equal-width bins here.
+    """The bins of predicted P(chosen wins) that hold pairs: confidence (mean prediction), accuracy
+    (observed rate), count. They are `rlhf_lab.reward.evaluation.reliability_table`'s bins, so the
+    panel and the RM stage's `rm/val_ece` agree.
     """
-    probs = np.asarray(probs, dtype=float)
-    outcomes = np.asarray(outcomes, dtype=float)
-    try:
-        from rlhf_lab.reward.evaluation import reliability_table
-    except ImportError:
-        reliability_table = None
-    if reliability_table is not None:
-        try:
-            return _normalise_table(reliability_table(probs, outcomes, n_bins=n_bins))
-        except (TypeError, KeyError, ValueError):
-            pass  # a different signature or columns: fall back to our own bins
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        mask = index == b
-        if mask.any():
-            rows.append(
-                {
-                    "confidence": probs[mask].mean(),
-                    "accuracy": outcomes[mask].mean(),
-                    "count": int(mask.sum()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["confidence", "accuracy", "count"])
-
-
-def _normalise_table(table: Any) -> pd.DataFrame:
-    frame = pd.DataFrame(table)
-    aliases = {
-        "confidence": ("confidence", "mean_predicted", "mean_prob", "predicted", "p_mean", "prob"),
-        "accuracy": ("frequency", "accuracy", "observed", "fraction_positive", "empirical"),
-        "count": ("count", "n", "size"),
-    }
-    out = {}
-    for name, options in aliases.items():
-        found = next((c for c in options if c in frame.columns), None)
-        if found is None:
-            raise KeyError(name)
-        out[name] = frame[found].to_numpy()
-    table = pd.DataFrame(out)
-    return table[table["count"] > 0].reset_index(drop=True)  # empty bins have no point to plot
+    table = reliability_table(probs, outcomes, n_bins=n_bins).rename(columns={"frequency": "accuracy"})
+    table = table[table["count"] > 0]  # an empty bin has no point to plot
+    return table[["confidence", "accuracy", "count"]].reset_index(drop=True)
 
 
 def length_correlation(lengths: Sequence[float], rewards: Sequence[float]) -> dict[str, float]:
