@@ -13,6 +13,7 @@ rlhf-lab export-trl CONFIG.yaml --out DIR   the same recipe as TRL 1.16 datasets
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -131,22 +132,24 @@ def _serve(args: argparse.Namespace, workshop: bool) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from rlhf_lab.demo import run_demo
+    from rlhf_lab.progress import silenced
 
     def say(line: str) -> None:  # on stderr, so that `--json > report.json` stays one clean document
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    report = run_demo(
-        preset=args.preset,
-        task=args.task,
-        sft_steps=args.sft_steps,
-        label_pairs=args.pairs,
-        ppo_steps=args.ppo_steps,
-        seed=args.seed,
-        workdir=args.workdir,
-        progress=False if args.quiet else None,
-        say=say,
-    )
+    with silenced() if args.quiet else contextlib.nullcontext():
+        report = run_demo(
+            preset=args.preset,
+            task=args.task,
+            sft_steps=args.sft_steps,
+            label_pairs=args.pairs,
+            ppo_steps=args.ppo_steps,
+            seed=args.seed,
+            workdir=args.workdir,
+            progress=None,  # a bar once a phase has run a couple of seconds (none at all with --quiet)
+            say=say,
+        )
     print(json.dumps(report, indent=2) if args.json else report["text"])
     return 0
 

@@ -10,19 +10,23 @@ no widget) while a slow one never looks stuck. `show=True` draws it at once, `sh
 are drawn from the main thread only: a stage's background thread would print into whichever notebook
 cell happens to run next. One bar at a time: a `show=None` bar opened while another bar is open (one of
 ours, or any tqdm bar, e.g. a notebook's own loop over refits) stays hidden, so a loop of fits shows its
-one outer bar instead of a new "scoring" bar for every fit.
+one outer bar instead of a new "scoring" bar for every fit. Inside `with silenced():` no bar is drawn
+at all (`rlhf-lab demo --quiet`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 DELAY_S = 2.0
 """Seconds a call runs before its bar appears (show=None)."""
+
+_silenced = 0  # > 0 inside `silenced()`: no bar is drawn, whatever `show` says
 
 _open_bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # main-thread bars not closed yet
 
@@ -42,7 +46,9 @@ class Progress:
     def __init__(self, total: int | None, desc: str, show: bool | None, **tqdm_kwargs: Any) -> None:
         self.total, self.desc, self.n = total, desc, 0
         on_main = threading.current_thread() is threading.main_thread()
-        self._enabled = bool(show) or (show is None and on_main and not _another_bar_is_open())
+        self._enabled = not _silenced and (
+            bool(show) or (show is None and on_main and not _another_bar_is_open())
+        )
         if self._enabled and on_main:
             _open_bars.add(self)
         self._start = time.monotonic() - (DELAY_S if show else 0.0)
@@ -87,6 +93,21 @@ class Progress:
         if finished and self._bar.total is not None and self._bar.n < self._bar.total:
             self._bar.total = self._bar.n
         self._bar.close()
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """No bar at all while inside, even one asked for with show=True (`rlhf-lab demo --quiet`).
+
+    >>> with silenced():
+    ...     report = run_demo(preset="tiny")
+    """
+    global _silenced
+    _silenced += 1
+    try:
+        yield
+    finally:
+        _silenced -= 1
 
 
 def progress_bar(total: int | None, desc: str, *, show: bool | None = None, **tqdm_kwargs: Any) -> Progress:

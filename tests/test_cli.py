@@ -257,3 +257,23 @@ def test_a_bad_row_in_a_user_file_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rlhf-lab: error: ") and "row 2" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_demo_quiet_prints_no_phase_line_and_no_bar(monkeypatch, capsys):
+    import rlhf_lab.demo
+    from rlhf_lab.progress import progress_bar
+
+    def fake_demo(say, **kwargs):
+        say("1/4 SFT: ...")
+        bar = progress_bar(2, "sft", show=True)  # a phase that would draw its bar at once
+        bar.update(2)
+        bar.close()
+        return {"text": "report"}
+
+    monkeypatch.setattr(rlhf_lab.demo, "run_demo", fake_demo)
+    assert cli.main(["demo", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "report\n" and err == ""
+    assert cli.main(["demo"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "report\n" and "1/4 SFT" in err and "sft" in err

@@ -18,7 +18,9 @@ def test_tiny_pipeline_learns_by_the_gold_judge_without_hacking(tmp_path, monkey
     from rlhf_lab.demo import run_demo
 
     monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
-    report = run_demo(preset="tiny", seed=2, workdir=str(tmp_path / "run"))  # measured 2026-11-27: win 0.69 [0.60, 0.76], KL 0.78
+    report = run_demo(
+        preset="tiny", seed=2, workdir=str(tmp_path / "run")
+    )  # measured 2026-11-27: win 0.69 [0.60, 0.76], KL 0.78
     low, high = report["gold_win_rate_ci"]
     assert low > 0.5, report["text"]
     assert report["rl_kl_last"] <= 4.0, report["text"]

@@ -125,3 +125,15 @@ def test_the_ai_judge_cuts_long_prompts_without_transformers_length_warning():
     long = "a very long answer " * 200  # far past the tiny model's 256 positions
     ConstitutionalJudge(model, tokenizer, ["Be brief."], max_response_chars=10_000)("Hi?", long, "Hello.")
     assert "sequence-length-is-longer-than-the-specified-maximum" not in tokenizer.deprecation_warnings
+
+
+def test_no_bar_is_drawn_while_silenced_even_one_asked_for_at_once():
+    with progress.silenced():
+        bar = progress.progress_bar(3, "quiet", show=True, file=io.StringIO())
+        bar.update(3)
+        assert not bar.shown
+        bar.close()
+    bar = progress.progress_bar(3, "loud", show=True, file=io.StringIO())  # outside again: drawn as asked
+    bar.update(1)
+    assert bar.shown
+    bar.close()
