@@ -57,8 +57,15 @@ class Playground:
             key: as_score_fn(obj) for key, obj in (("reward", reward), ("gold", gold)) if obj is not None
         }
         self.seed, self.rows, self.shown_prompt = seed, [], ""
+        # continuous_update=False: the text reaches the kernel once, when the box loses focus, which a
+        # click on Answer does first. Synced per keystroke, the last keys can queue behind ipywidgets'
+        # message throttle while the button's click (a custom message, never queued) overtakes them,
+        # and the kernel answers a prompt cut short.
         self.prompt = W.Textarea(
-            value=prompt, placeholder="Type a prompt, then press Answer", layout=W.Layout(width="100%")
+            value=prompt,
+            placeholder="Type a prompt, then press Answer",
+            continuous_update=False,
+            layout=W.Layout(width="100%"),
         )
         self.samples = W.BoundedIntText(
             value=samples, min=1, max=MAX_SAMPLES, description="answers each", layout=W.Layout(width="170px")
