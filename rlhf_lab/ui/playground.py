@@ -12,7 +12,6 @@ taken mid-run. Model output is HTML-escaped.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,16 +19,9 @@ import ipywidgets as W
 
 from rlhf_lab.attribution import as_score_fn
 from rlhf_lab.generation import generate
-from rlhf_lab.ui.html import error_html
+from rlhf_lab.ui.html import BOX_STYLE, error_html, heading_html, prompt_html, text_html
 
 MAX_SAMPLES = 8
-HEADING = (
-    '<div style="font-size:11px;font-weight:700;color:var(--jp-ui-font-color2);'
-    'text-transform:uppercase">{}</div>'
-)
-CARD_STYLE = (
-    'style="border:1px solid var(--jp-border-color2);border-radius:6px;padding:6px 8px;margin-top:4px"'
-)
 
 
 class Playground:
@@ -116,23 +108,16 @@ class Playground:
         columns = []
         for name in self.models:
             cards = "".join(self._card(row) for row in rows if row["model"] == name)
-            columns.append(
-                f'<div style="flex:1;min-width:0">{HEADING.format(html.escape(name))}{cards}</div>'
-            )
-        return (
-            f'<div style="font-weight:600;white-space:pre-wrap;margin:6px 0 4px">{html.escape(prompt)}</div>'
-            f'<div style="display:flex;gap:8px">{"".join(columns)}</div>'
-        )
+            columns.append(f'<div style="flex:1;min-width:0">{heading_html(name)}{cards}</div>')
+        return f'{prompt_html(prompt)}<div style="display:flex;gap:8px">{"".join(columns)}</div>'
 
     def _card(self, row: dict[str, Any]) -> str:
         scores = " · ".join(f"{key} {row[key]:+.3f}" for key in self.scorers)
-        text = (
-            f'<div style="white-space:pre-wrap;overflow-wrap:anywhere">{html.escape(row["response"])}</div>'
-        )
         footer = (
             f'<div style="font-size:11px;color:var(--jp-ui-font-color2)">{scores}</div>' if scores else ""
         )
-        return f'<div class="rl-playground-card" {CARD_STYLE}>{text}{footer}</div>'
+        style = f"{BOX_STYLE};margin-top:4px"
+        return f'<div class="rl-playground-card" style="{style}">{text_html(row["response"])}{footer}</div>'
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})

@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as W
 
 from rlhf_lab.active import pairs_from_samples
-from rlhf_lab.ui.html import error_html
+from rlhf_lab.ui.html import BOX_STYLE, error_html, heading_html, prompt_html, text_html
 
 # sample keys shown as number columns (RL stages: score, gold_score, kl, length)
 SCORE_KEYS = (
@@ -257,15 +257,13 @@ class BeforeAfter:
             reward = row.get(f"reward_{key}")
             score = "" if reward is None else f" · reward {reward:+.3f}"
             return (
-                '<div style="flex:1;min-width:0;border:1px solid var(--jp-border-color2);border-radius:6px;'
-                'padding:6px 8px"><div style="font-size:11px;font-weight:700;color:var(--jp-ui-font-color2);'
-                f'text-transform:uppercase">{html.escape(name + score)}</div>'
-                f'<div style="white-space:pre-wrap;overflow-wrap:anywhere">{html.escape(row[key])}</div></div>'
+                f'<div style="flex:1;min-width:0;{BOX_STYLE}">{heading_html(name + score)}'
+                f"{text_html(row[key])}</div>"
             )
 
+        columns = column(self.names[0], "before") + column(self.names[1], "after")
         text = W.HTML(
-            f'<div style="font-weight:600;white-space:pre-wrap;margin:6px 0 4px">{html.escape(row["prompt"])}</div>'
-            f'<div style="display:flex;gap:8px">{column(self.names[0], "before")}{column(self.names[1], "after")}</div>',
+            f'{prompt_html(row["prompt"])}<div style="display:flex;gap:8px">{columns}</div>',
             layout=W.Layout(width="100%"),
         )
         send = W.Button(
