@@ -77,7 +77,8 @@ def _bundled_labels(n: int) -> list[dict]:
 
     rows = load_preferences("positive_review")[:n]
     return [
-        {"prompt": r["prompt"], "responses": r["responses"], "judgement": r["judgements"]["gold"]} for r in rows
+        {"prompt": r["prompt"], "responses": r["responses"], "judgement": r["judgements"]["gold"]}
+        for r in rows
     ]
 
 

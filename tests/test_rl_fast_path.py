@@ -63,6 +63,48 @@ def test_first_minibatch_ratio_is_one_on_the_fast_path(tiny_tok, estimator):
     assert row["objective/kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before any update
 
 
+def test_static_cache_under_bf16_autocast_on_a_rotary_model():
+    """SmolLM2's family (Llama: rotary embeddings) on the fast path, as on a GPU: bf16 autocast + static cache.
+
+    Under autocast the rotary embedding turns the keys back to float32 while the values stay bf16;
+    transformers before 5.24 sized the static cache's value tensor by the keys' dtype, and the GPU run
+    of `ppo_throughput.py --arch smollm2 --compile` failed with "index_copy_(): self and source expected
+    to have the same dtype" (transformers 5.17). GPT-2 (no rotary) never showed it.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlhf_lab.device import autocast_for
+
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    policy = LlamaForCausalLM(config).eval()
+    ids, mask = left_pad([[5, 6, 7], [8, 9]], 0, torch.device("cpu"))
+    samples = {}
+    for static_cache in (False, True):
+        torch.manual_seed(3)
+        with autocast_for(torch.device("cpu"), "bf16"):
+            samples[static_cache] = sample_responses(
+                policy,
+                ids,
+                mask,
+                pad_token_id=0,
+                eos_token_id=None,
+                max_new_tokens=6,
+                stop_on_eos=False,
+                static_cache=static_cache,
+            ).response_ids
+    assert samples[True].shape == (2, 6)
+    assert torch.equal(samples[False], samples[True])
+
+
 def test_rloo_learns_the_toy_task_on_the_fast_path(tiny_tok):
     stage = make_stage(
         "rloo", tok=tiny_tok, learning_rate=1e-2, compile_generation=True, mixed_precision="bf16"
