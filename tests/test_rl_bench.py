@@ -70,3 +70,11 @@ def test_judge_formats_smoke():
     formats = {"raw_pairwise", "chat_pairwise", "chat_pairwise_one_order", "pointwise_drawn", "pointwise_all"}
     assert formats <= set(result["agreement_with_gold"])
     assert all(0 <= result["agreement_with_gold"][f] <= 1 for f in formats)
+
+
+@pytest.mark.slow
+def test_lab_times_smoke():
+    result = run_bench("bench/lab_times.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    assert result["lab"] == "07_rlaif_constitution" and result["preset"] == "tiny" and result["quick"]
+    assert result["ok"] and result["error"] is None and result["wall_s"] > 0
+    assert result["cells_run"] > 5 and len(result["slowest_cells"]) == 3
