@@ -109,5 +109,7 @@ def test_rloo_learns_the_toy_task_on_the_fast_path(tiny_tok):
     stage = make_stage(
         "rloo", tok=tiny_tok, learning_rate=1e-2, compile_generation=True, mixed_precision="bf16"
     )
-    scores = [row["objective/scores"] for row in stage.step(12)]
+    # 16 steps, as the plain path's learning test: at 12 the margin over 1.5x was thin enough that
+    # bf16 rounding (thread count, package versions) decided it (1.48x in one environment, 1.67x in another).
+    scores = [row["objective/scores"] for row in stage.step(16)]
     assert sum(scores[-3:]) > 1.5 * sum(scores[:3])
