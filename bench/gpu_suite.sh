@@ -217,14 +217,17 @@ if want trl; then
     run 150 bench/trl_ppo_compare.py --arch gpt2 "${STEPS[@]}" ${TRL112:+--trl-path "$TRL112"}
     run 200 bench/trl_ppo_compare.py --arch smollm2 "${STEPS[@]}" ${TRL112:+--trl-path "$TRL112"}
 fi
-if want compile; then
-    run 150 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile "${STEPS[@]}"
+if want compile; then  # what 2026-11-27's run lacked first: SmolLM2 compiled, and the compiled update
     run 150 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile "${STEPS[@]}"
+    run 180 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile --compile-update "${STEPS[@]}"
+    run 180 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile --compile-update "${STEPS[@]}"
+    run 180 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile --compile-update "${STEPS[@]}"
+    run 150 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile "${STEPS[@]}"
     run 150 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile "${STEPS[@]}"
 fi
 if want levers; then
-    run 150 bench/levers.py --arch gpt2 --device cuda --batch 64 --new-tokens 64 --repeats 3
     run 150 bench/levers.py --arch smollm2 --device cuda --batch 64 --new-tokens 64 --repeats 3
+    run 150 bench/levers.py --arch gpt2 --device cuda --batch 64 --new-tokens 64 --repeats 3
 fi
 if want quality; then
     run 400 bench/learning_quality.py --preset smollm2-135m

@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--compile", action="store_true", help="CUDA: static KV cache + torch.compile decoding"
     )
+    parser.add_argument(
+        "--compile-update", action="store_true", help="torch.compile the policy's forward in the update"
+    )
     parser.add_argument("--value", choices=["head", "separate"], default="head")
     args = parser.parse_args(argv)
 
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         learning_rate=1e-6,
         value=args.value,
         compile_generation=args.compile,
+        compile_update=args.compile_update,
         **settings,
     )
 
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     key = f"{args.estimator}/{args.arch}"
     result = {
         "bench": "ppo_throughput",
+        "command": "python bench/ppo_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "arch": args.arch,
         "estimator": args.estimator,
         "device": str(device),
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         "new_tokens": work["max_new_tokens"],
         "epochs_x_minibatches": [work["num_epochs"], work["num_minibatches"]],
         "value": args.value if args.estimator == "ppo" else None,
+        "compile_generation": args.compile,
+        "compile_update": args.compile_update,
         "sec_per_step": round(seconds, 4),
         "step_times_s": [round(t, 4) for t in times],
         "generated_tokens_per_s": round(rollouts * work["max_new_tokens"] / seconds, 1),

@@ -162,6 +162,11 @@ class RLConfig:
     compile_generation: bool = False
     """Static KV cache in `generate`; on CUDA transformers then torch.compiles the decoding step (CUDA graphs).
     On the CPU the cache is static but nothing is compiled (no gain there; the tests use it to check the fast path)."""
+    compile_update: bool = False
+    """torch.compile the policy's forward in the update (its minibatches' forward and backward). On a GPU a
+    small model's update is launch-bound (bench/README.md, "GPU"): fused kernels mean fewer launches. The
+    first steps pay the compilation (tens of seconds); shapes are marked dynamic, so new lengths do not
+    recompile. No effect on sampling or on the no-grad forwards."""
     eval_batch_size: int | None = None
     """Rows per no-grad forward (old/ref log-probs, values). None = the whole rollout batch in one pass."""
     logprob_chunk_rows: int = 8

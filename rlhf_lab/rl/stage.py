@@ -173,8 +173,19 @@ class RLStage(Stage):
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
         self._kl_warned = False
+        self._compiled_policy: torch.nn.Module | None = None
         self.last_timings: dict[str, float] = {}
         self.last_minibatch_stats: list[dict[str, float]] = []
+
+    @property
+    def train_policy(self) -> torch.nn.Module:
+        """The module the update's forward runs through: the policy, or (compile_update) its compiled
+        wrapper, which shares the policy's parameters, so the optimizer and checkpoints are unaffected."""
+        if not self.config.compile_update:
+            return self.policy
+        if self._compiled_policy is None:
+            self._compiled_policy = torch.compile(self.policy, dynamic=True)
+        return self._compiled_policy
 
     # ------------------------------------------------------------------ one step
     def _train_step(self) -> dict[str, Any]:

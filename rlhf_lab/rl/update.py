@@ -85,7 +85,7 @@ def _slice_loss(
     )
     mask = mb.response_mask
     with autocast_for(stage.device, cfg.mixed_precision):
-        logits, hidden = response_forward(stage.policy, mb, with_hidden=stage.value_head is not None)
+        logits, hidden = response_forward(stage.train_policy, mb, with_hidden=stage.value_head is not None)
         values = stage._values(mb, hidden)
     logprobs, entropy = stage._logprobs(logits, mb, with_entropy=True)
 
