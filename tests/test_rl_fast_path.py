@@ -43,9 +43,30 @@ def test_static_and_dynamic_cache_sample_the_same_tokens(tiny_tok):
     assert not torch.equal(static.response_ids, other_seed.response_ids)  # the comparison can fail
 
 
+def _tiny_llama(vocab_size: int, pad_token_id: int):
+    """A 2-layer Llama (SmolLM2's family: rotary embeddings, grouped KV heads) with random weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=pad_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("static_cache", [False, True])
-def test_greedy_samples_are_the_argmax_of_rescoring(tiny_tok, static_cache):
-    policy = tiny_policy(tiny_tok, seed=2).eval()
+def test_greedy_samples_are_the_argmax_of_rescoring(tiny_tok, static_cache, family):
+    if family == "gpt2":
+        policy = tiny_policy(tiny_tok, seed=2).eval()
+    else:
+        policy = _tiny_llama(len(tiny_tok), tiny_tok.pad_token_id).eval()
     batch = _sample(policy, tiny_tok, static_cache=static_cache, top_k=1)
     with torch.no_grad():
         logits, _ = response_forward(policy, batch)
@@ -71,21 +92,9 @@ def test_static_cache_under_bf16_autocast_on_a_rotary_model():
     of `ppo_throughput.py --arch smollm2 --compile` failed with "index_copy_(): self and source expected
     to have the same dtype" (transformers 5.17). GPT-2 (no rotary) never showed it.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from rlhf_lab.device import autocast_for
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    policy = LlamaForCausalLM(config).eval()
+    policy = _tiny_llama(64, 0).eval()
     ids, mask = left_pad([[5, 6, 7], [8, 9]], 0, torch.device("cpu"))
     samples = {}
     for static_cache in (False, True):
