@@ -201,6 +201,7 @@ fi
 if [ "$SMOKE" = 1 ]; then
     want throughput && run 300 bench/ppo_throughput.py --smoke --estimator ppo
     want throughput && run 300 bench/ppo_throughput.py --smoke --estimator rloo
+    want compile && run 300 bench/ppo_throughput.py --smoke --compile --compile-update
     want trl && run 300 bench/trl_rloo_compare.py --smoke
     want trl && run 300 bench/trl_ppo_compare.py --smoke ${TRL112:+--trl-path "$TRL112"}
     want levers && run 300 bench/levers.py --smoke
