@@ -9,7 +9,9 @@ text-in, text-out path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -51,6 +53,18 @@ class _NoMaskWarning(logging.Filter):
         return "attention_mask" not in record.getMessage()
 
 
+@contextlib.contextmanager
+def padding_warning_filtered() -> Iterator[None]:
+    """While it lasts, transformers' spurious "passing in an `attention_mask`" warning is dropped
+    (`_NoMaskWarning` says why); every other message passes. Used around every `generate` we call."""
+    quiet, transformers_logger = _NoMaskWarning(), logging.getLogger("transformers.modeling_utils")
+    transformers_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        transformers_logger.removeFilter(quiet)
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -84,8 +98,6 @@ def generate(
         torch.manual_seed(seed)
     out: list[str] = []
     bar = progress_bar(len(prompts), "sampling", show=None if len(prompts) > batch_size else False)
-    quiet, transformers_logger = _NoMaskWarning(), logging.getLogger("transformers.modeling_utils")
-    transformers_logger.addFilter(quiet)
     try:
         for start in range(0, len(prompts), batch_size):
             texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
@@ -93,19 +105,19 @@ def generate(
             sampling = (
                 {"temperature": temperature, "top_k": top_k or None, "top_p": top_p} if do_sample else {}
             )
-            ids = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **sampling,
-            )
+            with padding_warning_filtered():
+                ids = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    **sampling,
+                )
             new_tokens = ids[:, enc["input_ids"].shape[1] :]
             out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
             bar.update(len(texts))
     finally:
-        transformers_logger.removeFilter(quiet)
         bar.close()
         if was_training:
             model.train()

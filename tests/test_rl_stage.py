@@ -335,3 +335,27 @@ def test_lab_factory_builds_a_working_stage(tiny_lab):
     assert stage.policy is tiny_lab.policy and stage.clock is tiny_lab.clock
     row = stage.step()[0]
     assert row["lab_step"] == 1 and row["stage"] == "rloo"
+
+
+def test_rollouts_without_padding_raise_no_spurious_mask_warning(tiny_tok, caplog):
+    """Equal-length prompts make a batch without padding; transformers then drops the attention mask we
+    pass, and once the policy samples its pad token the next forward warns that a mask is missing. Our
+    rollouts filter that one message, as lab.generate does (rlhf_lab.generation)."""
+    import logging
+
+    pad = tiny_tok.pad_token_id
+    policy = tiny_policy(tiny_tok, seed=0)
+    stage = RLStage(policy, tiny_tok, ["Describe a cat."] * 4, e_count, batch_size=4, max_new_tokens=3)
+
+    def prefer_pad(module, args, output):
+        output[..., pad] += 100.0  # the policy now samples its pad token at every step
+        return output
+
+    logging.Logger.warning_once.cache_clear()  # transformers shows this warning once per process
+    hook = policy.lm_head.register_forward_hook(prefer_pad)
+    try:
+        with caplog.at_level(logging.WARNING):
+            stage.step()
+    finally:
+        hook.remove()
+    assert not [r for r in caplog.records if "attention_mask" in r.getMessage()]

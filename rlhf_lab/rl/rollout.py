@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 
+from rlhf_lab.generation import padding_warning_filtered
+
 
 class PromptOrder:
     """Shuffled passes over the prompt list; `state_dict()` resumes at the same prompt."""
@@ -157,7 +159,8 @@ def sample_responses(
         output_logits=False,
         cache_implementation="static" if static_cache else None,
     )
-    out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    with padding_warning_filtered():  # a batch without padding would warn about a mask we did pass
+        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
     response_ids = out.sequences[:, prompt_ids.shape[1] :]
     mask, has_eos = response_masks(response_ids, eos_token_id, stop_on_eos)
     return Rollout(prompt_ids, prompt_mask, response_ids, mask, has_eos)
