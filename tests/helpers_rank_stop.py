@@ -73,4 +73,9 @@ with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
 # Leave together: a rank tearing gloo down while the other still uses it can abort with
 # "terminate called without an active exception" (seen once in a full-suite run).
 dist.barrier()
-dist.destroy_process_group()
+# Even with the barrier and destroy_process_group(), the faulty rank aborted the same way once more
+# (2026-11-27, clean-clone CI, exit -6, nothing else printed): C++ teardown of gloo's threads, not what
+# this test is about. Past the barrier no rank talks to the other again and everything this rank reports
+# is written above, so it leaves without tearing gloo down.
+sys.stdout.flush()
+os._exit(0)
