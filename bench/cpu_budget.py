@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -58,16 +59,19 @@ def _sync(lab: Lab) -> None:
         torch.cuda.synchronize(lab.device)
 
 
+def _seconds(lab: Lab, work: Callable[[], Any]) -> float:
+    """Wall seconds of `work()`, with the lab's GPU (if any) idle before and done after."""
+    _sync(lab)
+    started = time.perf_counter()
+    work()
+    _sync(lab)
+    return time.perf_counter() - started
+
+
 def _median_step_s(lab: Lab, stage, steps: int) -> float:
     """Median seconds of `stage.step()` over `steps` steps after one warm-up step; releases the stage."""
     stage.step(progress=False)  # warm-up: first-call allocations, lazy imports, autotuning
-    times = []
-    for _ in range(steps):
-        _sync(lab)
-        started = time.perf_counter()
-        stage.step(progress=False)
-        _sync(lab)
-        times.append(time.perf_counter() - started)
+    times = [_seconds(lab, lambda: stage.step(progress=False)) for _ in range(steps)]
     stage.release()
     return statistics.median(times)
 
@@ -132,24 +136,14 @@ def measure_rm_step(lab: Lab, args: argparse.Namespace) -> float:
     rm = lab.reward_model(_chosen_rejected(64))
     rm.fit(warm_start=False, max_steps=1, progress=False)  # warm-up
     steps = 4 * args.steps
-    _sync(lab)
-    started = time.perf_counter()
-    rm.fit(warm_start=False, max_steps=steps, progress=False)
-    _sync(lab)
-    return (time.perf_counter() - started) / steps
+    return _seconds(lab, lambda: rm.fit(warm_start=False, max_steps=steps, progress=False)) / steps
 
 
 def measure_generate(lab: Lab, args: argparse.Namespace) -> float:
     """Median seconds to sample 16 prompts at the preset's max_new_tokens."""
     prompts = (PROMPTS * 2)[:16]
     lab.generate(prompts, seed=0)  # warm-up
-    times = []
-    for seed in range(1, args.steps + 1):
-        _sync(lab)
-        started = time.perf_counter()
-        lab.generate(prompts, seed=seed)
-        _sync(lab)
-        times.append(time.perf_counter() - started)
+    times = [_seconds(lab, lambda s=seed: lab.generate(prompts, seed=s)) for seed in range(1, args.steps + 1)]
     return statistics.median(times)
 
 
@@ -159,15 +153,10 @@ RM_NEW_LABELS = 10  # labels that arrive before each timed warm-start retrain
 
 def measure_rm_retrain(lab: Lab, args: argparse.Namespace) -> float:
     """Median seconds of a warm-start reward-model fit() after RM_NEW_LABELS new labels."""
-    from rlhf_lab.bundled import load_preferences
     from rlhf_lab.store import PreferenceStore
 
     rounds = args.steps
-    rows = load_preferences("positive_review")[: RM_BASE_LABELS + RM_NEW_LABELS * rounds]
-    labels = [
-        {"prompt": r["prompt"], "responses": r["responses"], "judgement": r["judgements"]["gold"]}
-        for r in rows
-    ]
+    labels = _bundled_labels(RM_BASE_LABELS + RM_NEW_LABELS * rounds)
     with tempfile.TemporaryDirectory() as folder:
         store = PreferenceStore(Path(folder) / "labels.sqlite")
         for label in labels[:RM_BASE_LABELS]:
@@ -179,9 +168,7 @@ def measure_rm_retrain(lab: Lab, args: argparse.Namespace) -> float:
             start = RM_BASE_LABELS + i * RM_NEW_LABELS
             for label in labels[start : start + RM_NEW_LABELS]:
                 store.add(**label, annotator="bench")
-            started = time.perf_counter()
-            rm.fit(warm_start=True, progress=False)
-            times.append(time.perf_counter() - started)
+            times.append(_seconds(lab, lambda: rm.fit(warm_start=True, progress=False)))
         store.close()
     return statistics.median(times)
 

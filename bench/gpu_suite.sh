@@ -56,22 +56,19 @@ if [ "$PREPARE" = 1 ]; then
     VPY="$ROOT/.venv/bin/python"
     [ -x "$VPY" ] || { echo "gpu_suite: --prepare needs .venv (scripts/setup_env.sh)" >&2; exit 1; }
     version() { "$VPY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
-    download() {  # download DIR REQUIREMENT...
+    GPU_WHEELS=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
+    download() {  # download DIR [pip option...] REQUIREMENT...: wheels for the GPU machine's Python
         local dir="$1"; shift
-        "$VPY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-            -d "$dir" "$@"
+        "$VPY" -m pip download -q "${GPU_WHEELS[@]}" -d "$dir" "$@"
     }
     rm -rf .whl .whl_labs .gpu_models && mkdir -p .whl/trl112 .whl_labs .gpu_models
     reqs=()
     for name in trl datasets dill multiprocess gguf vaderSentiment transformers; do reqs+=("$name==$(version "$name")"); done
-    download .whl "${reqs[@]}" && download .whl/trl112 trl==1.12.0 || exit 1
+    download .whl --no-deps "${reqs[@]}" && download .whl/trl112 --no-deps trl==1.12.0 || exit 1
     lab_reqs=()
     for name in nbclient ipykernel ipywidgets anywidget plotly; do lab_reqs+=("$name==$(version "$name")"); done
-    # no --no-deps here: pip resolves what they need ...
-    "$VPY" -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl_labs "${lab_reqs[@]}" || exit 1
+    download .whl_labs "${lab_reqs[@]}" || exit 1  # with their dependencies this time ...
     # ... less what the GPU image already has (device tool's package list; one version of each, or pip stops)
     for name in attrs narwhals packaging psutil pygments python_dateutil typing_extensions; do rm -f .whl_labs/"$name"-*.whl; done
     site="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
