@@ -113,17 +113,14 @@ WHEELS="${RLHF_SUITE_WHEELS:-.whl}"
 LAB_WHEELS="${RLHF_SUITE_LAB_WHEELS:-.whl_labs}"
 PARTS="${RLHF_SUITE_PARTS:-.gpu_models}"
 STASH="${RLHF_SUITE_STASH:-/var/tmp/rlhf_parts}"
-if compgen -G "$WHEELS/*.whl" >/dev/null && [ ! -f "$SITE/.installed" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
-        && touch "$SITE/.installed" || echo "gpu_suite: wheel install failed" >&2
-fi
-if compgen -G "$LAB_WHEELS/*.whl" >/dev/null && [ ! -f "$SITE/.labs_installed" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        "$LAB_WHEELS"/*.whl && touch "$SITE/.labs_installed" || echo "gpu_suite: lab wheels failed" >&2
-fi
-if compgen -G "$WHEELS/trl112/*.whl" >/dev/null && [ ! -d /tmp/trl112/trl ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/trl112 "$WHEELS"/trl112/*.whl
-fi
+install_once() {  # install_once WHEEL_DIR TARGET MARKER: the folder's wheels into TARGET, once per machine
+    compgen -G "$1/*.whl" >/dev/null && [ ! -f "$2/$3" ] || return 0
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$2" "$1"/*.whl \
+        && touch "$2/$3" || echo "gpu_suite: installing $1 failed" >&2
+}
+install_once "$WHEELS" "$SITE" .installed
+install_once "$LAB_WHEELS" "$SITE" .labs_installed
+install_once "$WHEELS/trl112" /tmp/trl112 .installed
 if [ -f "$PARTS/MANIFEST" ]; then
     mkdir -p "$STASH"
     cp -f "$PARTS"/models.tar.part* "$STASH"/ 2>/dev/null
