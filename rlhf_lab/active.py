@@ -81,6 +81,11 @@ def as_items(source: Any, n: int = 16) -> list[Item]:
         return pairs_from_samples(source.samples(n), policy_step=getattr(source, "step_count", None))
     if isinstance(source, Mapping):
         return [normalise_item(source)]
+    if not isinstance(source, Iterable):
+        raise TypeError(
+            "items must be a list of {'prompt', 'responses'} dicts, a file path, or a source with "
+            f"next(n) / samples(n); got {type(source).__name__}."
+        )
     return [normalise_item(x) for x in source]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -39,6 +39,36 @@ def is_single_prompt(prompts: Any) -> bool:
     return isinstance(prompts, str) or (
         isinstance(prompts, list) and bool(prompts) and all(isinstance(m, dict) for m in prompts)
     )
+
+
+def prompt_list(prompts: Any) -> list[Prompt]:
+    """`prompts` as a list, or a TypeError/ValueError that names the first bad prompt and why.
+
+    Each prompt is non-empty text or a conversation (a non-empty list of {"role", "content"} dicts).
+    """
+    if is_single_prompt(prompts):
+        raise TypeError(
+            "prompts must be a list of prompts, not one prompt: pass [prompt] (Lab.generate takes either)."
+        )
+    if isinstance(prompts, (bytes, Mapping)) or not isinstance(prompts, Iterable):
+        raise TypeError(
+            f"prompts must be a list of prompts (strings or chat conversations), got {type(prompts).__name__}."
+        )
+    prompts = list(prompts)
+    for i, prompt in enumerate(prompts):
+        conversation = (
+            isinstance(prompt, list)
+            and bool(prompt)
+            and all(isinstance(m, Mapping) and {"role", "content"} <= m.keys() for m in prompt)
+        )
+        if not (isinstance(prompt, str) or conversation):
+            raise TypeError(
+                f"prompt {i} must be text or a list of chat messages ({{'role': ..., 'content': ...}}), "
+                f"got {type(prompt).__name__}: {str(prompt)[:60]!r}"
+            )
+        if isinstance(prompt, str) and not prompt.strip():
+            raise ValueError(f"Empty prompt (prompt {i}): every prompt needs some text.")
+    return prompts
 
 
 class _NoMaskWarning(logging.Filter):
@@ -83,12 +113,7 @@ def generate(
 
     Many prompts get a progress bar once sampling has taken a couple of seconds (rlhf_lab.progress)."""
     check_generation_length(max_new_tokens)
-    if is_single_prompt(prompts):
-        raise TypeError(
-            "prompts must be a list of prompts, not one prompt: pass [prompt] (Lab.generate takes either)."
-        )
-    if any(not p or not str(p).strip() for p in prompts):
-        raise ValueError("Empty prompt: every prompt needs some text.")
+    prompts = prompt_list(prompts)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -81,6 +81,21 @@ def check_fields(config: Any, ranges: dict[str, Range]) -> None:
             raise ValueError(f"{owner}.{name} must be in {allowed}, got {value}.")
 
 
+def whole_number(value: Any, name: str, *, minimum: int = 0) -> int:
+    """`value` as an int, or an error naming `name`: TypeError for 1.5, "2" or True, ValueError below
+    `minimum`. For the counts a user passes to a method (`stage.step(n)`, `rm.fit(epochs=...)`), where
+    Python's own "'float' object cannot be interpreted as an integer" would not say which argument.
+
+        >>> whole_number(-1, "step(n)")
+        ValueError: step(n) must be at least 0, got -1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     try:

@@ -181,7 +181,7 @@ class Lab:
         kwargs.setdefault("max_new_tokens", self.defaults.get("max_new_tokens", 32))
         if is_single_prompt(prompts):
             return generate(model or self.policy, self.tokenizer, [prompts], **kwargs)[0]
-        return generate(model or self.policy, self.tokenizer, list(prompts), **kwargs)
+        return generate(model or self.policy, self.tokenizer, prompts, **kwargs)
 
     def _with_defaults(self, config: dict[str, Any], **preset_keys: str) -> dict[str, Any]:
         # Every stage's config has mixed_precision; the Lab sets a default for it on native-bf16 CPUs.

@@ -154,6 +154,24 @@ def test_the_low_level_generate_refuses_one_string(tiny_lab_for_generate):
         generate(lab.policy, lab.tokenizer, "Write a review.")
 
 
+@pytest.mark.parametrize(
+    "prompts, error, match",
+    [
+        (None, TypeError, "got NoneType"),
+        (3, TypeError, "got int"),
+        ({"prompt": "hi"}, TypeError, "got dict"),
+        ([1, 2], TypeError, "prompt 0 must be text or a list of chat messages"),
+        (["fine", ["not", "messages"]], TypeError, "prompt 1 must be text"),
+        (["fine", "  "], ValueError, r"Empty prompt \(prompt 1\)"),
+    ],
+)
+def test_generate_names_the_bad_prompt(tiny_lab_for_generate, prompts, error, match):
+    # Without the check these failed deep inside the tokenizer's chat template ("'int' object is not
+    # iterable"), or not at all.
+    with pytest.raises(error, match=match):
+        tiny_lab_for_generate.generate(prompts, max_new_tokens=2)
+
+
 @pytest.fixture(scope="module")
 def tiny_lab_for_generate():
     return Lab.from_preset("tiny", store=":memory:")

@@ -1,5 +1,6 @@
 """The reward-model stage, its reward callable and ensembles, on the tiny preset."""
 
+import collections
 import math
 import random
 
@@ -352,6 +353,11 @@ def test_pairs_from_dataframe_and_bad_rows(tiny_tok):
         read_pairs([clean_pairs(1)[0], {"prompt": "x", "chosen": "y"}])
     with pytest.raises(TypeError, match="PreferenceStore, a DataFrame or a list"):
         read_pairs("pairs.jsonl")
+    # Positional tuples are refused, not guessed: (prompt, a, b) of an unlabelled pair would become a label.
+    with pytest.raises(ValueError, match=r"pair 0: is a tuple of 3 values; a pair needs named fields"):
+        read_pairs([("Write a review.", "good film", "bad film")])
+    record = collections.namedtuple("Record", "prompt chosen rejected")
+    assert read_pairs([record("Write a review.", "good film", "bad film")])[0].chosen == "good film"
     with pytest.raises(ValueError, match="loss must be one of"):
         make_stage(tiny_tok, clean_pairs(3), loss="hinge")
 
@@ -459,3 +465,20 @@ def test_lab_reward_ensemble(tiny_lab):
     assert [m.model is not ens.members[0].model for m in ens.members] == [False, True]
     assert ens.members[0].config.learning_rate == 1e-3
     assert ens(["Review it."], ["great film"]).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"epochs": 0}, ValueError, r"fit\(epochs\) must be at least 1, got 0"),
+        ({"epochs": "2"}, TypeError, r"fit\(epochs\) must be a whole number"),
+        ({"max_steps": 0}, ValueError, r"fit\(max_steps\) must be at least 1"),
+        ({"max_steps": 2.5}, TypeError, r"fit\(max_steps\) must be a whole number"),
+    ],
+)
+def test_fit_refuses_counts_that_are_not_whole_numbers(tiny_tok, kwargs, error, match):
+    # fit(epochs=0) used to fall back to the configured 80 steps (0 is falsy) and report "epochs: 640".
+    stage = make_stage(tiny_tok, clean_pairs(8))
+    with pytest.raises(error, match=match):
+        stage.fit(**kwargs)
+    assert stage.step_count == 0

@@ -4,6 +4,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 
@@ -265,3 +266,23 @@ def test_release_frees_the_training_state_and_keeps_the_history(tiny_lab, tmp_pa
         sft.stop()
     sft.release()
     assert sft.released_bytes > 0 and not sft.optimizer.state
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda st: st.step(-1), ValueError, r"step\(n\) must be at least 0, got -1"),
+        (lambda st: st.step(1.5), TypeError, r"step\(n\) must be a whole number, got 1.5"),
+        (lambda st: st.step("2"), TypeError, r"step\(n\) must be a whole number"),
+        (lambda st: st.step(True), TypeError, r"step\(n\) must be a whole number"),
+        (lambda st: st.run(-3), ValueError, r"run\(steps\) must be at least 0"),
+        (lambda st: st.run(2.0), TypeError, r"run\(steps\) must be a whole number"),
+    ],
+)
+def test_step_counts_must_be_whole_numbers(call, error, match):
+    # step(-1) used to return [] and run(-3) to start a thread that did nothing, both silently.
+    stage = ToyStage()
+    with pytest.raises(error, match=match):
+        call(stage)
+    assert stage.step_count == 0 and stage.status == "idle"
+    assert len(stage.step(np.int64(2))) == 2  # numpy integers are whole numbers too

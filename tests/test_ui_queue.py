@@ -29,6 +29,13 @@ def test_normalise_accepts_the_usual_shapes():
             normalise_item(bad)
 
 
+@pytest.mark.parametrize("source", [5, 2.5, True])
+def test_as_items_names_what_it_takes(source):
+    # lab.label(5) used to fail with "'int' object is not iterable"
+    with pytest.raises(TypeError, match=r"items must be a list of .* got (int|float|bool)"):
+        as_items(source)
+
+
 def test_pairs_from_samples_groups_by_prompt():
     samples = [
         {"prompt": "p1", "response": "a"},

@@ -93,6 +93,13 @@ def _text(row: Any, name: str) -> str:
 
 def _record(row: Any, index: int) -> PairRecord:
     try:
+        if isinstance(row, (tuple, list)) and not hasattr(row, "_fields"):  # a namedtuple has names
+            # Positions are not read as (prompt, chosen, rejected): (prompt, a, b) of unlabelled pairs
+            # is as common, and reading it as a preference would invent a label.
+            raise ValueError(
+                f"is a {type(row).__name__} of {len(row)} values; a pair needs named fields: "
+                "{'prompt': ..., 'chosen': ..., 'rejected': ...} (a dict, a DataFrame row or a record)"
+            )
         prompt, chosen, rejected = _text(row, "prompt"), _text(row, "chosen"), _text(row, "rejected")
         if chosen == rejected:
             raise ValueError("chosen and rejected are identical; there is nothing to prefer")

@@ -39,6 +39,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.errors import StageBusyError, StageError
+from rlhf_lab.hparams import whole_number
 from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.progress import progress_bar
 from rlhf_lab.reward import evaluation
@@ -255,6 +256,9 @@ class RewardModelStage(PairScoring, Stage):
         override the schedule. Held-out prompts stay held out either way. A progress bar appears once
         the fit has taken a couple of seconds (`progress=True`: at once, `False`: never).
         """
+        # epochs=0 must not fall back to the configured schedule (`epochs or ...` below).
+        epochs = None if epochs is None else whole_number(epochs, "fit(epochs)", minimum=1)
+        max_steps = None if max_steps is None else whole_number(max_steps, "fit(max_steps)", minimum=1)
         self.raise_if_error()
         if self.running:
             raise StageBusyError(

@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
+from rlhf_lab.hparams import whole_number
 from rlhf_lab.progress import progress_bar, wait_with_progress
 from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
     FORMAT,
@@ -160,6 +161,7 @@ class Stage(ABC):
         A progress bar (tqdm.auto) appears for n > 1 once the steps have taken a couple of seconds
         (rlhf_lab.progress); progress=True shows it at once, progress=False never.
         """
+        n = whole_number(n, "step(n)")
         self.raise_if_error()
         self._check_not_released("step")
         if self._thread is not None and self._thread.is_alive() and not self._parked.is_set():
@@ -211,6 +213,8 @@ class Stage(ABC):
     # ------------------------------------------------------------------ background loop
     def run(self, steps: int | None = None) -> None:
         """Take `steps` steps (forever if None) in a background thread; returns at once."""
+        if steps is not None:
+            steps = whole_number(steps, "run(steps)")
         self.raise_if_error()
         self._check_not_released("run")
         if self._thread is not None and self._thread.is_alive():
