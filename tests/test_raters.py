@@ -10,6 +10,7 @@ import torch
 from rlhf_lab.bundled import load_demos, load_preferences, load_prompts, load_samples
 from rlhf_lab.raters import (
     DEFAULT_CONSTITUTION,
+    CarelessRater,
     ConstitutionalJudge,
     HelpfulHarmlessJudge,
     LengthBiasedRater,
@@ -215,6 +216,26 @@ def test_noisy_rater_is_deterministic_and_flips_at_the_right_rate():
     assert NoisyRater(base, 1.0)("p", "same length", "same length").judgement is Judgement.TIE
     with pytest.raises(ValueError):
         NoisyRater(base, 1.5)
+
+
+def test_careless_rater_clicks_a_or_b_at_random_even_on_ties():
+    base = WordCount()
+    ties = [(f"p{i}", f"same size {i}", f"size same {i}") for i in range(4000)]  # WordCount says tie
+    careless = CarelessRater(base, careless_prob=0.9, seed=11)
+    verdicts = [careless(*p) for p in ties]
+    counts = {j: sum(v.judgement is j for v in verdicts) / len(ties) for j in Judgement}
+    # 10% read and say tie; 90% click, half on A and half on B (each within ~4 standard deviations)
+    assert counts[Judgement.TIE] == pytest.approx(0.1, abs=0.02)
+    assert counts[Judgement.A] == pytest.approx(0.45, abs=0.035)
+    assert counts[Judgement.B] == pytest.approx(0.45, abs=0.035)
+    assert all("without reading" in v.note for v in verdicts if v.judgement is not Judgement.TIE)
+    # A NoisyRater flipping as often agrees with the base on every tie: the difference this rater exists for.
+    assert all(NoisyRater(base, 0.9, seed=11)(*p).judgement is Judgement.TIE for p in ties[:50])
+    # Deterministic per pair, whatever the order; the base verdict when it reads.
+    assert [careless(*p).judgement for p in reversed(ties)] == [v.judgement for v in reversed(verdicts)]
+    assert CarelessRater(base, 0.0)("p", "longer answer here", "short").judgement is Judgement.A
+    with pytest.raises(ValueError, match="careless_prob"):
+        CarelessRater(base, -0.1)
 
 
 def test_length_biased_rater(vader):

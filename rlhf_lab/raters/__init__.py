@@ -22,6 +22,7 @@ from rlhf_lab.raters.gold import (
 )
 from rlhf_lab.raters.wrappers import (
     PERSONALITIES,
+    CarelessRater,
     LengthBiasedRater,
     NoisyRater,
     PersonalityRater,
@@ -30,6 +31,7 @@ from rlhf_lab.raters.wrappers import (
 )
 
 __all__ = [
+    "CarelessRater",
     "DEFAULT_CONSTITUTION",
     "HARMFUL_INTENTS",
     "JUDGES",

@@ -59,6 +59,32 @@ class NoisyRater:
         )
 
 
+class CarelessRater:
+    """With probability `careless_prob`, clicks A or B at random without reading; otherwise the base verdict.
+
+    Unlike `NoisyRater`, whose flips leave ties alone, a careless click lands on A or B even where the
+    base rater would say tie: someone clicking through a queue does not stop for the tie button. On data
+    with many ties the difference matters: a NoisyRater at 45% flips still agrees with every careful
+    annotator on all the ties, so agreement statistics rate it well above chance.
+    """
+
+    def __init__(self, base: Rater, careless_prob: float, seed: int = 0, name: str | None = None):
+        if not 0.0 <= careless_prob <= 1.0:
+            raise ValueError(f"careless_prob must be in [0, 1], got {careless_prob}")
+        self.base, self.careless_prob, self.seed = base, careless_prob, seed
+        self.name = name or f"{base.name}+careless{careless_prob:g}-s{seed}"
+
+    def __call__(self, prompt: str, response_a: str, response_b: str) -> RaterVerdict:
+        if unit_random(self.seed, "careless", prompt, response_a, response_b) >= self.careless_prob:
+            return replace(self.base(prompt, response_a, response_b), rater=self.name)
+        click = (
+            Judgement.A
+            if unit_random(self.seed, "click", prompt, response_a, response_b) < 0.5
+            else Judgement.B
+        )
+        return RaterVerdict(click, rater=self.name, note="careless: clicked without reading")
+
+
 class LengthBiasedRater:
     """With probability `strength`, prefers the longer response (in characters) whatever the base says.
 
