@@ -140,8 +140,21 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-# The keys a section reads itself, its step count first; its other keys are fields of its stage's config.
-SECTION_KEYS = {"sft": ("steps",), "dpo": ("steps",), "reward_model": ("epochs",), "rl": ("steps", "reward")}
+# The keys a section reads itself with their defaults, its step count first; its other keys are fields
+# of its stage's config.
+SECTION_KEYS: dict[str, dict[str, Any]] = {
+    "sft": {"steps": 20},
+    "dpo": {"steps": 10},
+    "reward_model": {"epochs": None},
+    "rl": {"steps": 10, "reward": "gold"},
+}
+
+
+def section_settings(config: dict[str, Any], section: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the section's own keys with defaults filled in, the rest: its stage's config fields)."""
+    fields = dict(config.get(section) or {})
+    own = {key: fields.pop(key, default) for key, default in SECTION_KEYS[section].items()}
+    return own, fields
 
 
 def check_stage_settings(config: dict[str, Any]) -> None:
@@ -164,12 +177,11 @@ def check_stage_settings(config: dict[str, Any]) -> None:
         )
     classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
     for section, config_cls in classes.items():
-        settings = config.get(section) or {}
-        count_key = SECTION_KEYS[section][0]
-        count = settings.get(count_key)
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            raise ConfigError(f"{section}.{count_key} must be a whole number >= 0, got {count!r}.")
-        fields = {k: v for k, v in settings.items() if k not in SECTION_KEYS[section]}
+        own, fields = section_settings(config, section)
+        count_key = next(iter(SECTION_KEYS[section]))
+        count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
+            raise ConfigError(f"{section}.{count_key} must be a whole number >= {least}, got {count!r}.")
         try:
             stage_config = make_config(None, config_cls, fields)
             if isinstance(stage_config, RLConfig):
@@ -258,8 +270,12 @@ def _gold_reward(judge: Any):
     return gold
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _first_last(rows: list[dict[str, Any]], metric: str, name: str) -> dict[str, Any]:
+    """{name_first, name_last}: `metric` in the first and last rows; None for both when no step ran."""
+    return {
+        f"{name}_first": rows[0].get(metric) if rows else None,
+        f"{name}_last": rows[-1].get(metric) if rows else None,
+    }
 
 
 def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
@@ -319,36 +335,33 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             watch(stage)
             rows = stage.step(steps, progress=show)
             loss = f"loss/{name}"
-            summary[name] = {"steps": steps, "loss_first": rows[0][loss], "loss_last": rows[-1][loss]}
+            summary[name] = {"steps": steps, **_first_last(rows, loss, "loss")}
             if rank == 0:
                 stage.save(out / name)
             return stage
 
-        sft_cfg = dict(config.get("sft") or {})
-        if sft_cfg:
-            steps = int(sft_cfg.pop("steps", 20))
+        if config.get("sft"):
+            own, sft_cfg = section_settings(config, "sft")
             sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
             sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
-            last_policy_stage = train_policy("sft", sft, steps)
+            last_policy_stage = train_policy("sft", sft, own["steps"])
 
-        dpo_cfg = dict(config.get("dpo") or {})
-        if dpo_cfg:
-            steps = int(dpo_cfg.pop("steps", 10))
+        if config.get("dpo"):
+            own, dpo_cfg = section_settings(config, "dpo")
             dpo_cfg.setdefault("seed", seed)
             dpo = lab.dpo(
                 user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
             )
-            last_policy_stage = train_policy("dpo", dpo, steps)
+            last_policy_stage = train_policy("dpo", dpo, own["steps"])
 
-        rl_cfg = dict(config.get("rl") or {})
-        if rl_cfg:
-            steps = int(rl_cfg.pop("steps", 10))
-            reward_kind = rl_cfg.pop("reward", "gold")
+        if config.get("rl"):
+            own, rl_cfg = section_settings(config, "rl")
+            steps, reward_kind = own["steps"], own["reward"]
             estimator = rl_cfg.pop("estimator", "ppo")
             judge = get_judge(task) if task else None
             if reward_kind == "rm":
-                rm_cfg = dict(config.get("reward_model") or {})
-                epochs = rm_cfg.pop("epochs", None)
+                rm_own, rm_cfg = section_settings(config, "reward_model")
+                epochs = rm_own["epochs"]
                 rm = lab.reward_model(
                     user_data["preferences"] if "preferences" in user_data else preference_pairs(task),
                     **rm_cfg,
@@ -375,9 +388,8 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
                 "estimator": estimator,
                 "reward": reward_kind,
                 "steps": steps,
-                "scores_first": rows[0].get("objective/scores"),
-                "scores_last": rows[-1].get("objective/scores"),
-                "kl_last": rows[-1].get("objective/kl"),
+                **_first_last(rows, "objective/scores", "scores"),
+                "kl_last": rows[-1].get("objective/kl") if rows else None,
                 "rl_config": {k: v for k, v in dataclasses.asdict(rl.config).items() if k in rl_cfg},
             }
             trained = rl.params

@@ -62,6 +62,8 @@ def test_bad_configs_are_rejected(bad):
         ({"dpo": {"loss_type": "sigmod"}}, "dpo: loss_type must be one of"),
         ({"reward_model": {"batch_size": 0}}, r"reward_model: RMConfig.batch_size must be in \[1, inf\)"),
         ({"reward_model": {"epochs": -1}}, "reward_model.epochs must be a whole number"),
+        # 0 epochs would fail only at fit(), after SFT and DPO had trained
+        ({"reward_model": {"epochs": 0}}, r"reward_model.epochs must be a whole number >= 1, got 0"),
     ],
 )
 def test_every_stage_setting_is_checked_before_anything_trains(section, message):
@@ -167,6 +169,19 @@ def _user_files(folder):
     ]
     (folder / "prefs.jsonl").write_text("\n".join(json.dumps(p) for p in prefs) + "\n")
     return folder
+
+
+def test_zero_steps_build_and_save_the_stages_without_training(tmp_path, capsys):
+    # A section with steps: 0 used to end in an IndexError while summarising (rows[0] of no rows).
+    config = dict(TINY_RL, sft={"steps": 0}, output_dir=str(tmp_path / "run"), export=False)
+    config["rl"] = {**config["rl"], "steps": 0}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sft"] == {"steps": 0, "loss_first": None, "loss_last": None}
+    assert summary["rl"]["steps"] == 0 and summary["rl"]["scores_first"] is None
+    assert (tmp_path / "run" / "rl" / "stage.json").is_file()
 
 
 def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
