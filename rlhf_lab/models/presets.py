@@ -204,6 +204,9 @@ def load_reward_backbone(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A sequence classifier with one output (the reward) and its tokenizer.
 
+    `model.reward_head_is_new` says whether its head starts random (a backbone) rather than trained
+    (the checkpoint already is a reward model).
+
     Causal-LM backbones pool the last non-pad token (transformers does that when
     `config.pad_token_id` is set); encoders such as MiniLM pool [CLS].
     """
@@ -211,22 +214,27 @@ def load_reward_backbone(
         from rlhf_lab.models.tiny import tiny_reward_model, tiny_tokenizer
 
         tokenizer = policy_tokenizer if policy_tokenizer is not None else tiny_tokenizer()
-        return tiny_reward_model(tokenizer, seed=seed), tokenizer
+        model = tiny_reward_model(tokenizer, seed=seed)
+        model.reward_head_is_new = True
+        return model, tokenizer
     spec = _local_folder(spec, BUILTIN_REWARDS)
     try:
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)  # the fresh scalar head is drawn from `seed`
-                model = AutoModelForSequenceClassification.from_pretrained(
+                model, loading = AutoModelForSequenceClassification.from_pretrained(
                     spec,
                     num_labels=1,
                     dtype=dtype or torch.float32,
                     trust_remote_code=trust_remote_code,
                     use_safetensors=True,
+                    output_loading_info=True,
                 )
     except OSError as exc:
         raise _hub_error(spec, exc) from exc
+    # A backbone gets a random head; a checkpoint that is already a reward model keeps its trained one.
+    model.reward_head_is_new = bool(loading["missing_keys"] or loading["mismatched_keys"])
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token  # BERT-style tokenizers (TRL needs an EOS)
     tokenizer = _finish_tokenizer(tokenizer)

@@ -241,6 +241,14 @@ class RewardModelStage(PairScoring, Stage):
             "rm/n_pairs": sum(len(u) for u in self._units),
         }
 
+    @property
+    def trained(self) -> bool:
+        """False while the scores come from a random head: no fit() yet, no pre-trained weights, and a
+        backbone whose head was newly initialised (rlhf_lab.models.presets.load_reward_backbone)."""
+        return bool(
+            self.step_count or self.pretrained or not getattr(self.model, "reward_head_is_new", False)
+        )
+
     def fit(
         self,
         epochs: int | None = None,

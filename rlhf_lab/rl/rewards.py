@@ -15,6 +15,7 @@ that caused it, so the stage pauses with something the user can act on.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from rlhf_lab.chat import format_conversation
 from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
+from rlhf_lab.notices import LabNotice
 
 
 class RewardError(StageError):
@@ -208,6 +210,28 @@ def as_reward(obj: Any) -> Reward:
             "(or pass the reward-model stage itself)."
         )
     return CallableReward(obj)
+
+
+def untrained_reward_models(obj: Any) -> list[Any]:
+    """The reward-model stages in `obj` (a stage, an ensemble's members, a dict of objectives) whose scores
+    still come from a random head (`RewardModelStage.trained` is False)."""
+    if isinstance(obj, dict):
+        parts = [spec[0] if isinstance(spec, tuple) else spec for spec in obj.values()]
+    else:
+        parts = list(obj.members) if hasattr(obj, "members") else [obj]
+    return [part for part in parts if getattr(part, "trained", True) is False]
+
+
+def warn_if_untrained(obj: Any) -> None:
+    """A LabNotice when RL is about to optimise a reward model that was never trained (a forgotten fit())."""
+    if untrained_reward_models(obj):
+        warnings.warn(
+            "The reward model has not been trained yet (no fit(), no pre-trained weights): its scores are "
+            "random, so RL would chase noise. Call rm.fit() first, or "
+            "lab.reward_model(pretrained=<task>) to start from the bundled pairs.",
+            LabNotice,
+            stacklevel=3,
+        )
 
 
 def _is_judge(obj: Any) -> bool:

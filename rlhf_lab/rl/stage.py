@@ -59,7 +59,7 @@ from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_o
 from rlhf_lab.rl.kl import kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
 from rlhf_lab.rl.normalization import RewardNormalizer, is_learned_reward
-from rlhf_lab.rl.rewards import as_reward, check_finite_scores
+from rlhf_lab.rl.rewards import as_reward, check_finite_scores, warn_if_untrained
 from rlhf_lab.rl.rollout import (
     PromptOrder,
     Rollout,
@@ -135,6 +135,7 @@ class RLStage(Stage):
             for p in self.prompts
         ]
         self.reward_source, self.reward = reward, as_reward(reward)
+        warn_if_untrained(reward)
         self.gold = gold
 
         # Models. The reference is a frozen deep copy unless given, or the adapter-off policy with LoRA.
@@ -372,6 +373,7 @@ class RLStage(Stage):
     def set_reward(self, reward: Any) -> None:
         """Score from the next step on with `reward` (e.g. a retrained reward model); its normalisation is
         fitted again on that step's samples."""
+        warn_if_untrained(reward)
         with self._step_lock:
             self.reward_source, self.reward = reward, as_reward(reward)
             self.normalizer.reset()
