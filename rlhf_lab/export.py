@@ -152,9 +152,24 @@ def _data_description(stage: Any) -> str:
     return "not recorded"
 
 
+def check_export_target(path: Path) -> None:
+    """ValueError when `path` is a file, or a folder of files that is not a model folder (no
+    config.json): an export writes README.md, config.json and the tokenizer's files there, and would
+    overwrite a project's own README. An earlier export (or any model folder) is overwritten."""
+    if path.is_dir() and (not any(path.iterdir()) or (path / "config.json").is_file()):
+        return
+    if path.exists():
+        what = "a file" if not path.is_dir() else "a folder that holds other files and no config.json"
+        raise ValueError(
+            f"Not exporting to {path}: it is {what}; an export writes README.md, config.json and the "
+            f"weights there. Export to a new folder, e.g. {path / 'export'}."
+        )
+
+
 def _save(model: torch.nn.Module, tokenizer: Any, path: Path) -> None:
     from rlhf_lab.models.presets import quiet_loading
 
+    check_export_target(path)
     path.mkdir(parents=True, exist_ok=True)
     with quiet_loading():
         model.save_pretrained(path, safe_serialization=True)

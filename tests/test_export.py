@@ -165,3 +165,23 @@ def test_smollm2_preset_exports_load_with_auto_classes(tmp_path):
         logits = model(**rm.encode(PROMPTS, RESPONSES)).logits[:, 0]
     torch.testing.assert_close(logits, rm(PROMPTS, RESPONSES), atol=1e-4, rtol=1e-4)
     assert "head bias" in (folder / "README.md").read_text()
+
+
+def test_export_never_overwrites_a_folder_that_is_not_a_model(tiny_tok, tmp_path):
+    # An export writes README.md (its model card) and config.json: exporting into a project folder
+    # would have replaced the project's README.
+    stage = _reward_stage(tiny_tok)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    with pytest.raises(ValueError, match="Not exporting to .*project: it is a folder that holds other files"):
+        stage.export(project)
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="it is a file"):
+        stage.export(tmp_path / "notes.txt")
+    assert (project / "README.md").read_text() == "my project" and sorted(
+        p.name for p in project.iterdir()
+    ) == ["README.md"]
+    stage.export(tmp_path / "rm")
+    stage.export(tmp_path / "rm")  # an earlier export is a model folder: exported again in place
+    assert (tmp_path / "rm" / "config.json").is_file()

@@ -182,6 +182,30 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
 
 
+def test_save_never_replaces_what_is_not_a_checkpoint(tmp_path):
+    # A save swaps the folder at its path out to .<name>.old and the next save deletes it: saving into
+    # a notebook's runs/ folder would have hidden, then deleted, the labels.sqlite in it.
+    from rlhf_lab.errors import CheckpointError
+
+    stage = ToyStage()
+    stage.step(1)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "labels.sqlite").write_bytes(b"my labels")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for target, what in ((runs, r"a folder of other files \(labels.sqlite\)"), (notes, "a file")):
+        with pytest.raises(CheckpointError, match=f"Not saving to .*: it is {what}, not a stage checkpoint"):
+            stage.save(target)
+    assert (runs / "labels.sqlite").read_bytes() == b"my labels" and notes.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "runs"]  # no .old, no staging left
+    # An empty folder, a new path and an earlier checkpoint are all fine to save to.
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "new", tmp_path / "new"):
+        stage.save(target)
+        assert ToyStage.load(target).step_count == 1
+
+
 def test_automatic_checkpoints(tmp_path):
     stage = ToyStage(checkpoint_every=2, checkpoint_dir=tmp_path / "auto")
     stage.step(5)

@@ -48,6 +48,7 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     _fsync_tree,
     _swap_into_place,
     _write_json,
+    check_save_target,
     config_from_dict,
     config_to_dict,
     load_training_state,
@@ -387,6 +388,7 @@ class Stage(ABC):
         """
         self._check_not_released("save")
         path = Path(path)
+        check_save_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         if staging.exists():

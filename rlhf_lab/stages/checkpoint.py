@@ -105,6 +105,28 @@ def previous_checkpoint(path: Path) -> Path:
     return path.with_name(f".{path.name}.old")
 
 
+def check_save_target(path: Path) -> None:
+    """CheckpointError when `path` holds something other than a stage checkpoint (or an empty folder).
+
+    A save swaps whatever is at `path` out to `.<name>.old`, and the save after that deletes it: a
+    notebook's `stage.save("runs")` would first hide and then delete the labels.sqlite beside it.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        entries = sorted(p.name for p in path.iterdir())
+        if not entries or "stage.json" in entries or MANIFEST in entries:
+            return
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        what = f"a folder of other files ({shown})"
+    else:
+        what = "a file"
+    raise CheckpointError(
+        f"Not saving to {path}: it is {what}, not a stage checkpoint, and a save replaces what is there. "
+        f"Save to a new folder, e.g. {path / 'checkpoint'}."
+    )
+
+
 def _swap_into_place(staging: Path, path: Path) -> None:
     """Put the complete `staging` at `path`; the checkpoint that was there becomes the previous one.
 
