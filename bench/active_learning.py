@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=8, help="labels asked per round")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=4, help="passes per refit (lab 06: 4, batch 16)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps per refit instead of --epochs"
+    )
     parser.add_argument("--ensemble", type=int, default=3, help="members for 'disagreement'")
     parser.add_argument("--smoke", action="store_true", help="tiny, 2 repeats, 1 round, 1 epoch (CI)")
     args = parser.parse_args(argv)
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
         if r["prompt"] not in test_prompts
     ]
     rater = NoisyRater(judge, flip_prob=0.1, seed=3, name="sim-rater")
-    rm_settings = {"epochs": args.epochs, "batch_size": 16, "split": [1.0, 0.0, 0.0]}
+    schedule = {"steps": args.steps} if args.steps else {"epochs": args.epochs}
+    rm_settings = {**schedule, "batch_size": 16, "split": [1.0, 0.0, 0.0]}
 
     def gold_accuracy(reward) -> float:
         prompts, a, b, truth = zip(*held_out)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         "labels": labels,
         "held_out_pairs": len(held_out),
         "pool_pairs": len(pool),
-        "rm": {"epochs": args.epochs, "batch_size": 16},
+        "rm": {**schedule, "batch_size": 16},
         "strategies": summary,
         "curves": curves,
         "seconds": round(time.perf_counter() - started, 1),
