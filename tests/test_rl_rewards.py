@@ -42,7 +42,7 @@ def test_rl_on_a_reward_model_that_was_never_fitted_says_so(tiny_lab):
     )
     assert "Call rm.fit() first" in message
     ensemble = tiny_lab.reward_ensemble(2, PAIRS, batch_size=4, steps=2)
-    weighted = {"rm": (ensemble.members[0], 1.0), "brevity": lambda p, r: [0.0] * len(r)}
+    weighted = {"rm": (ensemble, 1.0), "brevity": lambda p, r: [0.0] * len(r)}  # an ensemble inside
     assert (
         len(
             _notices(

@@ -217,9 +217,10 @@ def untrained_reward_models(obj: Any) -> list[Any]:
     still come from a random head (`RewardModelStage.trained` is False)."""
     if isinstance(obj, dict):
         parts = [spec[0] if isinstance(spec, tuple) else spec for spec in obj.values()]
-    else:
-        parts = list(obj.members) if hasattr(obj, "members") else [obj]
-    return [part for part in parts if getattr(part, "trained", True) is False]
+        return [stage for part in parts for stage in untrained_reward_models(part)]
+    if hasattr(obj, "members"):
+        return [stage for member in obj.members for stage in untrained_reward_models(member)]
+    return [obj] if getattr(obj, "trained", True) is False else []
 
 
 def warn_if_untrained(obj: Any) -> None:
