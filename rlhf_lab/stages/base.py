@@ -385,6 +385,8 @@ class Stage(ABC):
 
         A crash or a full disk during the save leaves the previous checkpoint at `path` intact; after
         a save the one before it is kept as `.<name>.old`, the fallback of `load` (stages.checkpoint).
+        `path` must be new, an empty folder or an earlier checkpoint: anything else there is refused
+        (CheckpointError), never replaced.
         """
         self._check_not_released("save")
         path = Path(path)
