@@ -180,6 +180,7 @@ def check_stage_settings(config: dict[str, Any]) -> None:
         own, fields = section_settings(config, section)
         count_key = next(iter(SECTION_KEYS[section]))
         count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
+        # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
             raise ConfigError(f"{section}.{count_key} must be a whole number >= {least}, got {count!r}.")
         try:
