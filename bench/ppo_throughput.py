@@ -143,7 +143,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--compile", action="store_true", help="CUDA: static KV cache + torch.compile decoding"
     )
     parser.add_argument(
-        "--compile-update", action="store_true", help="torch.compile the policy's forward in the update"
+        "--compile-update",
+        nargs="?",
+        const="default",
+        default=False,
+        choices=["default", "reduce-overhead"],
+        help="torch.compile the policy's forward in the update; reduce-overhead = also CUDA graphs",
     )
     parser.add_argument("--value", choices=["head", "separate"], default="head")
     args = parser.parse_args(argv)

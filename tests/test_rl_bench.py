@@ -25,6 +25,18 @@ def test_ppo_throughput_smoke(estimator):
 
 
 @pytest.mark.slow
+def test_compile_check_smoke():
+    """Both compiled modes take the eager step on the CPU (where "reduce-overhead" has no CUDA graphs)."""
+    result = run_bench("bench/compile_check.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
+    assert result["eager"]["first_minibatch_ratio"] == pytest.approx(1.0, abs=1e-5)
+    # The step moved the weights, so agreeing with it means something.
+    assert result["eager"]["largest_weight_move"] > 1e-4
+    for mode in ("default", "reduce-overhead"):
+        assert result["modes"][mode]["agrees_with_eager"], result["modes"][mode]
+        assert result["modes"][mode]["cuda_graphs"] is False
+
+
+@pytest.mark.slow
 def test_cpu_budget_smoke():
     result = run_bench("bench/cpu_budget.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
     assert list(result["presets"]) == ["tiny"]

@@ -287,6 +287,13 @@ def test_out_of_memory_pauses_with_advice_and_next_step_works(tiny_tok, monkeypa
         (PROMPTS, {"estimator": "dpo"}, ValueError, "estimator"),
         (PROMPTS, {"lerning_rate": 1e-3}, TypeError, "Unknown RL settings"),
         (PROMPTS, {"temperature": 0}, ValueError, "temperature"),
+        (PROMPTS, {"compile_update": "max-autotune"}, ValueError, "compile_update must be one of"),
+        (
+            PROMPTS,
+            {"compile_update": "reduce-overhead", "gradient_accumulation_steps": 2},
+            ValueError,
+            "169545",
+        ),
     ],
 )
 def test_bad_inputs_give_clear_errors(tiny_tok, prompts, settings, error, match):

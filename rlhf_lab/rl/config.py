@@ -19,6 +19,9 @@ from rlhf_lab.lora import LORA_ALPHA, LORA_R, LORA_TARGET_MODULES
 
 ESTIMATORS = ("ppo", "rloo", "grpo", "reinforce")
 GROUP_ESTIMATORS = ("rloo", "grpo")
+COMPILE_UPDATE_MODES = (False, True, "default", "reduce-overhead")
+"""What RLConfig.compile_update takes: off, on (inductor's default mode), or a torch.compile mode."""
+
 RL_RANGES = {
     "samples_per_prompt": at_least(1),
     "batch_size": at_least(1),
@@ -162,11 +165,14 @@ class RLConfig:
     compile_generation: bool = False
     """Static KV cache in `generate`; on CUDA transformers then torch.compiles the decoding step (CUDA graphs).
     On the CPU the cache is static but nothing is compiled (no gain there; the tests use it to check the fast path)."""
-    compile_update: bool = False
+    compile_update: bool | str = False
     """torch.compile the policy's forward in the update (its minibatches' forward and backward). On a GPU a
     small model's update is launch-bound (bench/README.md, "GPU"): fused kernels mean fewer launches. The
     first steps pay the compilation (tens of seconds); shapes are marked dynamic, so new lengths do not
-    recompile. No effect on sampling or on the no-grad forwards."""
+    recompile. No effect on sampling or on the no-grad forwards. True (= "default") or a torch.compile
+    mode: "reduce-overhead" also replays each minibatch's kernels as CUDA graphs (one launch instead of
+    thousands; a graph is recorded per distinct shape). It needs gradient_accumulation_steps = 1: CUDA
+    graph trees overwrite a gradient accumulated across slices (pytorch/pytorch#169545)."""
     eval_batch_size: int | None = None
     """Rows per no-grad forward (old/ref log-probs, values). None = the whole rollout batch in one pass."""
     logprob_chunk_rows: int = 8
@@ -240,6 +246,16 @@ class RLConfig:
             raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}.")
         if self.value not in ("head", "separate"):
             raise ValueError(f"value must be 'head' or 'separate', got {self.value!r}.")
+        if self.compile_update not in COMPILE_UPDATE_MODES:
+            raise ValueError(
+                f"compile_update must be one of {COMPILE_UPDATE_MODES}, got {self.compile_update!r}."
+            )
+        if self.compile_update == "reduce-overhead" and self.gradient_accumulation_steps > 1:
+            raise ValueError(
+                "compile_update='reduce-overhead' (CUDA graphs) needs gradient_accumulation_steps=1: CUDA "
+                "graph trees overwrite gradients accumulated across slices (pytorch/pytorch#169545). Use "
+                "compile_update=True, or one slice per minibatch."
+            )
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.learning_rate < 0:

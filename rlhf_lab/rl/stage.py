@@ -182,11 +182,18 @@ class RLStage(Stage):
     def train_policy(self) -> torch.nn.Module:
         """The module the update's forward runs through: the policy, or (compile_update) its compiled
         wrapper, which shares the policy's parameters, so the optimizer and checkpoints are unaffected."""
-        if not self.config.compile_update:
+        mode = self.config.compile_update
+        if not mode:
             return self.policy
         if self._compiled_policy is None:
-            self._compiled_policy = torch.compile(self.policy, dynamic=True)
+            mode = "default" if mode is True else mode
+            self._compiled_policy = torch.compile(self.policy, dynamic=True, mode=mode)
         return self._compiled_policy
+
+    @property
+    def uses_cuda_graphs(self) -> bool:
+        """Whether the update's forward replays CUDA graphs (compile_update="reduce-overhead" on CUDA)."""
+        return self.config.compile_update == "reduce-overhead" and self.device.type == "cuda"
 
     # ------------------------------------------------------------------ one step
     def _train_step(self) -> dict[str, Any]:

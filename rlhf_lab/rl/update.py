@@ -50,6 +50,10 @@ def update_policy(
             idx = order[epoch, i * size : (i + 1) * size]
             tokens = batch.response_mask[idx].sum().clamp(min=1)
             stage.optimizer.zero_grad(set_to_none=True)
+            if stage.uses_cuda_graphs:
+                # A new minibatch is a new CUDA-graph generation: the last one's outputs (logits, hidden
+                # states) may be overwritten from here on, and nothing reads them again.
+                torch.compiler.cudagraph_mark_step_begin()
             for part in idx.chunk(min(cfg.gradient_accumulation_steps, len(idx))):
                 weight = batch.response_mask[part].sum() / tokens  # this slice's share of the tokens
                 loss, terms = _slice_loss(stage, batch, part, per_row, beta)
