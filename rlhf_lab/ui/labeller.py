@@ -75,9 +75,29 @@ GUIDELINES = {
 }
 
 
+def widgets_folder() -> Path:
+    """The folder of the front-end files (labeller.js, labeller.css).
+
+    Installed (`pip install -e .` or a wheel), they are the package data `rlhf_lab.widgets`, which
+    pyproject.toml maps to the top-level widgets/ folder. A source checkout put on PYTHONPATH without an
+    install (a GPU machine with no package registry, say) has no such package, so the checkout's own
+    widgets/ folder is used.
+    """
+    try:
+        return Path(str(resources.files("rlhf_lab.widgets")))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "widgets"
+        if (checkout / "labeller.js").is_file():
+            return checkout
+        raise ModuleNotFoundError(
+            "rlhf_lab's widget files are missing: neither the package data rlhf_lab.widgets nor a "
+            f"widgets/ folder at {checkout.parent} holds labeller.js. Install rlhf-lab (pip install -e .)."
+        ) from None
+
+
 # The front-end files on disk: anywidget reads a pathlib.Path itself and, with ANYWIDGET_HMR=1,
 # watches it, so edits to widgets/labeller.js show up without restarting the kernel.
-WIDGETS = Path(str(resources.files("rlhf_lab.widgets")))
+WIDGETS = widgets_folder()
 
 
 class PairLabeller(anywidget.AnyWidget):
