@@ -7,7 +7,8 @@
 #   bash bench/gpu_suite.sh --group all --budget 540     # everything that fits in 540 s
 #
 # Groups: env (versions, GPU), throughput (ppo_throughput.py: PPO and RLOO, both shapes), trl (the
-# TRL comparisons), compile (ppo_throughput.py --compile), levers (levers.py, both shapes), quality
+# TRL comparisons), compile (compile_check.py, compile_time.py, ppo_throughput.py --compile and
+# --compile-update in both modes), levers (levers.py, both shapes), quality
 # (learning_quality.py on smollm2-135m), stages (cpu_budget.py: seconds per step of each lab stage on
 # smollm2-135m), labs (lab_times.py: the lab notebooks end to end on smollm2-135m; SUITE_LABS="01 03"
 # picks some), all; none installs and unpacks only. Commands run one after another (never two at once: they would time each other).
@@ -198,6 +199,7 @@ if [ "$SMOKE" = 1 ]; then
     want compile && run 300 bench/ppo_throughput.py --smoke --compile --compile-update
     want compile && run 300 bench/ppo_throughput.py --smoke --compile-update reduce-overhead
     want compile && run 300 bench/compile_check.py --smoke
+    want compile && run 300 bench/compile_time.py --smoke
     want trl && run 300 bench/trl_rloo_compare.py --smoke
     want trl && run 300 bench/trl_ppo_compare.py --smoke ${TRL112:+--trl-path "$TRL112"}
     want levers && run 300 bench/levers.py --smoke
@@ -223,18 +225,21 @@ if want levers; then  # before compile: the SmolLM2 line failed on 2026-11-27 (t
     run 150 bench/levers.py --arch smollm2 --device cuda --batch 64 --new-tokens 64 --repeats 3
     run 150 bench/levers.py --arch gpt2 --device cuda --batch 64 --new-tokens 64 --repeats 3
 fi
-if want compile; then  # what 2026-11-27's run lacked: SmolLM2 compiled, the compiled update, CUDA graphs
+if want compile; then  # what the 2026-11-27 runs lacked: the compiled update, CUDA graphs, SmolLM2 compiled
     # Most telling first: the budget skips the tail. The correctness check before any timing of its modes.
+    # The H100 run stopped the compiled SmolLM2 step at 150 s (whole-model compile); it now compiles
+    # block by block, and the whole-model runs (CUDA graphs) get up to 300 s.
     run 120 bench/compile_check.py
-    run 150 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile --compile-update "${STEPS[@]}"
-    run 150 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile --compile-update "${STEPS[@]}"
-    run 150 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile --compile-update reduce-overhead "${STEPS[@]}"
-    run 150 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile --compile-update reduce-overhead "${STEPS[@]}"
-    run 150 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile --compile-update reduce-overhead "${STEPS[@]}"
+    run 240 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile --compile-update "${STEPS[@]}"
+    run 180 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile --compile-update "${STEPS[@]}"
     run 150 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile --compile-update "${STEPS[@]}"
     run 90 bench/ppo_throughput.py --arch gpt2 --estimator ppo "${STEPS[@]}"  # this GPU against the H200's
+    run 90 bench/compile_time.py --arch smollm2 --mode blocks
+    run 200 bench/ppo_throughput.py --arch gpt2 --estimator ppo --compile --compile-update reduce-overhead "${STEPS[@]}"
+    run 300 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile --compile-update reduce-overhead "${STEPS[@]}"
+    run 200 bench/ppo_throughput.py --arch gpt2 --estimator rloo --compile --compile-update reduce-overhead "${STEPS[@]}"
+    run 200 bench/compile_time.py --arch smollm2 --mode whole
     run 150 bench/ppo_throughput.py --arch smollm2 --estimator ppo --compile "${STEPS[@]}"
-    run 150 bench/ppo_throughput.py --arch smollm2 --estimator rloo --compile --compile-update reduce-overhead "${STEPS[@]}"
 fi
 if want quality; then
     run 400 bench/learning_quality.py --preset smollm2-135m

@@ -37,6 +37,15 @@ def test_compile_check_smoke():
 
 
 @pytest.mark.slow
+def test_compile_time_smoke():
+    result = run_bench(
+        "bench/compile_time.py", "--smoke", "--mode", "blocks", timeout=600, env=BENCH_ENV, only_line=True
+    )
+    assert result["arch"] == "tiny" and result["mode"] == "blocks" and result["call_lengths"] == [48, 56, 64]
+    assert result["first_call_s"] > 0 and len(result["later_calls_s"]) == 2
+
+
+@pytest.mark.slow
 def test_cpu_budget_smoke():
     result = run_bench("bench/cpu_budget.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
     assert list(result["presets"]) == ["tiny"]

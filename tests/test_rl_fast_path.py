@@ -12,6 +12,7 @@ import torch
 from rl_toy import make_stage
 
 from rlhf_lab.models.tiny import tiny_policy
+from rlhf_lab.rl.compiled import RegionalCompile, repeated_blocks
 from rlhf_lab.rl.rollout import left_pad, response_forward, sample_responses
 
 # Different lengths on purpose: left padding must not shift positions between sampling and scoring.
@@ -126,17 +127,18 @@ def test_rloo_learns_the_toy_task_on_the_fast_path(tiny_tok):
 
 @pytest.mark.slow
 def test_compiled_update_matches_the_eager_update(tiny_tok):
-    """compile_update runs the update's forward through torch.compile: the same step, not another one.
+    """compile_update runs the update's blocks through torch.compile: the same step, not another one.
 
     Two stages from the same seed take one step each, eager and compiled: the first minibatch's ratio is
     1 and the policies' weights after the step agree to float rounding (inductor fuses and reorders
-    arithmetic, so not bit for bit). Slow: compiling takes tens of seconds on a CPU.
+    arithmetic, so not bit for bit). The compiled blocks are switched off again after the update, so
+    sampling runs the plain ones. Slow: compiling takes seconds on a CPU.
     """
     torch.manual_seed(1)  # the value head's initial weights come from the global generator
     eager = make_stage("ppo", tok=tiny_tok, seed=3)
     torch.manual_seed(1)
     compiled = make_stage("ppo", tok=tiny_tok, seed=3, compile_update=True)
-    assert compiled.train_policy is not compiled.policy and eager.train_policy is eager.policy
+    assert compiled.train_policy is compiled.policy and eager.train_policy is eager.policy
     for stage in (eager, compiled):
         torch.manual_seed(0)  # the same samples on both sides
         stage.step()
@@ -147,5 +149,16 @@ def test_compiled_update_matches_the_eager_update(tiny_tok):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
         moved = max(moved, (a - initial[name]).abs().max().item())
     assert moved > 1e-3  # the step changed the weights, so agreeing means something
+    blocks = compiled._regional.blocks
+    assert blocks == list(compiled.policy.transformer.h) and compiled._regional._calls is not None
+    assert all(block._compiled_call_impl is None for block in blocks)  # off outside the update
     compiled.step()  # a second step with other lengths: shapes are dynamic
-    assert compiled._compiled_policy is compiled.train_policy
+    assert eager._regional is None
+
+
+def test_repeated_blocks_finds_the_transformer_stack(tiny_tok):
+    policy = tiny_policy(tiny_tok)
+    assert repeated_blocks(policy) is policy.transformer.h
+    assert repeated_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())) is None
+    with pytest.raises(ValueError, match="no list of identical blocks"):
+        RegionalCompile(torch.nn.Linear(2, 2))

@@ -37,6 +37,7 @@ contract requires so a NaN never reaches the weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -53,6 +54,7 @@ from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.rl.advantages import estimator_advantages
 from rlhf_lab.rl.checkpoint import load_loop_state, load_models, load_value_head, save_loop_state, save_models
+from rlhf_lab.rl.compiled import RegionalCompile
 from rlhf_lab.rl.config import RLConfig
 from rlhf_lab.rl.distributed import ranks_continue, stopping_together, world_size
 from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_off, out_of_memory_error
@@ -175,20 +177,32 @@ class RLStage(Stage):
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
         self._kl_warned = False
         self._compiled_policy: torch.nn.Module | None = None
+        self._regional: RegionalCompile | bool | None = None  # False: no blocks, whole model compiled
         self.last_timings: dict[str, float] = {}
         self.last_minibatch_stats: list[dict[str, float]] = []
 
     @property
     def train_policy(self) -> torch.nn.Module:
-        """The module the update's forward runs through: the policy, or (compile_update) its compiled
-        wrapper, which shares the policy's parameters, so the optimizer and checkpoints are unaffected."""
-        mode = self.config.compile_update
-        if not mode:
-            return self.policy
-        if self._compiled_policy is None:
-            mode = "default" if mode is True else mode
-            self._compiled_policy = torch.compile(self.policy, dynamic=True, mode=mode)
-        return self._compiled_policy
+        """The module the update's forward runs through: the policy, or (compile_update="reduce-overhead")
+        its whole-model compiled wrapper, which shares the policy's parameters, so the optimizer and
+        checkpoints are unaffected. compile_update=True compiles block by block instead (`compiled_update`)."""
+        if self.config.compile_update == "reduce-overhead" and self._compiled_policy is None:
+            self._compiled_policy = torch.compile(self.policy, dynamic=True, mode="reduce-overhead")
+        return self.policy if self._compiled_policy is None else self._compiled_policy
+
+    def compiled_update(self) -> contextlib.AbstractContextManager:
+        """Around the update's minibatches: with compile_update=True (or "default") the policy's
+        transformer blocks run compiled one by one (rlhf_lab.rl.compiled: seconds of compiling instead
+        of minutes), or the whole policy if it has no list of identical blocks; else nothing."""
+        if self.config.compile_update not in (True, "default"):
+            return contextlib.nullcontext()
+        if self._regional is None:
+            try:
+                self._regional = RegionalCompile(self.policy)
+            except ValueError:  # no repeated blocks: compile the whole model instead
+                self._compiled_policy = self._compiled_policy or torch.compile(self.policy, dynamic=True)
+                self._regional = False
+        return self._regional.active() if self._regional else contextlib.nullcontext()
 
     @property
     def uses_cuda_graphs(self) -> bool:

@@ -40,11 +40,27 @@ def update_policy(
     """Clipped-surrogate (+ value, + GRPO's KL) updates of `stage`'s policy; returns the stats per minibatch."""
     cfg = stage.config
     n = batch.response_ids.shape[0]
-    size = n // cfg.num_minibatches
     # All shuffles drawn up front: no host-to-device copies inside the loop.
     order = torch.stack([torch.randperm(n) for _ in range(cfg.num_epochs)]).to(stage.device)
     stats = torch.zeros(cfg.num_epochs, cfg.num_minibatches, len(UPDATE_STATS), device=stage.device)
     per_row = (old_logprobs, ref_logprobs, advantages, returns, old_values)
+    with stage.compiled_update():
+        _minibatch_steps(stage, batch, order, stats, per_row, beta)
+    stage.optimizer.zero_grad(set_to_none=True)
+    return stats.cpu()
+
+
+def _minibatch_steps(
+    stage: Any,
+    batch: Rollout,
+    order: torch.Tensor,
+    stats: torch.Tensor,
+    per_row: tuple[torch.Tensor | None, ...],
+    beta: float,
+) -> None:
+    """`num_epochs` x `num_minibatches` optimizer steps, their stats written into `stats`."""
+    cfg = stage.config
+    size = batch.response_ids.shape[0] // cfg.num_minibatches
     for epoch in range(cfg.num_epochs):
         for i in range(cfg.num_minibatches):
             idx = order[epoch, i * size : (i + 1) * size]
@@ -66,8 +82,6 @@ def update_policy(
             grad_norm = clip_gradients(stage.params, cfg.max_grad_norm)  # 0 = no clipping, as in every stage
             stage.optimizer.step()
             stats[epoch, i, -1] = grad_norm.float()
-    stage.optimizer.zero_grad(set_to_none=True)
-    return stats.cpu()
 
 
 def _slice_loss(
