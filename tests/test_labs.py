@@ -1,6 +1,7 @@
 """The labs: committed without outputs, and each one runs top to bottom on the tiny preset, with
 visible progress within 5 s in every cell that runs longer (tests/notebook_progress.py times them)."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -16,6 +17,10 @@ def test_there_are_labs():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lab_is_committed_clean(path):
+    # Every cell has its own id (nbformat 4.5): nbformat.read would add missing ones silently, with a
+    # warning that it "will become a hard error", so read the file itself.
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cells without an id, or repeated ids"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     for cell in nb.cells:
