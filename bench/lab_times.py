@@ -1,7 +1,7 @@
 """How long each lab takes end to end: run the notebooks top to bottom and time them.
 
     python bench/lab_times.py --preset smollm2-135m                 # all eight labs (GPU: minutes)
-    python bench/lab_times.py --preset smollm2-135m --labs 01 03    # some of them
+    python bench/lab_times.py --preset smollm2-135m --labs 03 01    # some of them, in this order
     python bench/lab_times.py --preset tiny --quick --budget 300    # CI schedules, stop after 300 s
     python bench/lab_times.py --smoke                               # lab 07 on tiny, QUICK (CI)
 
@@ -24,6 +24,15 @@ import time
 from pathlib import Path
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
+
+
+def pick_labs(prefixes: list[str] | None) -> list[Path]:
+    """The lab notebooks whose names start with one of `prefixes`, in the order given (so that a budget
+    cut drops the labs named last), each once; all of them, in order, for None or []."""
+    notebooks = sorted(LABS.glob("[0-9][0-9]_*.ipynb"))
+    if not prefixes:
+        return notebooks
+    return list(dict.fromkeys(p for prefix in prefixes for p in notebooks if p.stem.startswith(prefix)))
 
 
 def cell_seconds(cell) -> float | None:
@@ -94,11 +103,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.smoke:
         args.preset, args.quick, args.labs = "tiny", True, ["07"]
 
-    notebooks = sorted(LABS.glob("[0-9][0-9]_*.ipynb"))
-    if args.labs:
-        notebooks = [p for p in notebooks if any(p.stem.startswith(prefix) for prefix in args.labs)]
-        if not notebooks:
-            parser.error(f"no lab matches {args.labs}")
+    notebooks = pick_labs(args.labs)
+    if not notebooks:
+        parser.error(f"no lab matches {args.labs}")
     command = "python bench/lab_times.py " + " ".join(argv if argv is not None else sys.argv[1:])
     import torch
 

@@ -101,3 +101,12 @@ def test_smoke_run_records_each_bench_line_and_its_status(tmp_path):
     assert bench["presets"]["tiny"]["sft_step_s"] > 0 and bench["presets"]["tiny"]["generate_16_s"] > 0
     status = next(line for line in lines if line.get("suite") and "cpu_budget" in line.get("command", ""))
     assert status["rc"] == 0 and status["wall_s"] >= 0
+
+
+def test_lab_times_runs_the_labs_in_the_order_named():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from lab_times import pick_labs
+
+    assert [p.name[:2] for p in pick_labs(["08", "02", "08"])] == ["08", "02"]
+    assert [p.name[:2] for p in pick_labs(None)] == sorted(p.name[:2] for p in pick_labs(None))
+    assert pick_labs(["99"]) == []
