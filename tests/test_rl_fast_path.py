@@ -162,3 +162,18 @@ def test_repeated_blocks_finds_the_transformer_stack(tiny_tok):
     assert repeated_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())) is None
     with pytest.raises(ValueError, match="no list of identical blocks"):
         RegionalCompile(torch.nn.Linear(2, 2))
+
+
+def test_a_policy_without_repeated_blocks_is_compiled_whole(tiny_tok, monkeypatch):
+    """compile_update=True falls back to compiling the whole policy when it has no block list to share."""
+    import rlhf_lab.rl.stage as stage_module
+
+    def no_blocks(model):
+        raise ValueError("no list of identical blocks")
+
+    monkeypatch.setattr(stage_module, "RegionalCompile", no_blocks)
+    stage = make_stage("ppo", tok=tiny_tok, compile_update=True)
+    assert stage.train_policy is stage.policy  # nothing compiled before the first update
+    with stage.compiled_update():
+        assert stage.train_policy is not stage.policy  # torch.compile's wrapper (compiles on first call)
+    assert stage._regional is False
