@@ -172,6 +172,23 @@ def test_generate_names_the_bad_prompt(tiny_lab_for_generate, prompts, error, ma
         tiny_lab_for_generate.generate(prompts, max_new_tokens=2)
 
 
+def test_generate_batches_by_device_and_refuses_a_bad_batch_size(tiny_lab_for_generate):
+    from rlhf_lab.generation import default_generate_batch
+
+    # 64 rows on a GPU (launch-bound decoding); the CPU keeps 16, so its seeded samples stay the same.
+    assert (
+        default_generate_batch(torch.device("cuda")) == 64
+        and default_generate_batch(torch.device("cpu")) == 16
+    )
+    lab, prompts = tiny_lab_for_generate, ["Write a review.", "Describe a cat.", "Say hi."] * 6
+    assert lab.generate(prompts, seed=0, max_new_tokens=4) == lab.generate(
+        prompts, seed=0, max_new_tokens=4, batch_size=16
+    )
+    for bad, error in ((0, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="batch_size"):
+            lab.generate(prompts, max_new_tokens=2, batch_size=bad)
+
+
 @pytest.fixture(scope="module")
 def tiny_lab_for_generate():
     return Lab.from_preset("tiny", store=":memory:")
