@@ -112,6 +112,11 @@ class CallableReward:
         return RewardOutput(self.scores(prompts, responses))
 
 
+def objective_spec(spec: Any) -> tuple[Any, float]:
+    """(reward, weight) of one objective of a dict of objectives: a reward, or a (reward, weight) tuple."""
+    return spec if isinstance(spec, tuple) else (spec, 1.0)
+
+
 class WeightedReward:
     """A weighted sum of named objectives; each one is also reported on its own.
 
@@ -123,7 +128,7 @@ class WeightedReward:
             raise ValueError("WeightedReward needs at least one objective.")
         self.parts: dict[str, tuple[CallableReward, float]] = {}
         for name, spec in objectives.items():
-            fn, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
+            fn, weight = objective_spec(spec)
             self.parts[name] = (CallableReward(fn, name=name), float(weight))
 
     @property
@@ -216,7 +221,7 @@ def untrained_reward_models(obj: Any) -> list[Any]:
     """The reward-model stages in `obj` (a stage, an ensemble's members, a dict of objectives) whose scores
     still come from a random head (`RewardModelStage.trained` is False)."""
     if isinstance(obj, dict):
-        parts = [spec[0] if isinstance(spec, tuple) else spec for spec in obj.values()]
+        parts = [objective_spec(spec)[0] for spec in obj.values()]
         return [stage for part in parts for stage in untrained_reward_models(part)]
     if hasattr(obj, "members"):
         return [stage for member in obj.members for stage in untrained_reward_models(member)]
