@@ -176,4 +176,4 @@ def test_a_policy_without_repeated_blocks_is_compiled_whole(tiny_tok, monkeypatc
     assert stage.train_policy is stage.policy  # nothing compiled before the first update
     with stage.compiled_update():
         assert stage.train_policy is not stage.policy  # torch.compile's wrapper (compiles on first call)
-    assert stage._regional is False
+    assert stage._regional is None  # no block-by-block compile: the whole policy instead

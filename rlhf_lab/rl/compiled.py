@@ -4,8 +4,8 @@ A causal LM is a stack of identical blocks (GPT-2's `transformer.h`, Llama's `mo
 one by one they share one compiled graph: dynamo traces and inductor compiles a block once, and every
 other block reuses it (the blocks' parameters are graph inputs). Compiling the SmolLM2-135M shape's
 forward + backward from a cold cache took 131 s whole and 17 s block by block on a 2-core CPU, with
-the same step time after (bench/compile_time.py); PyTorch's "Reducing torch.compile cold start compilation time with regional compilation" recipe
-describes the idea.
+the same step time after (bench/compile_time.py); PyTorch's recipe "Reducing torch.compile cold start
+compilation time with regional compilation" describes the idea.
 
 The compiled blocks are switched on only inside `active()`, i.e. during the update's minibatches:
 sampling (which hands each block a KV cache, so a compiled block would recompile per layer) and the
@@ -46,19 +46,18 @@ class RegionalCompile:
     (torch/nn/modules/module.py, torch 2.2 and later), set here only for the duration of `active()`.
     """
 
-    def __init__(self, model: torch.nn.Module, mode: str = "default") -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
         blocks = repeated_blocks(model)
         if blocks is None:
             raise ValueError(f"{type(model).__name__} has no list of identical blocks to compile one by one.")
         self.blocks = list(blocks)
-        self.mode = mode
         self._calls: list | None = None
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         if self._calls is None:
             # dynamic=True: new sequence lengths reuse the graph instead of compiling another one.
-            self._calls = [torch.compile(b._call_impl, dynamic=True, mode=self.mode) for b in self.blocks]
+            self._calls = [torch.compile(b._call_impl, dynamic=True) for b in self.blocks]
         for block, call in zip(self.blocks, self._calls):
             block._compiled_call_impl = call
         try:

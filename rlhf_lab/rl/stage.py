@@ -177,7 +177,7 @@ class RLStage(Stage):
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
         self._kl_warned = False
         self._compiled_policy: torch.nn.Module | None = None
-        self._regional: RegionalCompile | bool | None = None  # False: no blocks, whole model compiled
+        self._regional: RegionalCompile | None = None
         self.last_timings: dict[str, float] = {}
         self.last_minibatch_stats: list[dict[str, float]] = []
 
@@ -196,13 +196,12 @@ class RLStage(Stage):
         of minutes), or the whole policy if it has no list of identical blocks; else nothing."""
         if self.config.compile_update not in (True, "default"):
             return contextlib.nullcontext()
-        if self._regional is None:
+        if self._regional is None and self._compiled_policy is None:
             try:
                 self._regional = RegionalCompile(self.policy)
-            except ValueError:  # no repeated blocks: compile the whole model instead
-                self._compiled_policy = self._compiled_policy or torch.compile(self.policy, dynamic=True)
-                self._regional = False
-        return self._regional.active() if self._regional else contextlib.nullcontext()
+            except ValueError:  # no repeated blocks: compile the whole model instead (train_policy)
+                self._compiled_policy = torch.compile(self.policy, dynamic=True)
+        return self._regional.active() if self._regional is not None else contextlib.nullcontext()
 
     @property
     def uses_cuda_graphs(self) -> bool:
