@@ -27,7 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppo_throughput import ARCHS, build_models, device_name, word_tokenizer  # noqa: E402
+from ppo_throughput import (  # noqa: E402
+    ARCHS,
+    build_models,
+    device_name,
+    random_prompts,
+    reward_word_tokenizer,
+    word_tokenizer,
+)
 
 from rlhf_lab.device import choose_device  # noqa: E402
 from rlhf_lab.rl import ModelReward, RLStage  # noqa: E402
@@ -45,15 +52,13 @@ def run_mode(mode: bool | str, device: torch.device, steps: int, smoke: bool) ->
     tokenizer = word_tokenizer(arch["vocab"])
     policy, reward_model = build_models(arch, tokenizer, device)
     reward_model = reward_model.float()
-    reward_tokenizer = word_tokenizer(arch["vocab"])
-    reward_tokenizer.padding_side = "right"
-    prompts = [" ".join(f"w{random.randrange(arch['vocab'] - 4)}" for _ in range(8)) for _ in range(64)]
+    prompts = random_prompts(arch["vocab"], words=8, n=64)
     initial = {name: p.detach().clone() for name, p in policy.named_parameters()}
     stage = RLStage(
         policy,
         tokenizer,
         prompts,
-        ModelReward(reward_model, reward_tokenizer, batch_size=64),
+        ModelReward(reward_model, reward_word_tokenizer(arch["vocab"]), batch_size=64),
         estimator="ppo",
         stop_on_eos=False,
         learning_rate=1e-4,

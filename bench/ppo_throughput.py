@@ -60,6 +60,18 @@ def word_tokenizer(vocab: int):
     )
 
 
+def reward_word_tokenizer(vocab: int):
+    """The reward model's word tokenizer: `word_tokenizer` padded on the right, as the reward model reads."""
+    tokenizer = word_tokenizer(vocab)
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def random_prompts(vocab: int, words: int, n: int = 256) -> list[str]:
+    """`n` prompts of `words` random words of the word tokenizer's vocabulary, drawn from `random`."""
+    return [" ".join(f"w{random.randrange(vocab - 4)}" for _ in range(words)) for _ in range(n)]
+
+
 def build_models(arch: dict, tokenizer, device: torch.device):
     """Policy (causal LM) and reward model (same shape, scalar head), random weights, on `device`."""
     if arch["family"] == "gpt2":
@@ -165,12 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = word_tokenizer(arch["vocab"])
     policy, reward_model = build_models(arch, tokenizer, device)
-    reward_tokenizer = word_tokenizer(arch["vocab"])
-    reward_tokenizer.padding_side = "right"
-    prompts = [
-        " ".join(f"w{random.randrange(arch['vocab'] - 4)}" for _ in range(work["prompt_words"]))
-        for _ in range(256)
-    ]
+    reward_tokenizer = reward_word_tokenizer(arch["vocab"])
+    prompts = random_prompts(arch["vocab"], work["prompt_words"])
     settings = {k: v for k, v in work.items() if k != "prompt_words"}
     stage = RLStage(
         policy,

@@ -373,7 +373,7 @@ def trl_worker(args: argparse.Namespace) -> dict:
     import transformers
     import trl
     from datasets import Dataset
-    from ppo_throughput import ARCHS, build_models, device_name, word_tokenizer, workload
+    from ppo_throughput import ARCHS, build_models, device_name, random_prompts, word_tokenizer, workload
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -396,10 +396,7 @@ def trl_worker(args: argparse.Namespace) -> dict:
     # The same models and prompts as ppo_throughput.main (same seeds, same order of construction).
     tokenizer = word_tokenizer(arch["vocab"])
     policy, reward_model = build_models(arch, tokenizer, device)
-    prompts = [
-        " ".join(f"w{random.randrange(arch['vocab'] - 4)}" for _ in range(work["prompt_words"]))
-        for _ in range(256)
-    ]
+    prompts = random_prompts(arch["vocab"], work["prompt_words"])
     # TRL needs a value model with a `score` head on its backbone: a second reward-shaped model, trained in fp32.
     _, value_model = build_models(arch, tokenizer, device)
     value_model = value_model.float()

@@ -77,6 +77,8 @@ from ppo_throughput import (  # noqa: E402
     TRL_REFERENCE_S,
     build_models,
     device_name,
+    random_prompts,
+    reward_word_tokenizer,
     word_tokenizer,
 )
 
@@ -141,8 +143,7 @@ def run_ours(arch, work, prompts, device, warmup, cycles) -> dict:
     torch.manual_seed(0)
     tokenizer = word_tokenizer(arch["vocab"])
     policy, reward_model = build_models(arch, tokenizer, device)
-    reward_tokenizer = word_tokenizer(arch["vocab"])
-    reward_tokenizer.padding_side = "right"
+    reward_tokenizer = reward_word_tokenizer(arch["vocab"])
     stage = RLStage(
         policy,
         tokenizer,
@@ -238,8 +239,7 @@ def run_trl(arch, work, prompts, device, warmup, cycles) -> dict:
     torch.manual_seed(0)
     tokenizer = word_tokenizer(arch["vocab"])
     policy, reward_model = build_models(arch, tokenizer, device)
-    reward_tokenizer = word_tokenizer(arch["vocab"])
-    reward_tokenizer.padding_side = "right"
+    reward_tokenizer = reward_word_tokenizer(arch["vocab"])
     # The same text our stage feeds its policy; the trailing space keeps "Assistant:" and the first
     # completion word apart when TRL joins prompt + completion for the reward model.
     dataset = Dataset.from_dict({"prompt": [format_prompt(tokenizer, p) + " " for p in prompts]})
@@ -367,10 +367,7 @@ def measure(args, cycles: int, warmup: int) -> dict:
     threads = configure_threads(device)
     arch, work = ARCHS[args.arch], workload(args.smoke)
     random.seed(0)
-    prompts = [
-        " ".join(f"w{random.randrange(arch['vocab'] - 4)}" for _ in range(work["prompt_words"]))
-        for _ in range(256)
-    ]
+    prompts = random_prompts(arch["vocab"], work["prompt_words"])
 
     _free(device)
     ours = run_ours(arch, work, prompts, device, warmup, cycles)
