@@ -105,7 +105,7 @@ quote CPU samples, so the CPU keeps 16."""
 
 
 def default_generate_batch(device: torch.device) -> int:
-    """`generate`'s batch size on `device` when none is given: GENERATE_BATCH_CUDA on CUDA, else 16."""
+    """The batch size `generate` uses on `device` when the caller names none."""
     return GENERATE_BATCH_CUDA if device.type == "cuda" else GENERATE_BATCH_CPU
 
 
