@@ -189,3 +189,18 @@ def test_until_done_awaits_a_background_run_and_reraises_nothing_on_success():
     stage.run(steps=3)
     run_cell(until_done(stage, poll_s=0.01))
     assert stage.status == "done" and stage.step_count == 3
+
+
+def test_until_done_says_once_when_the_buttons_cannot_act_during_the_wait(monkeypatch, capsys):
+    from rlhf_lab.ui.dashboard import until_done
+
+    monkeypatch.setattr("rlhf_lab.ui.awaiting.in_ipykernel", lambda: True)
+    monkeypatch.setattr("rlhf_lab.ui.awaiting.ipykernel_version", lambda: (6, 29))
+    stage = FakeStage()
+    stage.run(steps=3)
+    run_cell(until_done(stage, poll_s=0.01))
+    out = capsys.readouterr().out
+    assert stage.status == "done" and out.count("buttons act only after this cell ends") == 1
+    assert "ipykernel (6.29)" in out
+    run_cell(until_done(stage, poll_s=0.01))  # nothing running: nothing to say
+    assert capsys.readouterr().out == ""

@@ -340,3 +340,32 @@ def test_finished_ends_when_the_widget_is_closed(store, capsys):
 
     assert run_cell(cell()) == 0 and labeller.current is not None
     assert "(s skips one)" in capsys.readouterr().out  # no pair keys for a ranking
+
+
+def old_kernel(monkeypatch, found=(7, 3)):
+    """Pretend to run in an ipykernel that holds widget clicks back while a cell awaits."""
+    monkeypatch.setattr("rlhf_lab.ui.awaiting.in_ipykernel", lambda: True)
+    monkeypatch.setattr("rlhf_lab.ui.awaiting.ipykernel_version", lambda: found)
+
+
+def test_finished_refuses_to_wait_for_clicks_that_cannot_arrive(store, monkeypatch):
+    labeller = PairLabeller(store, ITEMS, annotator="ana")
+    old_kernel(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"ipykernel \(7\.3\) holds widget clicks back.*>= 7\.4"):
+        run_cell(asyncio.wait_for(labeller.finished(poll_s=0.01), 5))  # not a hang until the timeout
+    assert labeller.current is not None and store.count() == 0
+    old_kernel(monkeypatch, (7, 4))
+    while labeller.current is not None:
+        send(labeller, "A")
+    assert run_cell(asyncio.wait_for(labeller.finished(poll_s=0.01), 5)) == 0  # queue empty: no wait
+    old_kernel(monkeypatch, (7, 3))
+    assert run_cell(labeller.finished()) == 0  # nothing to wait for: no error either
+
+
+def test_ipykernel_version_reads_the_installed_one():
+    from importlib.metadata import version
+
+    from rlhf_lab.ui.awaiting import in_ipykernel, ipykernel_version, widgets_answer_while_awaiting
+
+    assert ipykernel_version() == tuple(int(part) for part in version("ipykernel").split(".")[:2])
+    assert not in_ipykernel() and widgets_answer_while_awaiting()  # pytest is no kernel

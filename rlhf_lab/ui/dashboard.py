@@ -8,8 +8,8 @@
 
 A notebook that needs a run finished waits with `await dash.finished()` (or `await
 until_done(stage)`): unlike `stage.wait()`, an awaiting cell lets the kernel handle widget
-messages (ipykernel 7 dispatches comm messages while an async cell awaits), so Pause, Run and
-Step keep working during Run All, and the cells below run when the run ends.
+messages (ipykernel 7.4 and later dispatch comm messages while a cell awaits), so Pause, Run
+and Step keep working during Run All, and the cells below run when the run ends.
 
 The dashboard is assembled from its curves (rlhf_lab.ui.curves: panels, traces, smoothing),
 its controls (rlhf_lab.ui.controls: buttons, sliders, status) and shared HTML helpers
@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from rlhf_lab.ui.awaiting import upgrade_hint, widgets_answer_while_awaiting
 from rlhf_lab.ui.chart_style import DASHES, PALETTE  # noqa: F401  (re-exported)
 from rlhf_lab.ui.controls import ControlsMixin
 from rlhf_lab.ui.curves import (  # noqa: F401  (re-exported: views and tests import them from here)
@@ -215,7 +216,14 @@ async def until_done(*stages: Any, poll_s: float = 0.2) -> None:
     Awaiting, rather than blocking in `stage.wait()`, leaves the kernel free to handle widget
     messages, so dashboard buttons act while the cell waits. A paused run keeps the cell waiting
     until Run or Stop is pressed. Errors from a run are re-raised, as `wait()` does.
+
+    Keep the cell after this one free of `await`: with ipykernel 7.4.0 it can keep showing `[*]`
+    after it has run (`rlhf_lab.ui.awaiting`). A kernel that holds widget clicks back while a cell
+    awaits (ipykernel < 7.4) still waits for the run to end, but the buttons act only afterwards: it
+    says so once.
     """
+    if any(_in_flight(s) for s in stages) and not widgets_answer_while_awaiting():
+        print(f"Note: the dashboard's buttons act only after this cell ends: {upgrade_hint()}.")
     announced = False
     while any(_in_flight(s) for s in stages):
         if not announced and any(getattr(s, "status", None) == "paused" for s in stages):

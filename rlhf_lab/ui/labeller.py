@@ -39,6 +39,7 @@ import traitlets
 
 from rlhf_lab.active import Item, as_items, normalise_item
 from rlhf_lab.store.records import label_item_id
+from rlhf_lab.ui.awaiting import upgrade_hint, widgets_answer_while_awaiting
 
 MODES = ("pair", "rank", "likert")
 PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
@@ -282,8 +283,14 @@ class PairLabeller(anywidget.AnyWidget):
         right there, and goes on when the person is done, even under Run All: an awaiting cell
         leaves the kernel free to take the widget's clicks and keys. It also ends when the widget
         is closed. A labeller fed by a source that never runs dry never finishes.
+
+        Raises RuntimeError, instead of waiting for ever, in a kernel that holds clicks back while a
+        cell awaits (ipykernel < 7.4, see `rlhf_lab.ui.awaiting`). Keep the cell after this one free
+        of `await`: with ipykernel 7.4.0 such a cell can keep showing `[*]` after it has run.
         """
         before = self.session_count
+        if self._current is not None and self.comm is not None and not widgets_answer_while_awaiting():
+            raise RuntimeError(f"Cannot wait for labels here: {upgrade_hint()}.")
         if self._current is not None and self.comm is not None:
             keys = "keys 1 / 2 / t / b, " if self.mode == "pair" else ""
             print(
