@@ -95,3 +95,55 @@ def test_a_plain_cell_after_an_awaiting_one_always_reports_its_end():
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+STAGE_CELL = """
+import time
+from rlhf_lab.stages.base import Stage
+from rlhf_lab.ui import until_done
+
+class Slow(Stage):
+    name = "slow"
+    def _train_step(self):
+        time.sleep(0.05)
+        return {}
+    _save_state = _from_checkpoint = None  # never saved here
+
+stage = Slow(None)
+stage.run(steps=400)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", ["await until_done(stage)", "stage.wait()"])
+def test_the_stop_button_on_a_cell_that_waits_for_a_run_pauses_the_run(wait):
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        waiting = client.execute(STAGE_CELL + wait)
+        time.sleep(3)  # the imports, then a few steps
+        manager.interrupt_kernel()
+        said, error = "", None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = client.get_iopub_msg(timeout=30)
+            if message["parent_header"].get("msg_id") != waiting:
+                continue
+            if message["msg_type"] == "stream":
+                said += message["content"]["text"]
+            if message["msg_type"] == "error":
+                error = message["content"]["ename"]
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        assert error in ("CancelledError", "KeyboardInterrupt"), error
+        assert "Interrupted: slow pauses after its current step" in said, said
+        reply = client.execute_interactive(
+            "time.sleep(0.5); n = stage.step_count; time.sleep(0.5)\n"
+            "assert stage.status == 'paused' and stage.step_count == n < 400, (stage.status, n)",
+            timeout=30,
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -204,3 +204,47 @@ def test_until_done_says_once_when_the_buttons_cannot_act_during_the_wait(monkey
     assert "ipykernel (6.29)" in out
     run_cell(until_done(stage, poll_s=0.01))  # nothing running: nothing to say
     assert capsys.readouterr().out == ""
+
+
+def test_interrupting_a_cell_that_awaits_a_run_pauses_the_run(capsys):
+    import asyncio
+
+    from rlhf_lab.ui.dashboard import until_done
+
+    stage = FakeStage(FakeConfig(sleep_s=0.03))
+    stage.run(steps=40)
+
+    async def cell():  # the stop button: ipykernel cancels the awaiting cell's task
+        waiting = asyncio.ensure_future(until_done(stage, poll_s=0.01))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    run_cell(cell())
+    stage._parked.wait(5)  # parks after the step it was in
+    steps = stage.step_count
+    time.sleep(0.2)
+    assert stage.status == "paused" and stage.step_count == steps < 40  # no step after the pause
+    assert "Interrupted: fake pauses after its current step" in capsys.readouterr().out
+    stage.resume()  # what Run in the dashboard does: it goes on from there
+    stage.wait()
+    assert stage.status == "done" and stage.step_count == 40
+
+
+def test_interrupting_wait_pauses_the_run(monkeypatch, capsys):
+    stage = FakeStage(FakeConfig(sleep_s=0.03))
+    stage.run(steps=40)
+
+    def interrupted(*args, **kwargs):
+        time.sleep(0.1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rlhf_lab.stages.base.wait_with_progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage.wait()
+    stage._parked.wait(5)
+    assert stage.status == "paused" and stage.step_count < 40
+    assert "call resume() to go on" in capsys.readouterr().out
+    stage.stop()
+    assert stage.status == "stopped"

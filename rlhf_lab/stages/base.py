@@ -283,11 +283,33 @@ class Stage(ABC):
     def wait(self, timeout: float | None = None, progress: bool | None = None) -> None:
         """Block until the background run ends, then re-raise its error if it had one.
 
-        A bar of the steps taken appears if the wait lasts a couple of seconds (`progress` as in step)."""
+        A bar of the steps taken appears if the wait lasts a couple of seconds (`progress` as in step).
+        Interrupting the wait (the notebook's stop button) pauses the run after its current step."""
         if self._thread is not None:
             done = lambda: self.step_count - self._run_start  # noqa: E731
-            wait_with_progress(self._thread, done, self._run_steps, self.name, timeout=timeout, show=progress)
+            try:
+                wait_with_progress(
+                    self._thread, done, self._run_steps, self.name, timeout=timeout, show=progress
+                )
+            except KeyboardInterrupt:
+                self.pause_on_interrupt()
+                raise
         self.raise_if_error()
+
+    def pause_on_interrupt(self) -> None:
+        """Pause a background run because the cell waiting for it was interrupted, and say so.
+
+        Without this the run would go on unseen after the person pressed stop. It does not wait for
+        the current step (on a CPU that can take a minute): the run parks once that step ends."""
+        if self._thread is None or not self._thread.is_alive() or self._status != "running":
+            return
+        self.pause(wait=False)
+        print(
+            f"Interrupted: {self.name} pauses after its current step (step {self.step_count + 1}); "
+            "its weights and curves are kept. Press Run in the dashboard or call resume() to go on, "
+            "stop() to end the run.",
+            flush=True,
+        )
 
     def raise_if_error(self) -> None:
         """Re-raise an exception from the background thread once, chained to the original."""

@@ -215,7 +215,8 @@ async def until_done(*stages: Any, poll_s: float = 0.2) -> None:
 
     Awaiting, rather than blocking in `stage.wait()`, leaves the kernel free to handle widget
     messages, so dashboard buttons act while the cell waits. A paused run keeps the cell waiting
-    until Run or Stop is pressed. Errors from a run are re-raised, as `wait()` does.
+    until Run or Stop is pressed. Errors from a run are re-raised, as `wait()` does. Interrupting the
+    cell (the notebook's stop button) pauses the runs after their current step, as it does `wait()`.
 
     Keep the cell after this one free of `await`: with ipykernel 7.4.0 it can keep showing `[*]`
     after it has run (`rlhf_lab.ui.awaiting`). A kernel that holds widget clicks back while a cell
@@ -225,11 +226,17 @@ async def until_done(*stages: Any, poll_s: float = 0.2) -> None:
     if any(_in_flight(s) for s in stages) and not widgets_answer_while_awaiting():
         print(f"Note: the dashboard's buttons act only after this cell ends: {upgrade_hint()}.")
     announced = False
-    while any(_in_flight(s) for s in stages):
-        if not announced and any(getattr(s, "status", None) == "paused" for s in stages):
-            print("A run is paused: this cell waits until you press Run (or Stop) in the dashboard.")
-            announced = True
-        await asyncio.sleep(poll_s)
+    try:
+        while any(_in_flight(s) for s in stages):
+            if not announced and any(getattr(s, "status", None) == "paused" for s in stages):
+                print("A run is paused: this cell waits until you press Run (or Stop) in the dashboard.")
+                announced = True
+            await asyncio.sleep(poll_s)
+    except asyncio.CancelledError:  # the notebook's stop button: ipykernel cancels an awaiting cell
+        for stage in stages:
+            if hasattr(stage, "pause_on_interrupt"):
+                stage.pause_on_interrupt()
+        raise
     for stage in stages:
         stage.wait()
 
