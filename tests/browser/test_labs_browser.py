@@ -269,3 +269,39 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
     finally:
         page.screenshot(path=str(artifacts / "lab08-person.png"), full_page=True)
         page.close()
+
+
+# The labs no test above runs in the browser: each one's Run All (QUICK), then every output it drew.
+PLOTLY_IN_MODEL = """() => { const m = window.jupyterapp.shell.currentWidget.content.model; let n = 0;
+  for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i); if (c.type !== 'code') continue;
+    for (let j = 0; j < c.outputs.length; j++) n += 'application/vnd.plotly.v1+json' in (c.outputs.get(j).data || {}); }
+  return n; }"""
+
+
+@pytest.mark.parametrize("name", ["01", "04", "05", "06", "07"])
+def test_lab_run_all_draws_every_output_without_an_error(name, jupyter_lab, new_page, page_log, artifacts):
+    """No traceback, no widget that failed to load or never rendered, every plotly figure (outputs and
+    dashboards) drawn by the interactive renderer, no script error on the page."""
+    base, token, root = jupyter_lab
+    path = copy_lab(root / f"lab{name}", name)
+    page = new_page()
+    errors_before = len(page_log)
+    try:
+        open_notebook(page, base, token, f"lab{name}/{path.name}")
+        page.evaluate(RUN_ALL)
+        all_run(page, n_code_cells(path))
+        assert "Traceback" not in "".join(page.evaluate(STDERR))
+        panel = page.locator(PANEL)
+        for stuck in ("Error displaying widget", "Loading widget...", "Failed to load model class"):
+            assert panel.get_by_text(stuck).count() == 0, f"lab {name}: {stuck!r} on the page"
+        sent = page.evaluate(PLOTLY_IN_MODEL)
+        assert panel.locator(".jp-RenderedPlotly").count() == sent
+        plots = panel.locator(".js-plotly-plot")  # those figures and the dashboards' (widgets)
+        assert plots.count() >= 1
+        for i in range(plots.count()):  # off screen the renderer may show a figure's PNG; in view, the plot
+            plots.nth(i).scroll_into_view_if_needed()
+            plots.nth(i).locator(".main-svg .cartesianlayer").first.wait_for(timeout=30_000)
+        assert not [line for line in page_log[errors_before:] if "pageerror" in line], page_log
+    finally:
+        page.screenshot(path=str(artifacts / f"lab{name}.png"))
+        page.close()
