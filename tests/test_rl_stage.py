@@ -277,8 +277,11 @@ def test_out_of_memory_pauses_with_advice_and_next_step_works(tiny_tok, monkeypa
     "prompts, settings, error, match",
     [
         ([], {}, ValueError, "empty"),
-        (["ok", "  "], {}, ValueError, "Prompt 1"),
+        (["ok", "  "], {}, ValueError, "prompt 1"),
         ("one prompt", {}, TypeError, "list of strings"),
+        (None, {}, TypeError, "list of prompts .* got NoneType"),  # was "'NoneType' object is not iterable"
+        (["ok", 3], {}, TypeError, "prompt 1 must be text"),
+        ([[{"role": "user", "content": "Hi."}]], {}, TypeError, "prompt 0 is a chat conversation"),
         (PROMPTS, {"batch_size": 6, "num_minibatches": 4}, ValueError, "minibatches"),
         (PROMPTS, {"estimator": "rloo", "samples_per_prompt": 1}, ValueError, ">= 2"),
         (PROMPTS, {"estimator": "grpo", "samples_per_prompt": 1}, ValueError, ">= 2"),

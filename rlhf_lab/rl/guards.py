@@ -19,20 +19,26 @@ from typing import Any
 import torch
 
 from rlhf_lab.errors import StageError
+from rlhf_lab.generation import prompt_list
 from rlhf_lab.notices import KLWarning
 
 
 def check_prompts(prompts: Any) -> list[str]:
-    """The prompts as a list of non-empty strings, or a TypeError/ValueError naming the bad one."""
+    """The prompts as a list of non-empty strings, or a TypeError/ValueError naming the bad one.
+
+    generation.prompt_list's checks, then RL's own: at least one prompt, and text only (reward
+    models and judges score a text prompt with its response, so a chat conversation is refused).
+    """
     if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings, not one string.")
-    prompts = list(prompts)
+        raise TypeError("prompts must be a list of strings, not one string: pass [prompt].")
+    prompts = prompt_list(prompts)
     if not prompts:
         raise ValueError("The prompt list is empty: RL needs prompts to sample responses for.")
     for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(
-                f"Prompt {i} is empty or not a string ({prompt!r}); every prompt needs some text."
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"prompt {i} is a chat conversation; RL takes each prompt as text (reward models and "
+                "judges score a text prompt with its response): pass the user message's text."
             )
     return prompts
 
