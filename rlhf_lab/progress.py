@@ -116,7 +116,7 @@ def progress_bar(total: int | None, desc: str, *, show: bool | None = None, **tq
 
 
 def wait_with_progress(
-    thread: threading.Thread,
+    ended: threading.Event,
     done: Callable[[], int],
     total: int | None,
     desc: str,
@@ -124,16 +124,24 @@ def wait_with_progress(
     timeout: float | None = None,
     show: bool | None = None,
     poll_s: float = 0.2,
-) -> None:
-    """Join `thread` (up to `timeout` seconds) with a bar of `done()` units out of `total`."""
+) -> bool:
+    """Wait until `ended` is set (up to `timeout` seconds) with a bar of `done()` units out of `total`;
+    True once it is set.
+
+    An Event rather than `Thread.join`: a KeyboardInterrupt inside `join` (the notebook's stop button)
+    makes CPython 3.11 and 3.12 mark a thread that is still running as stopped (`Thread.
+    _wait_for_tstate_lock` releases the thread's own lock, the bpo-45274 fix), so `is_alive()` turns
+    False while it trains on, and a second run could start beside it.
+    """
     bar = progress_bar(total, desc, show=show)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while thread.is_alive():
+        while not ended.is_set():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
-            thread.join(poll_s if left is None else min(poll_s, left))
+            ended.wait(poll_s if left is None else min(poll_s, left))
             bar.update(done() - bar.n)
     finally:
         bar.close(finished=True)
+    return ended.is_set()

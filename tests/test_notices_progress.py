@@ -108,13 +108,12 @@ def test_a_bar_opened_under_another_stays_hidden(monkeypatch):
     forced.close()
 
 
-def test_wait_with_progress_follows_a_thread(monkeypatch):
+def test_wait_with_progress_waits_for_the_event(monkeypatch):
     monkeypatch.setattr(progress, "DELAY_S", 0.0)
-    done = threading.Event()
-    worker = threading.Thread(target=done.wait, args=(0.5,))
-    worker.start()
-    progress.wait_with_progress(worker, lambda: 1, 2, "run", poll_s=0.05)
-    assert not worker.is_alive()
+    ended = threading.Event()
+    threading.Timer(0.3, ended.set).start()
+    assert not progress.wait_with_progress(ended, lambda: 1, 2, "run", timeout=0.05, poll_s=0.01)
+    assert progress.wait_with_progress(ended, lambda: 1, 2, "run", poll_s=0.05) and ended.is_set()
 
 
 def test_the_ai_judge_cuts_long_prompts_without_transformers_length_warning():

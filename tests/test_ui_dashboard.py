@@ -196,7 +196,7 @@ def test_until_done_says_once_when_the_buttons_cannot_act_during_the_wait(monkey
 
     monkeypatch.setattr("rlhf_lab.ui.awaiting.in_ipykernel", lambda: True)
     monkeypatch.setattr("rlhf_lab.ui.awaiting.ipykernel_version", lambda: (6, 29))
-    stage = FakeStage()
+    stage = FakeStage(FakeConfig(sleep_s=0.05))
     stage.run(steps=3)
     run_cell(until_done(stage, poll_s=0.01))
     out = capsys.readouterr().out

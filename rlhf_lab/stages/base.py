@@ -10,15 +10,14 @@ A stage is an object a notebook drives step by step:
     >>> stage.save("runs/ppo"); again = type(stage).load("runs/ppo")
 
 Subclasses implement `_train_step()` (one optimisation step returning a metrics dict) and the
-checkpoint hooks. A stage's config is a dataclass built by `make_config` (defaults + keyword
-overrides) with a `validate()` method; the base calls it on construction and before `set()`
-changes anything, so a bad value never reaches a step. They call `self.check_finite(loss)` before `backward()`, so a NaN loss pauses
-the stage before it can corrupt the weights.
+checkpoint hooks. A stage's config is a dataclass built by `make_config` with a `validate()` the
+base calls on construction and before `set()` changes anything, so a bad value never reaches a step.
+`self.check_finite(loss)` before `backward()` pauses the stage before a NaN loss touches the weights.
 
-Threading model: one lock serialises steps, so a stage never runs two steps at once, whether the
-caller is the notebook or the background thread. Exceptions raised in the background thread are
-kept and re-raised (chained, with their traceback) by the next call from the notebook. Nothing is
-printed from the background thread; views read rows through `subscribe`.
+Threading model: one lock serialises steps, whether the caller is the notebook or the background
+thread. Exceptions raised in the background thread are kept and re-raised (chained, with their
+traceback) by the next call from the notebook. The background thread prints nothing; views read
+rows through `subscribe`.
 """
 
 from __future__ import annotations
@@ -126,6 +125,8 @@ class Stage(ABC):
         self._step_lock = threading.RLock()
         self._permit = threading.Event()  # set = the background loop may take the next step
         self._parked = threading.Event()  # set = the background loop is waiting (paused)
+        self._run_ended = threading.Event()  # set = no background loop (waits use it, not join)
+        self._run_ended.set()
         self._stop_requested = False
         self._thread: threading.Thread | None = None
         self._run_steps: int | None = None  # what the latest run() asked for, and the step it began at
@@ -165,7 +166,7 @@ class Stage(ABC):
         n = whole_number(n, "step(n)")
         self.raise_if_error()
         self._check_not_released("step")
-        if self._thread is not None and self._thread.is_alive() and not self._parked.is_set():
+        if self.run_in_flight and not self._parked.is_set():
             raise StageBusyError(f"{self.name} is running in the background; call pause() before step().")
         rows: list[MetricRow] = []
         bar = progress_bar(n, self.name, show=False if progress is None and n == 1 else progress)
@@ -218,7 +219,7 @@ class Stage(ABC):
             steps = whole_number(steps, "run(steps)")
         self.raise_if_error()
         self._check_not_released("run")
-        if self._thread is not None and self._thread.is_alive():
+        if self.run_in_flight:
             if self._parked.is_set():
                 raise StageBusyError(f"{self.name} is paused with a run in progress; resume() or stop() it.")
             raise StageBusyError(f"{self.name} is already running.")
@@ -226,6 +227,7 @@ class Stage(ABC):
         self._run_steps, self._run_start = steps, self.step_count
         self._permit.set()
         self._parked.clear()
+        self._run_ended.clear()
         self._status = "running"
         self._thread = threading.Thread(
             target=self._loop, args=(steps,), name=f"{self.name}-run", daemon=True
@@ -253,11 +255,12 @@ class Stage(ABC):
             self._status = "error"
         finally:
             self._parked.set()
+            self._run_ended.set()
 
     def pause(self, wait: bool = True, timeout: float | None = None) -> None:
         """Stop after the current step. With wait=True, return once the loop is parked."""
         self._permit.clear()
-        if wait and self._thread is not None and self._thread.is_alive():
+        if wait and self.run_in_flight:
             self._parked.wait(timeout)
         if self._status == "running":
             self._status = "paused"
@@ -265,7 +268,7 @@ class Stage(ABC):
     def resume(self) -> None:
         """Continue a paused background run (re-raises a background error first)."""
         self.raise_if_error()
-        if self._thread is None or not self._thread.is_alive():
+        if not self.run_in_flight:
             raise StageError(f"{self.name} has no paused run to resume; call run().")
         self._status = "running"
         self._parked.clear()
@@ -275,39 +278,36 @@ class Stage(ABC):
         """End the background run after its current step and wait for the thread."""
         self._stop_requested = True
         self._permit.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is not None and self._run_ended.wait(timeout):
+            self._thread.join()  # the loop has returned: the thread is only exiting (an instant)
         if self._status in ("running", "paused"):
             self._status = "stopped"
 
     def wait(self, timeout: float | None = None, progress: bool | None = None) -> None:
-        """Block until the background run ends, then re-raise its error if it had one.
-
-        A bar of the steps taken appears if the wait lasts a couple of seconds (`progress` as in step).
-        Interrupting the wait (the notebook's stop button) pauses the run after its current step."""
+        """Block until the background run ends, then re-raise its error if it had one. A bar of the steps
+        appears after a couple of seconds (`progress` as in step); the stop button pauses the run."""
         if self._thread is not None:
             done = lambda: self.step_count - self._run_start  # noqa: E731
             try:
-                wait_with_progress(
-                    self._thread, done, self._run_steps, self.name, timeout=timeout, show=progress
+                ended = wait_with_progress(
+                    self._run_ended, done, self._run_steps, self.name, timeout=timeout, show=progress
                 )
             except KeyboardInterrupt:
                 self.pause_on_interrupt()
                 raise
+            if ended:
+                self._thread.join()  # the loop has returned: the thread is only exiting
         self.raise_if_error()
 
     def pause_on_interrupt(self) -> None:
-        """Pause a background run because the cell waiting for it was interrupted, and say so.
-
-        Without this the run would go on unseen after the person pressed stop. It does not wait for
-        the current step (on a CPU that can take a minute): the run parks once that step ends."""
-        if self._thread is None or not self._thread.is_alive() or self._status != "running":
+        """Pause a run whose waiting cell was interrupted, and say so, rather than let it go on unseen.
+        It does not wait for the current step (on a CPU that can take a minute)."""
+        if not self.run_in_flight or self._status != "running":
             return
         self.pause(wait=False)
         print(
-            f"Interrupted: {self.name} pauses after its current step (step {self.step_count + 1}); "
-            "its weights and curves are kept. Press Run in the dashboard or call resume() to go on, "
-            "stop() to end the run.",
+            f"Interrupted: {self.name} pauses after its current step (step {self.step_count + 1}); its "
+            "weights and curves are kept. Press Run in the dashboard or call resume() to go on, stop() to end.",
             flush=True,
         )
 
@@ -324,8 +324,13 @@ class Stage(ABC):
         raise StageError(f"{self.name} stopped at step {self.step_count + 1}: {exc!r}\n\n{tb}") from exc
 
     @property
+    def run_in_flight(self) -> bool:
+        """A background run has started and not ended (running or paused)."""
+        return not self._run_ended.is_set()
+
+    @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._parked.is_set()
+        return self.run_in_flight and not self._parked.is_set()
 
     @property
     def status(self) -> str:
@@ -387,7 +392,7 @@ class Stage(ABC):
         """
         from rlhf_lab.stages.memory import release_training_state, return_freed_memory
 
-        if self._thread is not None and self._thread.is_alive():
+        if self.run_in_flight:
             raise StageBusyError(f"{self.name} has a run in progress; stop() it before release().")
         with self._step_lock:
             self.released_bytes = release_training_state(self)

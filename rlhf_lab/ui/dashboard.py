@@ -242,8 +242,7 @@ async def until_done(*stages: Any, poll_s: float = 0.2) -> None:
 
 
 def _in_flight(stage: Any) -> bool:
-    """A background run is alive (running or paused). Stages without a thread: status "running"."""
-    if not hasattr(stage, "_thread"):
-        return getattr(stage, "status", None) == "running"
-    thread = stage._thread
-    return thread is not None and thread.is_alive()
+    """A background run is alive (running or paused). Objects that are not stages: status "running"."""
+    if hasattr(stage, "run_in_flight"):
+        return bool(stage.run_in_flight)
+    return getattr(stage, "status", None) == "running"
