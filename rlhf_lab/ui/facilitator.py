@@ -65,6 +65,8 @@ class FacilitatorView:
             ]
         )
         self._fit_thread: threading.Thread | None = None
+        self._fit_done = threading.Event()  # set = no retrain in flight (waits use it: see progress.py)
+        self._fit_done.set()
         self._stop = threading.Event()
         self.refresh()
         if refresh_s:
@@ -108,7 +110,7 @@ class FacilitatorView:
 
     def retrain(self, wait: bool = False) -> None:
         """Retrain the reward model on everyone's labels in a background thread (one at a time)."""
-        if self.retrain_fn is None or (self._fit_thread is not None and self._fit_thread.is_alive()):
+        if self.retrain_fn is None or not self._fit_done.is_set():
             return
         self.retrain_button.disabled = True
         self.status.value = "retraining on all labels..."
@@ -127,11 +129,13 @@ class FacilitatorView:
                 self.status.value = f"retrain failed: {type(exc).__name__}: {exc}"
             finally:
                 self.retrain_button.disabled = False
+                self._fit_done.set()
 
+        self._fit_done.clear()
         self._fit_thread = threading.Thread(target=work, daemon=True)
         self._fit_thread.start()
         if wait:
-            self._fit_thread.join()
+            self._fit_done.wait()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = self.widget._repr_mimebundle_(**kwargs)
