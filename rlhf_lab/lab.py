@@ -132,6 +132,8 @@ class Lab:
 
     def snapshot(self, name: str = "sft") -> PreTrainedModel:
         """Keep a frozen copy of the current policy under `name` (e.g. before RL)."""
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"A snapshot's name must be non-empty text, like 'sft', got {name!r}.")
         self.snapshots[name] = freeze(copy.deepcopy(self.policy))
         return self.snapshots[name]
 

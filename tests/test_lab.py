@@ -25,6 +25,10 @@ def test_restore_puts_the_snapshot_back(tiny_lab):
     assert all(torch.equal(a, b) for a, b in zip(tiny_lab.policy.parameters(), snapshot.parameters()))
     with pytest.raises(KeyError, match="snapshot"):
         tiny_lab.restore("nope")
+    for bad in (5, "", None):  # a number would later break the sorted list in restore()'s message
+        with pytest.raises(TypeError, match="non-empty text"):
+            tiny_lab.snapshot(bad)
+    assert list(tiny_lab.snapshots) == ["sft"]
 
 
 def test_conservative_ensemble_from_the_lab(tiny_lab):
