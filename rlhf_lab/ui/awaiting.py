@@ -9,10 +9,11 @@ ipykernel 7.4.0 has a race in that same path: a comm message that arrives while 
 restores the shell's parent message when it is done, and if the next cell has started and itself
 awaits (yields to the event loop) by then, the restore lands on it. That cell's "idle" status then
 goes out under the previous cell's message, and the front end shows `[*]` on it for ever (its
-printed output still arrives). Measured with jupyter_client, a burst of comm messages around the end of an
-`await asyncio.sleep` cell: the next cell lost its idle in 8 of 20 runs when it awaited, 0 of 40
-when it did not (tests/test_awaiting_cells.py keeps the second case). So in the labs, the cell after
-an awaiting cell never awaits.
+printed output still arrives). Measured with jupyter_client, a burst of comm messages around the
+end of an `await asyncio.sleep` cell: the next cell lost its idle in 8 of 20 runs when it awaited,
+0 of 40 when it did not (tests/test_awaiting_cells.py keeps the second case). Waiting inside the
+awaiting cell for the comm dispatches to finish does not help (18 of 40): ipykernel's own code after
+the cell's last line yields too. So in the labs, the cell after an awaiting cell never awaits.
 """
 
 from __future__ import annotations
