@@ -310,3 +310,21 @@ def test_step_counts_must_be_whole_numbers(call, error, match):
         call(stage)
     assert stage.step_count == 0 and stage.status == "idle"
     assert len(stage.step(np.int64(2))) == 2  # numpy integers are whole numbers too
+
+
+def test_the_stop_button_during_step_says_what_is_kept(capsys):
+    from ui_fakes import FakeStage
+
+    class StoppedAtThree(FakeStage):
+        def _train_step(self):
+            if self.step_count == 2 and not getattr(self, "pressed", False):
+                self.pressed = True
+                raise KeyboardInterrupt  # what the notebook's stop button raises in this thread
+            return super()._train_step()
+
+    stage = StoppedAtThree()
+    with pytest.raises(KeyboardInterrupt):
+        stage.step(5)
+    assert "Interrupted in step 3: the 2 step(s) before it in this call are kept" in capsys.readouterr().out
+    assert stage.step_count == 2 and len(stage.history) == 2
+    assert stage.step(1)[0]["step"] == 3  # the stage goes on from there

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import threading
 import time
 import traceback
@@ -44,8 +43,6 @@ from rlhf_lab.hparams import whole_number
 from rlhf_lab.progress import progress_bar, wait_with_progress
 from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
     FORMAT,
-    _fsync_tree,
-    _swap_into_place,
     _write_json,
     check_save_target,
     config_from_dict,
@@ -57,7 +54,7 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     save_training_state,
     set_rng_state,
     verified_checkpoint,
-    write_manifest,
+    write_atomically,
 )
 from rlhf_lab.stages.configs import (  # noqa: F401  (re-exported: stages import them from here)
     make_config,
@@ -176,6 +173,13 @@ class Stage(ABC):
                 bar.update(1)
         except NonFiniteLossError:
             self._status = "paused"
+            raise
+        except KeyboardInterrupt:  # the notebook's stop button: say what is kept
+            print(
+                f"Interrupted in step {self.step_count + 1}: the {len(rows)} step(s) before it in this call are "
+                "kept, and that step may be partly applied (no history row).",
+                flush=True,
+            )
             raise
         finally:
             bar.close()
@@ -418,12 +422,8 @@ class Stage(ABC):
         self._check_not_released("save")
         path = Path(path)
         check_save_target(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-        try:
+
+        def fill(staging: Path) -> None:
             with self._step_lock:
                 self._save_state(staging)
                 meta = {
@@ -440,13 +440,8 @@ class Stage(ABC):
                         f.write(json.dumps(row) + "\n")
                 torch.save(rng_state(), staging / "rng.pt")
                 _write_json(staging / "stage.json", meta)
-                write_manifest(staging)  # written last: every file's size and sha256
-            _fsync_tree(staging)
-            _swap_into_place(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return path
+
+        return write_atomically(path, fill)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> Stage:

@@ -22,7 +22,9 @@ import json
 import os
 import random
 import shutil
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,26 @@ def _swap_into_place(staging: Path, path: Path) -> None:
             shutil.rmtree(old)
         os.replace(path, old)
     os.replace(staging, path)
+
+
+def write_atomically(path: Path, fill: Callable[[Path], None]) -> Path:
+    """Have `fill` write a checkpoint into a staging folder beside `path`, then add the manifest,
+    flush it to disk and swap it into place; on any failure the staging folder goes and `path` is
+    as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        fill(staging)
+        write_manifest(staging)  # written last: every file's size and sha256
+        _fsync_tree(staging)
+        _swap_into_place(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
 
 
 def _sha256(file: Path) -> str:
