@@ -289,9 +289,9 @@ class PairLabeller(anywidget.AnyWidget):
         of `await`: with ipykernel 7.4.0 such a cell can keep showing `[*]` after it has run.
         """
         before = self.session_count
-        if self._current is not None and self.comm is not None and not widgets_answer_while_awaiting():
-            raise RuntimeError(f"Cannot wait for labels here: {upgrade_hint()}.")
         if self._current is not None and self.comm is not None:
+            if not widgets_answer_while_awaiting():
+                raise RuntimeError(f"Cannot wait for labels here: {upgrade_hint()}.")
             keys = "keys 1 / 2 / t / b, " if self.mode == "pair" else ""
             print(
                 f"Waiting for your labels: {1 + self.queued} item(s) in the labeller ({keys}s skips one). "
