@@ -78,7 +78,7 @@ def test_a_second_click_during_a_retrain_starts_no_second_fit(tmp_path):
     view.retrain_button.click()  # impatient facilitator; the button may still look live in a lagging browser
     view.retrain()
     release.set()
-    view._fit_thread.join(10)
+    assert view._fit_done.wait(10)
     assert calls == [1]
     assert not view.retrain_button.disabled and "retrained" in view.status.value
 

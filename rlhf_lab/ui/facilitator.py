@@ -64,7 +64,6 @@ class FacilitatorView:
                 self.status,
             ]
         )
-        self._fit_thread: threading.Thread | None = None
         self._fit_done = threading.Event()  # set = no retrain in flight (waits use it: see progress.py)
         self._fit_done.set()
         self._stop = threading.Event()
@@ -132,8 +131,7 @@ class FacilitatorView:
                 self._fit_done.set()
 
         self._fit_done.clear()
-        self._fit_thread = threading.Thread(target=work, daemon=True)
-        self._fit_thread.start()
+        threading.Thread(target=work, daemon=True).start()
         if wait:
             self._fit_done.wait()
 
