@@ -248,3 +248,54 @@ def test_interrupting_wait_pauses_the_run(monkeypatch, capsys):
     assert "call resume() to go on" in capsys.readouterr().out
     stage.stop()
     assert stage.status == "stopped"
+
+
+def _tickers() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "rlhf-lab-dashboard"]
+
+
+def test_interrupting_dashboard_wait_keeps_one_ticker():
+    # The stop button raises KeyboardInterrupt in the main thread; inside Thread.join that made CPython
+    # 3.11/3.12 mark the running ticker stopped, and the next row started a second one beside it.
+    import signal
+    import threading
+
+    stage = FakeStage(FakeConfig(sleep_s=0.02))
+    dash = Dashboard(stage, max_fps=20)
+    stage.run(steps=100)
+    try:
+        deadline = time.monotonic() + 5
+        while dash._ticker is None and time.monotonic() < deadline:  # the first row starts the ticker
+            time.sleep(0.01)
+        main = threading.main_thread().ident
+        threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()  # as the stop button
+        with pytest.raises(KeyboardInterrupt):
+            dash.wait(timeout=5)
+        time.sleep(0.2)  # rows keep arriving; each one asks for a ticker
+        assert len(_tickers()) == 1
+    finally:
+        stage.stop(timeout=5)
+    dash.wait()
+    assert dash.points("objective/kl")[0][-1] == stage.step_count
+
+
+def test_a_drawing_error_does_not_stop_later_rows_being_drawn(stage, monkeypatch):
+    dash = Dashboard(stage, max_fps=50)
+    calls = []
+    draw = dash._draw_pending
+
+    def fails_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a drawing error")
+        draw()
+
+    monkeypatch.setattr(dash, "_draw_pending", fails_once)
+    monkeypatch.setattr("threading.excepthook", lambda args: None)  # the ticker's traceback: expected
+    stage.step(2, progress=False)
+    dash._ticker_done.wait(5)
+    stage.step(3, progress=False)
+    dash.wait()
+    assert dash.points("objective/kl")[0][-1] == 5

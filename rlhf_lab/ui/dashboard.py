@@ -85,7 +85,9 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self._pending: list[dict] = []
         self._lock = threading.Lock()
         self._draw_lock = threading.RLock()
-        self._ticker: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None  # set while a ticker draws; it clears it as it stops
+        self._ticker_done = threading.Event()  # the latest ticker's end (set: none is drawing)
+        self._ticker_done.set()
         self._last_sync = 0.0
         self._unsubscribe = []
         self._stage_rank: dict[str, int] = {}
@@ -125,29 +127,41 @@ class Dashboard(CurvesMixin, ControlsMixin):
         self._ensure_ticker()
 
     def _ensure_ticker(self) -> None:
+        # Not `is_alive()`: the notebook's stop button during `wait()`'s join makes CPython (3.11, 3.12)
+        # mark the ticker stopped while it still runs (bpo-45274), and a second ticker would start.
         with self._lock:
-            if self._ticker is not None and self._ticker.is_alive():
+            if self._ticker is not None:
                 return
-            self._ticker = threading.Thread(target=self._tick, name="rlhf-lab-dashboard", daemon=True)
+            done = threading.Event()
+            self._ticker_done = done
+            self._ticker = threading.Thread(
+                target=self._tick, args=(done,), name="rlhf-lab-dashboard", daemon=True
+            )
             self._ticker.start()
 
     def _busy(self) -> bool:
         return any(getattr(s, "status", None) in ACTIVE for s in self.stages)
 
-    def _tick(self) -> None:
+    def _tick(self, done: threading.Event) -> None:
         interval = 1.0 / self.max_fps
-        while True:
-            time.sleep(interval)
-            self._draw_pending()
-            self._show_status()
-            if time.monotonic() - self._last_sync > LATE_VIEW_SYNC_S:
-                self._sync_late_views()
-            with self._lock:
-                if not self._pending and not self._busy():
+        try:
+            while True:
+                time.sleep(interval)
+                self._draw_pending()
+                self._show_status()
+                if time.monotonic() - self._last_sync > LATE_VIEW_SYNC_S:
+                    self._sync_late_views()
+                with self._lock:
+                    if not self._pending and not self._busy():
+                        self._ticker = None
+                        break
+            self._draw_pending()  # rows that slipped in while we decided to stop
+            self._sync_late_views()
+        finally:
+            with self._lock:  # a drawing error ended the loop early: let the next row start a ticker
+                if self._ticker is threading.current_thread():
                     self._ticker = None
-                    break
-        self._draw_pending()  # rows that slipped in while we decided to stop
-        self._sync_late_views()
+            done.set()
 
     def flush(self) -> None:
         """Draw every row received so far now (also the final ones) and sync late views."""
@@ -157,9 +171,7 @@ class Dashboard(CurvesMixin, ControlsMixin):
 
     def wait(self, timeout: float | None = 10.0) -> None:
         """Block until the ticker has drawn everything and gone idle (for scripts and tests)."""
-        ticker = self._ticker
-        if ticker is not None:
-            ticker.join(timeout)
+        self._ticker_done.wait(timeout)  # an Event, not join(): see _ensure_ticker
         self.flush()
 
     async def finished(self, poll_s: float = 0.2) -> None:
