@@ -12,7 +12,7 @@ files), distributed (data parallel), stage (RLStage: the step, top to bottom).
 """
 
 from rlhf_lab.rl.config import RLConfig
-from rlhf_lab.rl.rewards import ModelReward, RewardError, WeightedReward
+from rlhf_lab.rl.rewards import ModelReward, RewardError, RoutedReward, WeightedReward
 from rlhf_lab.rl.stage import PPOStage, RLStage
 
-__all__ = ["RLStage", "RLConfig", "PPOStage", "ModelReward", "WeightedReward", "RewardError"]
+__all__ = ["RLStage", "RLConfig", "PPOStage", "ModelReward", "WeightedReward", "RoutedReward", "RewardError"]

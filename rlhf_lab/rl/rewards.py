@@ -1,9 +1,10 @@
 """Reward adapters: whatever the user passes as `reward=` becomes one `Reward` with one output type.
 
-    >>> from rlhf_lab.rl.rewards import as_reward, WeightedReward
+    >>> from rlhf_lab.rl.rewards import as_reward, RoutedReward, WeightedReward
     >>> as_reward(rm_stage)                                   # rm(prompts, responses) -> tensor
     >>> as_reward(lambda prompts, responses: [len(r) for r in responses])     # plain Python
     >>> as_reward({"helpful": (rm, 1.0), "brevity": (short, 0.3)})           # weighted objectives
+    >>> RoutedReward({"helpful": rm_h, "harmless": rm_s}, route=pick)          # one objective per prompt
     >>> as_reward(ModelReward(model, tokenizer))              # a raw HF sequence classifier
 
 Every adapter returns `RewardOutput(scores, components)`: scores (N,) float32 on CPU, plus one
@@ -141,6 +142,60 @@ class WeightedReward:
         return RewardOutput(total, components)
 
 
+class RoutedReward:
+    """Each prompt scored by one of several named objectives: the one `route(prompt)` names.
+
+    A weighted sum asks every answer to please every objective at once, so where two of them pull
+    opposite ways (answer vs refuse) the sum settles on one compromise for all prompts. A route scores
+    each prompt by the objective that matters for it instead. Llama 2 combines its helpfulness and
+    safety reward models this way (Touvron et al. 2023, arXiv:2307.09288, section 3.2.3): the safety
+    score on prompts tagged as safety-relevant (or where that score is low), else the helpfulness one.
+    Every objective still scores every sample, so each is logged as `objective/scores/<name>`.
+    An objective may be a reward or (reward, weight), as in `WeightedReward`.
+
+        >>> from rlhf_lab.raters import harmful_categories
+        >>> RoutedReward({"helpful": helpful_rm, "harmless": harmless_rm},
+        ...              route=lambda prompt: "harmless" if harmful_categories(prompt) else "helpful")
+    """
+
+    def __init__(self, objectives: dict[str, Any], route: Callable[[str], str]) -> None:
+        if not isinstance(objectives, dict) or not objectives:
+            raise ValueError("RoutedReward needs a dict of at least one named objective.")
+        if not callable(route):
+            raise TypeError(
+                f"route must be a function route(prompt) -> objective name, got {type(route).__name__}."
+            )
+        self.parts: dict[str, tuple[CallableReward, float]] = {}
+        for name, spec in objectives.items():
+            fn, weight = objective_spec(spec)
+            self.parts[name] = (CallableReward(fn, name=name), float(weight))
+        self.route = route
+
+    def routes(self, prompts: Sequence[str]) -> list[str]:
+        """The objective that scores each prompt; a clear RewardError for a failing or unknown route."""
+        names = []
+        for i, prompt in enumerate(prompts):
+            try:
+                name = self.route(prompt)
+            except Exception as exc:
+                raise RewardError(
+                    f"route raised {type(exc).__name__}: {exc} on prompt {i}: {prompt[:300]!r}"
+                ) from exc
+            if name not in self.parts:
+                raise RewardError(
+                    f"route returned {name!r} for prompt {i} ({prompt[:300]!r}); "
+                    f"it must return one of the objectives: {', '.join(map(repr, self.parts))}."
+                )
+            names.append(name)
+        return names
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        names = self.routes(prompts)
+        components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
+        total = torch.stack([self.parts[name][1] * components[name][i] for i, name in enumerate(names)])
+        return RewardOutput(total, components)
+
+
 class ModelReward:
     """A Hugging Face sequence classifier (one output) scoring prompt + response as chat text."""
 
@@ -188,12 +243,12 @@ class ModelReward:
         return RewardOutput(self.scores(prompts, responses))
 
 
-Reward = CallableReward | WeightedReward | ModelReward
+Reward = CallableReward | WeightedReward | RoutedReward | ModelReward
 
 
 def as_reward(obj: Any) -> Reward:
     """Turn a reward-model stage, an ensemble, a plain function or a dict of objectives into a Reward."""
-    if isinstance(obj, (CallableReward, WeightedReward, ModelReward)):
+    if isinstance(obj, (CallableReward, WeightedReward, RoutedReward, ModelReward)):
         return obj
     if isinstance(obj, dict):
         return WeightedReward(obj)
@@ -220,8 +275,9 @@ def as_reward(obj: Any) -> Reward:
 def untrained_reward_models(obj: Any) -> list[Any]:
     """The reward-model stages in `obj` (a stage, an ensemble's members, a dict of objectives) whose scores
     still come from a random head (`RewardModelStage.trained` is False)."""
-    if isinstance(obj, dict):
-        parts = [objective_spec(spec)[0] for spec in obj.values()]
+    if isinstance(obj, (dict, WeightedReward, RoutedReward)):
+        specs = obj.values() if isinstance(obj, dict) else [fn.fn for fn, _ in obj.parts.values()]
+        parts = [objective_spec(spec)[0] for spec in specs]
         return [stage for part in parts for stage in untrained_reward_models(part)]
     if hasattr(obj, "members"):
         return [stage for member in obj.members for stage in untrained_reward_models(member)]
