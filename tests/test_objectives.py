@@ -119,3 +119,34 @@ def test_pareto_front_keeps_the_runs_no_other_run_beats_everywhere():
         pareto_front(runs, ["harm"])
     with pytest.raises(ValueError, match="NaN"):
         pareto_front(pd.DataFrame({"a": [1.0, float("nan")]}), ["a"])
+
+
+def test_on_one_scale_puts_a_reward_at_mean_0_and_std_1_on_its_samples():
+    from rlhf_lab.rl.normalization import OnOneScale
+
+    responses = ["a", "abc", "abcdef", "abcdefghij"]
+    scaled = OnOneScale(_length, [BENIGN] * 4, responses)
+    scores = scaled([BENIGN] * 4, responses)
+    assert float(scores.mean()) == pytest.approx(0.0, abs=1e-6)
+    assert float(scores.std(correction=1)) == pytest.approx(1.0, rel=1e-5)
+    # the fit stays fixed: later samples are measured in the same units
+    assert scaled([BENIGN], ["abcdefghijklmn"]).item() == pytest.approx(
+        (14 - 5.0) / scores.new_tensor([1, 3, 6, 10.0]).std().item()
+    )
+    weighted = as_reward({"long": scaled, "short": (OnOneScale(_minus_length, [BENIGN] * 4, responses), 0.5)})
+    assert weighted([BENIGN], ["abc"]).scores.item() == pytest.approx(0.5 * scaled([BENIGN], ["abc"]).item())
+
+
+def _minus_length(prompts, responses):
+    return [-float(len(r)) for r in responses]
+
+
+def test_an_unfitted_reward_model_on_one_scale_is_still_named(tiny_lab):
+    from rlhf_lab.rl.normalization import OnOneScale
+    from rlhf_lab.rl.rewards import untrained_reward_models
+
+    rm = tiny_lab.reward_model(
+        [{"prompt": BENIGN, "chosen": ANSWER_EGG, "rejected": REFUSAL}] * 4, batch_size=4, steps=2
+    )
+    scaled = OnOneScale(rm, [BENIGN, BENIGN], [ANSWER_EGG, REFUSAL])
+    assert untrained_reward_models({"helpful": scaled}) == [rm]

@@ -84,3 +84,25 @@ def is_learned_reward(reward: Any) -> bool:
     from rlhf_lab.rl.rewards import ModelReward
 
     return isinstance(reward, (RewardModelStage, RewardEnsemble, RewardScorer, ModelReward))
+
+
+class OnOneScale:
+    """A reward rescaled to mean 0 and std 1 on given samples, so that two reward models can be added or
+    routed between: each one's scale is arbitrary (Bradley-Terry fixes only differences), so a raw sum
+    weights the one with the wider spread more, whatever the weights say.
+
+        >>> helpful = OnOneScale(helpful_rm, prompts, sft_answers)  # fitted once, on the SFT answers
+        >>> harmless = OnOneScale(safety_rm, prompts, sft_answers)
+        >>> lab.ppo(prompts, reward={"helpful": helpful, "harmless": (harmless, 0.5)})
+    """
+
+    def __init__(self, reward: Any, prompts: list[str], responses: list[str]) -> None:
+        from rlhf_lab.rl.rewards import as_reward
+
+        self.reward = as_reward(reward)
+        self.name = getattr(reward, "name", None) or type(reward).__name__
+        self.normalizer = RewardNormalizer()
+        self.normalizer.fit(self.reward(list(prompts), list(responses)).scores)
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return self.normalizer(self.reward(prompts, responses).scores)

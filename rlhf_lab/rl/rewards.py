@@ -281,6 +281,12 @@ def untrained_reward_models(obj: Any) -> list[Any]:
         return [stage for part in parts for stage in untrained_reward_models(part)]
     if hasattr(obj, "members"):
         return [stage for member in obj.members for stage in untrained_reward_models(member)]
+    if isinstance(obj, CallableReward):
+        return untrained_reward_models(obj.fn)
+    from rlhf_lab.rl.normalization import OnOneScale
+
+    if isinstance(obj, OnOneScale):
+        return untrained_reward_models(obj.reward)
     return [obj] if getattr(obj, "trained", True) is False else []
 
 
