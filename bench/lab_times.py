@@ -1,6 +1,6 @@
 """How long each lab takes end to end: run the notebooks top to bottom and time them.
 
-    python bench/lab_times.py --preset smollm2-135m                 # all eight labs (GPU: minutes)
+    python bench/lab_times.py --preset smollm2-135m                 # all the labs (GPU: minutes)
     python bench/lab_times.py --preset smollm2-135m --labs 03 01    # some of them, in this order
     python bench/lab_times.py --preset tiny --quick --budget 300    # CI schedules, stop after 300 s
     python bench/lab_times.py --smoke                               # lab 07 on tiny, QUICK (CI)

@@ -278,7 +278,7 @@ PLOTLY_IN_MODEL = """() => { const m = window.jupyterapp.shell.currentWidget.con
   return n; }"""
 
 
-@pytest.mark.parametrize("name", ["01", "04", "05", "06", "07"])
+@pytest.mark.parametrize("name", ["01", "04", "05", "06", "07", "09"])
 def test_lab_run_all_draws_every_output_without_an_error(name, jupyter_lab, new_page, page_log, artifacts):
     """No traceback, no widget that failed to load or never rendered, every plotly figure (outputs and
     dashboards) drawn by the interactive renderer, no script error on the page."""
