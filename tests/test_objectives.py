@@ -150,3 +150,5 @@ def test_an_unfitted_reward_model_on_one_scale_is_still_named(tiny_lab):
     )
     scaled = OnOneScale(rm, [BENIGN, BENIGN], [ANSWER_EGG, REFUSAL])
     assert untrained_reward_models({"helpful": scaled}) == [rm]
+    assert untrained_reward_models(as_reward({"helpful": (rm, 0.5)})) == [rm]  # a built WeightedReward too
+    assert untrained_reward_models(RoutedReward({"helpful": scaled}, route=_route)) == [rm]

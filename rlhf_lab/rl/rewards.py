@@ -148,8 +148,9 @@ class RoutedReward:
     A weighted sum asks every answer to please every objective at once, so where two of them pull
     opposite ways (answer vs refuse) the sum settles on one compromise for all prompts. A route scores
     each prompt by the objective that matters for it instead. Llama 2 combines its helpfulness and
-    safety reward models this way (Touvron et al. 2023, arXiv:2307.09288, section 3.2.3): the safety
-    score on prompts tagged as safety-relevant (or where that score is low), else the helpfulness one.
+    safety reward models much like this (Touvron et al. 2023, arXiv:2307.09288, section 3.2.3): the
+    safety score on prompts tagged as safety-relevant or where that score is low, else the helpfulness
+    one. A route here sees only the prompt; a rule that also reads the scores is a reward function.
     Every objective still scores every sample, so each is logged as `objective/scores/<name>`.
     An objective may be a reward or (reward, weight), as in `WeightedReward`.
 
@@ -275,10 +276,11 @@ def as_reward(obj: Any) -> Reward:
 def untrained_reward_models(obj: Any) -> list[Any]:
     """The reward-model stages in `obj` (a stage, an ensemble's members, a dict of objectives) whose scores
     still come from a random head (`RewardModelStage.trained` is False)."""
-    if isinstance(obj, (dict, WeightedReward, RoutedReward)):
-        specs = obj.values() if isinstance(obj, dict) else [fn.fn for fn, _ in obj.parts.values()]
-        parts = [objective_spec(spec)[0] for spec in specs]
+    if isinstance(obj, dict):
+        parts = [objective_spec(spec)[0] for spec in obj.values()]
         return [stage for part in parts for stage in untrained_reward_models(part)]
+    if isinstance(obj, (WeightedReward, RoutedReward)):
+        return [stage for fn, _ in obj.parts.values() for stage in untrained_reward_models(fn)]
     if hasattr(obj, "members"):
         return [stage for member in obj.members for stage in untrained_reward_models(member)]
     if isinstance(obj, CallableReward):
