@@ -262,6 +262,9 @@ def test_interrupting_dashboard_wait_keeps_one_ticker():
     import signal
     import threading
 
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: install the one a notebook kernel has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     stage = FakeStage(FakeConfig(sleep_s=0.02))
     dash = Dashboard(stage, max_fps=20)
     stage.run(steps=100)
@@ -277,6 +280,7 @@ def test_interrupting_dashboard_wait_keeps_one_ticker():
         assert len(_tickers()) == 1
     finally:
         stage.stop(timeout=5)
+        signal.signal(signal.SIGINT, previous)
     dash.wait()
     assert dash.points("objective/kl")[0][-1] == stage.step_count
 
