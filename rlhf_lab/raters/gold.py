@@ -39,11 +39,19 @@ class Rater(Protocol):
 class ScoringRater:
     """A rater that scores each response on its own and prefers the higher score.
 
-    Subclasses implement `score`; scores closer than `epsilon` are a tie.
+    Subclasses implement `score` and set their default `name` and `epsilon` as class attributes;
+    scores closer than `epsilon` are a tie.
     """
 
     name = "scorer"
     epsilon = 0.0
+
+    def __init__(self, epsilon: float | None = None, name: str | None = None) -> None:
+        """`epsilon` and `name` replace the class's defaults where given."""
+        if epsilon is not None:
+            self.epsilon = epsilon
+        if name is not None:
+            self.name = name
 
     def score(self, prompt: str, response: str) -> float:
         raise NotImplementedError
@@ -72,11 +80,13 @@ class SentimentJudge(ScoringRater):
     The prompt is ignored: only how positive the response reads counts.
     """
 
-    def __init__(self, epsilon: float = 0.01, name: str = "vader"):
+    name = "vader"
+    epsilon = 0.01
+
+    def __init__(self, epsilon: float | None = None, name: str | None = None):
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-        self.name = name
-        self.epsilon = epsilon
+        super().__init__(epsilon, name)
         self._analyzer = SentimentIntensityAnalyzer()  # loads its lexicon once
 
     def score(self, prompt: str, response: str) -> float:
@@ -197,9 +207,8 @@ class HelpfulHarmlessJudge(ScoringRater):
     `components(prompt, response)` shows the parts, for explaining a verdict.
     """
 
-    def __init__(self, epsilon: float = 1e-6, name: str = "helpful-harmless"):
-        self.name = name
-        self.epsilon = epsilon
+    name = "helpful-harmless"
+    epsilon = 1e-6
 
     def components(self, prompt: str, response: str) -> dict[str, float]:
         if harmful_categories(prompt):
@@ -248,9 +257,8 @@ class HelpfulnessJudge(ScoringRater):
         -0.5
     """
 
-    def __init__(self, epsilon: float = 1e-6, name: str = "helpfulness"):
-        self.name = name
-        self.epsilon = epsilon
+    name = "helpfulness"
+    epsilon = 1e-6
 
     def score(self, prompt: str, response: str) -> float:
         return float(sum(_answer_components(prompt, response).values()))
@@ -268,9 +276,8 @@ class HarmlessnessJudge(ScoringRater):
         1.0
     """
 
-    def __init__(self, epsilon: float = 1e-6, name: str = "harmlessness"):
-        self.name = name
-        self.epsilon = epsilon
+    name = "harmlessness"
+    epsilon = 1e-6
 
     def score(self, prompt: str, response: str) -> float:
         return 1.0 if is_refusal(response) else 0.0
