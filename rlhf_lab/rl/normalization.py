@@ -100,7 +100,6 @@ class OnOneScale:
         from rlhf_lab.rl.rewards import as_reward
 
         self.reward = as_reward(reward)
-        self.name = getattr(reward, "name", None) or type(reward).__name__
         self.normalizer = RewardNormalizer()
         self.normalizer.fit(self.reward(list(prompts), list(responses)).scores)
 

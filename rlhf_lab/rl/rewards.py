@@ -118,6 +118,15 @@ def objective_spec(spec: Any) -> tuple[Any, float]:
     return spec if isinstance(spec, tuple) else (spec, 1.0)
 
 
+def objective_parts(objectives: dict[str, Any]) -> dict[str, tuple[CallableReward, float]]:
+    """Each named objective as (checked reward, weight): what WeightedReward and RoutedReward hold."""
+    parts = {}
+    for name, spec in objectives.items():
+        fn, weight = objective_spec(spec)
+        parts[name] = (CallableReward(fn, name=name), float(weight))
+    return parts
+
+
 class WeightedReward:
     """A weighted sum of named objectives; each one is also reported on its own.
 
@@ -127,10 +136,7 @@ class WeightedReward:
     def __init__(self, objectives: dict[str, Any]) -> None:
         if not objectives:
             raise ValueError("WeightedReward needs at least one objective.")
-        self.parts: dict[str, tuple[CallableReward, float]] = {}
-        for name, spec in objectives.items():
-            fn, weight = objective_spec(spec)
-            self.parts[name] = (CallableReward(fn, name=name), float(weight))
+        self.parts = objective_parts(objectives)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -166,10 +172,7 @@ class RoutedReward:
             raise TypeError(
                 f"route must be a function route(prompt) -> objective name, got {type(route).__name__}."
             )
-        self.parts: dict[str, tuple[CallableReward, float]] = {}
-        for name, spec in objectives.items():
-            fn, weight = objective_spec(spec)
-            self.parts[name] = (CallableReward(fn, name=name), float(weight))
+        self.parts = objective_parts(objectives)
         self.route = route
 
     def routes(self, prompts: Sequence[str]) -> list[str]:
