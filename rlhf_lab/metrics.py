@@ -54,7 +54,10 @@ METRICS: dict[str, str] = {
     "objective/beta": "KL coefficient used for this step.",
     "objective/kl_warning": "1 when the step's KL passed the caution level (RLConfig.kl_warning, ~8 nats), else 0.",
     "objective/gold_scores": "Mean gold-judge score of the samples, when a gold judge is set.",
-    "objective/scores/<name>": "Per-objective score for multi-objective rewards (one column each).",
+    "objective/scores/<name>": "Per-objective score for multi-objective rewards (one column each); an "
+    "objective that is a reward model after its normalisation (mean 0, std 1 on the starting policy's samples).",
+    "objective/raw_scores/<name>": "Per-objective score of an objective that is a reward model, before "
+    "normalisation.",
     # policy update
     "policy/entropy": "Mean per-token entropy of the policy on the sampled responses.",
     "policy/approxkl": "Mean 0.5 * (log ratio)^2 between the new and old policy (update size).",
@@ -74,12 +77,17 @@ METRICS: dict[str, str] = {
 }
 
 
+_PER_OBJECTIVE = ("objective/scores/", "objective/raw_scores/")
+
+
 def is_known(name: str) -> bool:
     """True if `name` is in the vocabulary (per-objective score columns included)."""
-    return name in METRICS or name.startswith("objective/scores/")
+    return name in METRICS or name.startswith(_PER_OBJECTIVE)
 
 
 def describe(name: str) -> str:
-    if name.startswith("objective/scores/") and name not in METRICS:
-        return METRICS["objective/scores/<name>"]
+    if name not in METRICS:
+        for prefix in _PER_OBJECTIVE:
+            if name.startswith(prefix):
+                return METRICS[prefix + "<name>"]
     return METRICS[name]

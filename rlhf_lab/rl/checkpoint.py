@@ -73,6 +73,7 @@ def save_loop_state(folder: Path, stage: Any) -> None:
         "kl_controller": stage.kl_ctl.state_dict(),
         "kl_warned": stage._kl_warned,
         "reward_normalizer": stage.normalizer.state_dict(),
+        "objective_normalizers": stage.objective_normalizers.state_dict(),
     }
     (folder / "rl_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     (folder / "prompts.json").write_text(json.dumps(stage.prompts), encoding="utf-8")
@@ -85,3 +86,4 @@ def load_loop_state(folder: Path, stage: Any) -> None:
     stage._kl_warned = state["kl_warned"]
     if "reward_normalizer" in state:  # checkpoints from before reward normalisation have none
         stage.normalizer.load_state_dict(state["reward_normalizer"])
+    stage.objective_normalizers.load_state_dict(state.get("objective_normalizers", {}))

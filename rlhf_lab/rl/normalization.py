@@ -14,6 +14,11 @@ starting policy (the frozen reference), and keep the values fixed afterwards.
 A nearly flat reward model (spread below `FLAT_STD`) is not blown up to unit scale: amplifying noise
 would make the policy random-walk away from the reference while learning nothing. The gain is
 capped at 1 / FLAT_STD and `fit` returns a warning in plain words instead.
+
+Several objectives (a weighted sum or a route between them, rlhf_lab.rl.rewards) get the same treatment
+one by one: `ObjectiveNormalizers` rescales each objective that is a reward model before they are
+combined, so that a weight means what it says and beta means what it means for one reward model.
+Reward functions and gold judges among the objectives keep their own scale.
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ class RewardNormalizer:
     def fitted(self) -> bool:
         return self.raw_std is not None
 
-    def fit(self, scores: torch.Tensor) -> str | None:
-        """Fit on raw scores. A nearly flat reward gets a FlatRewardWarning; its message is returned too."""
+    def fit(self, scores: torch.Tensor, name: str | None = None) -> str | None:
+        """Fit on raw scores. A nearly flat reward gets a FlatRewardWarning (naming the objective `name`,
+        if given); its message is returned too."""
         scores = scores.detach().float().cpu()
         std = float(scores.std(correction=1)) if len(scores) > 1 else 0.0
         self.bias = float(scores.mean())
@@ -55,7 +61,8 @@ class RewardNormalizer:
         self.gain = 1.0 / max(std, FLAT_STD)
         if std < FLAT_STD:
             message = (
-                f"This reward model is nearly flat: its scores on the policy's first {len(scores)} samples "
+                f"{'This reward model' if name is None else f'The reward model of objective {name!r}'} "
+                f"is nearly flat: its scores on the policy's first {len(scores)} samples "
                 f"vary by only {std:.4f} (standard deviation). RL would follow noise, so the scores are not "
                 "scaled up. Label more pairs or train the reward model longer (rm.fit(...)), then start RL again."
             )
@@ -86,10 +93,70 @@ def is_learned_reward(reward: Any) -> bool:
     return isinstance(reward, (RewardModelStage, RewardEnsemble, RewardScorer, ModelReward))
 
 
+def learned_objectives(reward: Any) -> list[str]:
+    """The names of a weighted or routed reward's objectives that are reward models (`is_learned_reward`);
+    empty for any other reward."""
+    from rlhf_lab.rl.rewards import RoutedReward, WeightedReward
+
+    if not isinstance(reward, (WeightedReward, RoutedReward)):
+        return []
+    return [name for name, (part, _) in reward.parts.items() if is_learned_reward(part.fn)]
+
+
+class ObjectiveNormalizers:
+    """One `RewardNormalizer` per objective that is a reward model, each fitted on its first scores.
+
+        >>> norms = ObjectiveNormalizers()
+        >>> out = norms(reward, reward(prompts, responses), prompts)   # reward: a WeightedReward
+        >>> out.components["helpful"]        # mean 0, std 1 on the first samples; out.scores recombined
+
+    The RL stage calls it on the starting policy's samples first, as it fits `RewardNormalizer` on one
+    reward model, and keeps the fits afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.normalizers: dict[str, RewardNormalizer] = {}
+
+    def __call__(self, reward: Any, output: Any, prompts: list[str]) -> Any:
+        """`output` (a RewardOutput of `reward`) with each learned objective rescaled and the total
+        recombined; unchanged when `reward` has no learned objectives."""
+        from rlhf_lab.rl.rewards import RewardOutput
+
+        names = learned_objectives(reward)
+        if not names:
+            return output
+        components = dict(output.components)
+        for name in names:
+            normalizer = self.normalizers.setdefault(name, RewardNormalizer())
+            if not normalizer.fitted:
+                normalizer.fit(components[name], name=name)
+            components[name] = normalizer(components[name])
+        return RewardOutput(reward.combine(components, prompts), components)
+
+    @property
+    def fitted(self) -> list[str]:
+        return [name for name, normalizer in self.normalizers.items() if normalizer.fitted]
+
+    def reset(self) -> None:
+        """Forget every fit (e.g. new reward models): the next call fits again."""
+        self.normalizers.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: normalizer.state_dict() for name, normalizer in self.normalizers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.normalizers = {}
+        for name, values in state.items():
+            self.normalizers[name] = RewardNormalizer()
+            self.normalizers[name].load_state_dict(values)
+
+
 class OnOneScale:
     """A reward rescaled to mean 0 and std 1 on given samples, so that two reward models can be added or
     routed between: each one's scale is arbitrary (Bradley-Terry fixes only differences), so a raw sum
-    weights the one with the wider spread more, whatever the weights say.
+    weights the one with the wider spread more, whatever the weights say. The RL stage already rescales
+    each reward model among its objectives on its first step's samples; `OnOneScale` fixes the scale on
+    samples you choose instead, e.g. the same SFT answers for several runs that should share one scale.
 
         >>> helpful = OnOneScale(helpful_rm, prompts, sft_answers)  # fitted once, on the SFT answers
         >>> harmless = OnOneScale(safety_rm, prompts, sft_answers)

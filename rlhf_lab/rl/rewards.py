@@ -48,6 +48,8 @@ def _sample_text(prompt: str, response: str, limit: int = 300) -> str:
 
 
 def _to_scores(value: Any, n: int, name: str) -> torch.Tensor:
+    if isinstance(value, RewardOutput):  # a Reward (e.g. ModelReward) used as one objective
+        value = value.scores
     if isinstance(value, torch.Tensor):
         tensor = value.detach().float().cpu()
     else:
@@ -142,10 +144,13 @@ class WeightedReward:
     def weights(self) -> dict[str, float]:
         return {name: weight for name, (_, weight) in self.parts.items()}
 
+    def combine(self, components: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
+        """The total from each objective's scores (the stage calls it again after rescaling objectives)."""
+        return sum(weight * components[name] for name, (_, weight) in self.parts.items())
+
     def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
-        total = sum(weight * components[name] for name, (_, weight) in self.parts.items())
-        return RewardOutput(total, components)
+        return RewardOutput(self.combine(components, prompts), components)
 
 
 class RoutedReward:
@@ -193,11 +198,14 @@ class RoutedReward:
             names.append(name)
         return names
 
-    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+    def combine(self, components: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
+        """Each prompt's score from its route's objective (times that objective's weight)."""
         names = self.routes(prompts)
+        return torch.stack([self.parts[name][1] * components[name][i] for i, name in enumerate(names)])
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
-        total = torch.stack([self.parts[name][1] * components[name][i] for i, name in enumerate(names)])
-        return RewardOutput(total, components)
+        return RewardOutput(self.combine(components, prompts), components)
 
 
 class ModelReward:

@@ -10,7 +10,8 @@
 One step (`_train_step` reads top to bottom like the algorithm):
 1. rollout: `batch_size` prompts (seeded, resumable order), `samples_per_prompt` responses each;
 2. score: the reward sees prompt and response text; learned reward models are normalised (mean 0, std 1
-   on the starting policy's samples: rlhf_lab.rl.normalization); a missing-EOS penalty and clipping apply;
+   on the starting policy's samples: rlhf_lab.rl.normalization), each one on its own where several
+   objectives are combined; a missing-EOS penalty and clipping apply;
 3. one no-grad pass each for the old log-probs (+ values) and the frozen reference's log-probs;
    KL per token by k1 and k3; PPO adds -beta * KL to every token and the score on the last one;
 4. advantages: GAE (ppo), leave-one-out (rloo), group-normalised (grpo) or mean baseline (reinforce);
@@ -24,7 +25,8 @@ to a fixed beta), learning_rate, temperature, top_k, top_p, batch_size, max_new_
 Metrics (names and meanings in rlhf_lab.metrics): objective/{kl, kl_k3, scores, raw_scores, rlhf_reward,
 non_score_reward, entropy, beta, kl_warning}, policy/{entropy, approxkl, clipfrac, ratio}, loss/{policy,
 total}, train/{learning_rate, grad_norm}, response/{length, eos_rate}; PPO adds loss/value and val/{clipfrac,
-mean, explained_variance}; objective/scores/<name> per weighted objective; objective/gold_scores with `gold=`.
+mean, explained_variance}; objective/scores/<name> per weighted or routed objective (and
+objective/raw_scores/<name> for those that are reward models); objective/gold_scores with `gold=`.
 Update metrics are means over all minibatches; `last_minibatch_stats` keeps each minibatch's, `last_timings`
 the seconds per phase.
 
@@ -60,8 +62,13 @@ from rlhf_lab.rl.distributed import ranks_continue, stopping_together, world_siz
 from rlhf_lab.rl.guards import check_kl, check_lengths, check_prompts, dropout_off, out_of_memory_error
 from rlhf_lab.rl.kl import kl_estimate, kl_k1, kl_k3, make_kl_controller
 from rlhf_lab.rl.logprobs import token_logprobs
-from rlhf_lab.rl.normalization import RewardNormalizer, is_learned_reward
-from rlhf_lab.rl.rewards import as_reward, check_finite_scores, warn_if_untrained
+from rlhf_lab.rl.normalization import (
+    ObjectiveNormalizers,
+    RewardNormalizer,
+    is_learned_reward,
+    learned_objectives,
+)
+from rlhf_lab.rl.rewards import RewardOutput, as_reward, check_finite_scores, warn_if_untrained
 from rlhf_lab.rl.rollout import (
     PromptOrder,
     Rollout,
@@ -172,6 +179,7 @@ class RLStage(Stage):
         self.optimizer = adamw(groups, lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
         self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon_rollouts)
         self.normalizer = RewardNormalizer()
+        self.objective_normalizers = ObjectiveNormalizers()
         self._world_size = world_size()
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
@@ -232,9 +240,10 @@ class RLStage(Stage):
 
         # 2. Score the text; the score arrives at the last response token.
         timer.start("scoring")
-        reward = self.reward(prompts, responses)
-        check_finite_scores(reward.scores, prompts, responses)
-        scores = self._adjust_scores(self._normalized(reward.scores).to(self.device), batch)
+        raw = self.reward(prompts, responses)
+        check_finite_scores(raw.scores, prompts, responses)
+        reward = self._normalized(raw, prompts)
+        scores = self._adjust_scores(reward.scores.to(self.device), batch)
         gold = [float(self.gold.score(p, r)) for p, r in zip(prompts, responses)] if self.gold else None
 
         # 3. Old log-probs (+ values) and reference log-probs: one no-grad pass each.
@@ -276,7 +285,7 @@ class RLStage(Stage):
         # 6. KL control and metrics.
         self.kl_ctl.update(mean_kl, len(rows))
         self.last_minibatch_stats = minibatch_stats(stats)
-        return {"objective/raw_scores": float(reward.scores.mean())} | step_metrics(
+        metrics = step_metrics(
             per_sample,
             old_entropy,
             mask,
@@ -289,16 +298,26 @@ class RLStage(Stage):
             kl_warning=cfg.kl_warning,
             learning_rate=self.optimizer.param_groups[0]["lr"],
         )
+        raw_objectives = {  # reward models among several objectives: what each said before rescaling
+            f"objective/raw_scores/{name}": float(raw.components[name].mean())
+            for name in self.objective_normalizers.fitted
+            if name in raw.components
+        }
+        return {"objective/raw_scores": float(raw.scores.mean())} | raw_objectives | metrics
 
     # ------------------------------------------------------------------ the pieces of a step
-    def _normalized(self, raw: torch.Tensor) -> torch.Tensor:
-        """Scores after the reward normalisation (fitted on the first step's samples), or unchanged."""
+    def _normalized(self, raw: RewardOutput, prompts: list[str]) -> RewardOutput:
+        """The reward after normalisation (fitted on the first step's samples), or unchanged: by default a
+        reward model alone is rescaled, and so is each reward model among several objectives before they
+        are combined; `normalize_reward=True` rescales the total instead, False nothing."""
         wanted = self.config.normalize_reward
+        if wanted is None and learned_objectives(self.reward):
+            return self.objective_normalizers(self.reward, raw, prompts)
         if not (is_learned_reward(self.reward_source) if wanted is None else wanted):
             return raw
         if not self.normalizer.fitted:
-            self.normalizer.fit(raw)  # warns in plain words when the reward is nearly flat
-        return self.normalizer(raw)
+            self.normalizer.fit(raw.scores)  # warns in plain words when the reward is nearly flat
+        return RewardOutput(self.normalizer(raw.scores), raw.components)
 
     def _dropout_off(self):
         """Eval mode for the whole step (rlhf_lab.rl.guards.dropout_off)."""
@@ -397,6 +416,7 @@ class RLStage(Stage):
         with self._step_lock:
             self.reward_source, self.reward = reward, as_reward(reward)
             self.normalizer.reset()
+            self.objective_normalizers.reset()
 
     # ------------------------------------------------------------------ samples
     def samples(self, n: int | None = None, step: int | None = None) -> list[dict[str, Any]]:

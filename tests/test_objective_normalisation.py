@@ -1,0 +1,134 @@
+"""Several objectives on one scale: each reward model among a weighted or routed reward's objectives is
+normalised on its own (mean 0, std 1 on the starting policy's samples) before the objectives are combined."""
+
+import pytest
+import torch
+from rl_toy import PROMPTS, e_count, make_stage
+
+from rlhf_lab.metrics import describe, is_known
+from rlhf_lab.reward import RewardModelStage
+from rlhf_lab.rl import RLStage
+from rlhf_lab.rl.normalization import FlatRewardWarning, ObjectiveNormalizers, learned_objectives
+from rlhf_lab.rl.rewards import ModelReward, RoutedReward, WeightedReward, as_reward
+
+
+class _ScaledRM(RewardModelStage):
+    """A stand-in reward model: offset + scale * (number of e's), an arbitrary scale as Bradley-Terry leaves it."""
+
+    def __init__(self, offset: float, scale: float):  # no backbone: is_learned_reward looks at the type
+        self.offset, self.scale = offset, scale
+
+    def __call__(self, prompts, responses, batch_size=None):
+        return torch.tensor([self.offset + self.scale * r.count("e") for r in responses])
+
+
+def _first_step_samples(stage):
+    return stage.samples(step=1)
+
+
+def _column(samples, key):
+    return torch.tensor([s[key] for s in samples])
+
+
+def test_each_reward_model_objective_is_rescaled_so_that_the_weights_mean_what_they_say(tiny_tok):
+    # Raw spreads 1000x apart: unnormalised, the 0.5-weighted wide model would outweigh the other 500 to 1.
+    reward = {"narrow": _ScaledRM(5.0, 0.1), "wide": (_ScaledRM(-300.0, 100.0), 0.5)}
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok, batch_size=8)
+    [row] = stage.step(1, progress=False)
+    samples = _first_step_samples(stage)
+    for name in ("narrow", "wide"):
+        values = _column(samples, f"score/{name}")
+        if float(values.std()) > 0:  # both count e's: a batch without any spread cannot be rescaled
+            assert float(values.mean()) == pytest.approx(0.0, abs=1e-4)
+            assert float(values.std(correction=1)) == pytest.approx(1.0, abs=1e-3)
+        assert is_known(f"objective/raw_scores/{name}") and f"objective/raw_scores/{name}" in row
+    e_counts = torch.tensor([float(s["response"].count("e")) for s in samples])
+    # what the model said, before rescaling
+    assert row["objective/raw_scores/wide"] == pytest.approx(
+        float(-300.0 + 100.0 * e_counts.mean()), abs=1e-3
+    )
+    total = _column(samples, "score/narrow") + 0.5 * _column(samples, "score/wide")
+    assert torch.allclose(_column(samples, "score"), total, atol=1e-4)  # the total is combined afterwards
+    assert row["objective/scores"] == pytest.approx(
+        row["objective/scores/narrow"] + 0.5 * row["objective/scores/wide"], abs=1e-5
+    )
+    assert not stage.normalizer.fitted  # the total itself is not rescaled again
+
+
+def test_a_reward_function_among_the_objectives_keeps_its_own_scale(tiny_tok):
+    reward = {"rm": _ScaledRM(100.0, 50.0), "e": (e_count, 2.0)}
+    assert learned_objectives(as_reward(reward)) == ["rm"]
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok)
+    [row] = stage.step(1, progress=False)
+    samples = _first_step_samples(stage)
+    assert torch.equal(
+        _column(samples, "score/e"), torch.tensor([float(s["response"].count("e")) for s in samples])
+    )
+    assert "objective/raw_scores/e" not in row and "objective/raw_scores/rm" in row
+    assert stage.objective_normalizers.fitted == ["rm"]
+
+
+def test_a_routed_reward_rescales_each_reward_model_before_routing(tiny_tok):
+    def route(prompt):
+        return "cats" if "cat" in prompt else "rest"
+
+    reward = RoutedReward({"cats": _ScaledRM(50.0, 10.0), "rest": (_ScaledRM(-1.0, 0.1), 2.0)}, route=route)
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok, batch_size=4)
+    stage.step(1, progress=False)
+    for sample in _first_step_samples(stage):
+        name = route(sample["prompt"])
+        weight = 2.0 if name == "rest" else 1.0
+        assert sample["score"] == pytest.approx(weight * sample[f"score/{name}"], abs=1e-5)
+        assert abs(sample["score"]) < 10  # on one scale: the 50 + 10 * e's model is no longer far above
+
+
+def test_normalize_reward_true_rescales_the_total_and_false_nothing(tiny_tok):
+    reward = {"a": _ScaledRM(100.0, 50.0), "b": _ScaledRM(0.0, 1.0)}
+    total = make_stage("rloo", reward=reward, tok=tiny_tok, normalize_reward=True)
+    [row] = total.step(1, progress=False)
+    assert total.normalizer.fitted and not total.objective_normalizers.fitted
+    assert abs(row["objective/scores"]) < 1e-4 and row["objective/scores/a"] > 90  # parts stay raw
+    raw = make_stage("rloo", reward=reward, tok=tiny_tok, normalize_reward=False)
+    [row] = raw.step(1, progress=False)
+    assert row["objective/scores"] == row["objective/raw_scores"] > 90
+    assert not raw.normalizer.fitted and not raw.objective_normalizers.fitted
+
+
+def test_the_fits_are_kept_refitted_for_a_new_reward_and_saved_with_the_stage(tiny_tok, tmp_path):
+    reward = {"a": _ScaledRM(100.0, 50.0), "b": (_ScaledRM(0.0, 1.0), 0.5)}
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok)
+    stage.step(1, progress=False)
+    fits = stage.objective_normalizers.state_dict()
+    stage.step(1, progress=False)
+    assert stage.objective_normalizers.state_dict() == fits  # fitted once, on the starting policy's samples
+    stage.save(tmp_path / "ckpt")
+    loaded = RLStage.load(tmp_path / "ckpt", reward=reward)
+    assert loaded.objective_normalizers.state_dict() == fits
+    stage.set_reward({"a": _ScaledRM(0.0, 3.0), "b": _ScaledRM(0.0, 1.0)})  # the flywheel: new reward models
+    assert not stage.objective_normalizers.fitted
+    stage.step(1, progress=False)
+    assert stage.objective_normalizers.state_dict() != fits
+
+
+def test_a_flat_objective_is_named_in_the_warning():
+    reward = WeightedReward({"helpful": _ScaledRM(0.0, 1.0), "harmless": _ScaledRM(3.0, 0.0)})
+    responses = ["e", "ee", "eee", "x"]
+    with pytest.warns(FlatRewardWarning, match="objective 'harmless' is nearly flat"):
+        out = ObjectiveNormalizers()(reward, reward(PROMPTS, responses), PROMPTS)
+    assert out.components["harmless"].abs().max() < 1e-6  # the flat model is centred, not blown up
+    assert float(out.components["helpful"].std()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_hugging_face_classifier_can_be_one_objective(tiny_tok):
+    from rlhf_lab.models.tiny import tiny_reward_model
+
+    model = ModelReward(tiny_reward_model(tiny_tok), tiny_tok)
+    reward = as_reward({"classifier": model, "e": e_count})
+    out = reward(PROMPTS[:2], ["hello there", "cats"])
+    assert out.components["classifier"].shape == (2,)  # its RewardOutput is read as its scores
+    assert learned_objectives(reward) == ["classifier"]
+
+
+def test_per_objective_metric_names_are_described():
+    assert "before normalisation" in describe("objective/raw_scores/helpful")
+    assert "Per-objective" in describe("objective/scores/safety/v2")  # a name with a slash in it
