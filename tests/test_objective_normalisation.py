@@ -9,7 +9,14 @@ from rlhf_lab.metrics import describe, is_known
 from rlhf_lab.reward import RewardModelStage
 from rlhf_lab.rl import RLStage
 from rlhf_lab.rl.normalization import FlatRewardWarning, ObjectiveNormalizers, learned_objectives
-from rlhf_lab.rl.rewards import ModelReward, RoutedReward, WeightedReward, as_reward
+from rlhf_lab.rl.rewards import (
+    CombinedReward,
+    ModelReward,
+    RoutedReward,
+    WeightedReward,
+    as_reward,
+    objective_parts,
+)
 
 
 class _ScaledRM(RewardModelStage):
@@ -132,3 +139,31 @@ def test_a_hugging_face_classifier_can_be_one_objective(tiny_tok):
 def test_per_objective_metric_names_are_described():
     assert "before normalisation" in describe("objective/raw_scores/helpful")
     assert "Per-objective" in describe("objective/scores/safety/v2")  # a name with a slash in it
+
+
+class _SafetyFirst(CombinedReward):
+    """Llama 2's full rule as a user would write it: the safety model takes any answer it scores low."""
+
+    def __init__(self, helpful, safe, threshold=-0.5):
+        self.parts, self.threshold = objective_parts({"helpful": helpful, "safe": safe}), threshold
+        self.seen = []
+
+    def combine(self, components, prompts):
+        self.seen.append({name: values.clone() for name, values in components.items()})
+        safe = components["safe"]
+        return torch.where(safe < self.threshold, safe, components["helpful"])
+
+
+def test_a_rule_of_your_own_reads_each_reward_model_on_one_scale(tiny_tok):
+    # safe: fewer e's is safer, on a scale of hundreds; the rule's threshold is in standard deviations
+    reward = _SafetyFirst(_ScaledRM(0.0, 1.0), _ScaledRM(500.0, -100.0))
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok)
+    stage.step(1, progress=False)
+    rescaled = reward.seen[-1]  # the stage's call, after the raw call inside reward(...)
+    assert float(rescaled["safe"].mean()) == pytest.approx(0.0, abs=1e-4)
+    e_counts = torch.tensor([float(s["response"].count("e")) for s in _first_step_samples(stage)])
+    raw = reward.seen[0]["safe"]  # what the reward itself combined first, before the stage rescaled it
+    assert torch.equal(raw.sort().values, (500.0 - 100.0 * e_counts).sort().values)
+    for sample in _first_step_samples(stage):
+        low = sample["score/safe"] < -0.5
+        assert sample["score"] == pytest.approx(sample["score/safe" if low else "score/helpful"], abs=1e-5)

@@ -96,9 +96,9 @@ def is_learned_reward(reward: Any) -> bool:
 def learned_objectives(reward: Any) -> list[str]:
     """The names of a weighted or routed reward's objectives that are reward models (`is_learned_reward`);
     empty for any other reward."""
-    from rlhf_lab.rl.rewards import RoutedReward, WeightedReward
+    from rlhf_lab.rl.rewards import CombinedReward
 
-    if not isinstance(reward, (WeightedReward, RoutedReward)):
+    if not isinstance(reward, CombinedReward):
         return []
     return [name for name, (part, _) in reward.parts.items() if is_learned_reward(part.fn)]
 

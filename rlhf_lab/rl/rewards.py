@@ -129,7 +129,34 @@ def objective_parts(objectives: dict[str, Any]) -> dict[str, tuple[CallableRewar
     return parts
 
 
-class WeightedReward:
+class CombinedReward:
+    """Named objectives (`parts`: name -> (checked reward, weight)), each scoring every sample and reported
+    on its own, combined into one score per sample by `combine`. Subclass it for a rule of your own that
+    reads the scores; the RL stage hands `combine` each reward model's scores already rescaled (mean 0,
+    std 1 on the starting policy's samples). Llama 2's full rule, for instance, also gives the safety
+    model any answer it scores low (Touvron et al. 2023, section 3.2.3):
+
+        >>> class SafetyFirst(CombinedReward):
+        ...     def __init__(self, helpful, safe, threshold=-1.0):
+        ...         self.parts, self.threshold = objective_parts({"helpful": helpful, "safe": safe}), threshold
+        ...     def combine(self, components, prompts):
+        ...         safe = components["safe"]
+        ...         return torch.where(safe < self.threshold, safe, components["helpful"])
+    """
+
+    parts: dict[str, tuple[CallableReward, float]]
+
+    def combine(self, components: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
+        """One score per sample from each objective's scores (the RL stage calls it again after rescaling
+        the objectives that are reward models)."""
+        raise NotImplementedError
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
+        return RewardOutput(self.combine(components, prompts), components)
+
+
+class WeightedReward(CombinedReward):
     """A weighted sum of named objectives; each one is also reported on its own.
 
     `objectives` maps a name to a reward or to (reward, weight); the weight defaults to 1.
@@ -145,15 +172,11 @@ class WeightedReward:
         return {name: weight for name, (_, weight) in self.parts.items()}
 
     def combine(self, components: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
-        """The total from each objective's scores (the stage calls it again after rescaling objectives)."""
+        """The weighted sum of the objectives' scores."""
         return sum(weight * components[name] for name, (_, weight) in self.parts.items())
 
-    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
-        components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
-        return RewardOutput(self.combine(components, prompts), components)
 
-
-class RoutedReward:
+class RoutedReward(CombinedReward):
     """Each prompt scored by one of several named objectives: the one `route(prompt)` names.
 
     A weighted sum asks every answer to please every objective at once, so where two of them pull
@@ -161,7 +184,8 @@ class RoutedReward:
     each prompt by the objective that matters for it instead. Llama 2 combines its helpfulness and
     safety reward models much like this (Touvron et al. 2023, arXiv:2307.09288, section 3.2.3): the
     safety score on prompts tagged as safety-relevant or where that score is low, else the helpfulness
-    one. A route here sees only the prompt; a rule that also reads the scores is a reward function.
+    one. A route here sees only the prompt; for a rule that also reads the scores, subclass
+    `CombinedReward`.
     Every objective still scores every sample, so each is logged as `objective/scores/<name>`.
     An objective may be a reward or (reward, weight), as in `WeightedReward`.
 
@@ -202,10 +226,6 @@ class RoutedReward:
         """Each prompt's score from its route's objective (times that objective's weight)."""
         names = self.routes(prompts)
         return torch.stack([self.parts[name][1] * components[name][i] for i, name in enumerate(names)])
-
-    def __call__(self, prompts: list[str], responses: list[str]) -> RewardOutput:
-        components = {name: fn.scores(prompts, responses) for name, (fn, _) in self.parts.items()}
-        return RewardOutput(self.combine(components, prompts), components)
 
 
 class ModelReward:
@@ -255,12 +275,12 @@ class ModelReward:
         return RewardOutput(self.scores(prompts, responses))
 
 
-Reward = CallableReward | WeightedReward | RoutedReward | ModelReward
+Reward = CallableReward | CombinedReward | ModelReward
 
 
 def as_reward(obj: Any) -> Reward:
     """Turn a reward-model stage, an ensemble, a plain function or a dict of objectives into a Reward."""
-    if isinstance(obj, (CallableReward, WeightedReward, RoutedReward, ModelReward)):
+    if isinstance(obj, (CallableReward, CombinedReward, ModelReward)):
         return obj
     if isinstance(obj, dict):
         return WeightedReward(obj)
@@ -290,7 +310,7 @@ def untrained_reward_models(obj: Any) -> list[Any]:
     if isinstance(obj, dict):
         parts = [objective_spec(spec)[0] for spec in obj.values()]
         return [stage for part in parts for stage in untrained_reward_models(part)]
-    if isinstance(obj, (WeightedReward, RoutedReward)):
+    if isinstance(obj, CombinedReward):
         return [stage for fn, _ in obj.parts.values() for stage in untrained_reward_models(fn)]
     if hasattr(obj, "members"):
         return [stage for member in obj.members for stage in untrained_reward_models(member)]
