@@ -13,6 +13,7 @@ Every loader returns a fresh list, so callers may mutate what they get.
 
 from __future__ import annotations
 
+import itertools
 import json
 from importlib import resources
 from typing import Any, Literal
@@ -75,6 +76,20 @@ def load_rankings(task: str) -> list[dict[str, Any]]:
     return _read(task, "rankings")
 
 
+def ranking_pairs(task: str) -> list[dict[str, Any]]:
+    """Every two answers of a bundled ranking that the gold judge tells apart, as prompt/chosen/rejected
+    (chosen: the higher gold score); for helpful_harmless 139 pairs on 30 prompts. Labs 06 and 07 hold
+    these prompts out of training and grade reward models on them (`rm.accuracy_on(pairs)`)."""
+    pairs = []
+    for row in load_rankings(task):
+        answers = list(zip(row["responses"], row["gold_scores"]))
+        for (a, score_a), (b, score_b) in itertools.combinations(answers, 2):
+            if score_a != score_b:
+                chosen, rejected = (a, b) if score_a > score_b else (b, a)
+                pairs.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected})
+    return pairs
+
+
 def load_samples(task: str) -> list[dict[str, Any]]:
     """Every SmolLM2 response drawn for a train prompt (the raw material of pairs and rankings)."""
     return _read(task, "samples")
@@ -83,8 +98,9 @@ def load_samples(task: str) -> list[dict[str, Any]]:
 def load_heldout(task: str) -> list[dict[str, Any]]:
     """The fixed held-out set: pairs of SmolLM2 responses on *test* prompts, rated like the preferences.
 
-    Never used for training; every reward-model evaluation (labs, benches, the demo) uses it, so
-    their accuracies are comparable. Same fields as `load_preferences`.
+    Never used for training. Labs 03 and 05, the benches and the demo grade reward models on it, so
+    their accuracies are comparable (labs 06 and 07 grade on `ranking_pairs`). Same fields as
+    `load_preferences`.
     """
     return _read(task, "heldout")
 

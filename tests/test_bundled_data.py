@@ -20,6 +20,7 @@ from rlhf_lab.bundled import (
     load_rankings,
     load_samples,
     preference_pairs,
+    ranking_pairs,
     rater_agreement_with_gold,
 )
 from rlhf_lab.chat import format_conversation
@@ -147,6 +148,21 @@ def test_rankings_are_permutations_ordered_by_gold(task):
         assert sorted(row["ranking"]) == list(range(k))
         ordered = [row["gold_scores"][i] for i in row["ranking"]]
         assert ordered == sorted(ordered, reverse=True), row["id"]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_ranking_pairs_put_the_higher_gold_score_first_and_skip_gold_ties(task):
+    judge = get_judge(task)
+    pairs = ranking_pairs(task)
+    ties = sum(
+        row["gold_scores"][i] == row["gold_scores"][j]
+        for row in load_rankings(task)
+        for i in range(4)
+        for j in range(i + 1, 4)
+    )
+    assert len(pairs) == 30 * 6 - ties and len({p["prompt"] for p in pairs}) <= 30
+    for pair in pairs:
+        assert judge.score(pair["prompt"], pair["chosen"]) > judge.score(pair["prompt"], pair["rejected"])
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

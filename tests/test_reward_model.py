@@ -283,6 +283,12 @@ def test_margins_for_active_learning(tiny_tok):
     margins = stage.score_pairs("Review it.", ["great film", "slow film"], ["slow film", "great film"])
     assert margins.shape == (2,) and margins[0].item() == pytest.approx(-margins[1].item(), abs=1e-5)
     assert stage.margin("Review it.", "great film", "slow film") == pytest.approx(margins[0].item(), abs=1e-5)
+    pair = {"prompt": "Review it.", "chosen": "great film", "rejected": "slow film"}
+    flipped = {**pair, "chosen": "slow film", "rejected": "great film"}
+    assert stage.accuracy_on([pair, flipped]) == 0.5  # exactly one of the two orders wins
+    assert stage.accuracy_on([pair]) == float(margins[0].item() > 0)
+    with pytest.raises(ValueError, match="at least one pair"):
+        stage.accuracy_on([])
 
 
 @pytest.mark.slow  # three fits: ~3 s on an idle 2-core box

@@ -133,3 +133,16 @@ class PairScoring:
     def margin(self, prompt: str, a: str, b: str) -> float:
         """r(a) - r(b) for one pair."""
         return float(self.score_pairs([prompt], [a], [b])[0])
+
+    def accuracy_on(self, pairs: Sequence[dict[str, str]]) -> float:
+        """The share of `pairs` (dicts with prompt, chosen, rejected) in which this reward scores chosen
+        higher; a tie counts as wrong.
+
+            >>> rm.accuracy_on(bundled.ranking_pairs("helpful_harmless"))   # 0.5 is a coin flip
+        """
+        if not pairs:
+            raise ValueError("accuracy_on needs at least one pair.")
+        prompts, chosen, rejected = (
+            [pair[key] for pair in pairs] for key in ("prompt", "chosen", "rejected")
+        )
+        return float((self.score_pairs(prompts, chosen, rejected) > 0).float().mean())
