@@ -136,13 +136,15 @@ class PairScoring:
 
     def accuracy_on(self, pairs: Sequence[dict[str, str]]) -> float:
         """The share of `pairs` (dicts with prompt, chosen, rejected) in which this reward scores chosen
-        higher; a tie counts as wrong.
+        higher, counted as `rm.evaluate` counts (`pairwise_accuracy`: an exact tie is half right).
 
             >>> rm.accuracy_on(bundled.ranking_pairs("helpful_harmless"))   # 0.5 is a coin flip
         """
+        from rlhf_lab.reward.evaluation import pairwise_accuracy
+
         if not pairs:
             raise ValueError("accuracy_on needs at least one pair.")
         prompts, chosen, rejected = (
             [pair[key] for pair in pairs] for key in ("prompt", "chosen", "rejected")
         )
-        return float((self.score_pairs(prompts, chosen, rejected) > 0).float().mean())
+        return pairwise_accuracy(self.score_pairs(prompts, chosen, rejected).numpy())
