@@ -159,7 +159,7 @@ def _config(path: str) -> dict[str, Any] | None:
     import yaml
 
     from rlhf_lab.errors import ConfigError
-    from rlhf_lab.headless import load_config
+    from rlhf_lab.headless_config import load_config
 
     try:
         return load_config(path)

@@ -234,7 +234,7 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     """Write datasets, starting models, recipe.json, train_trl.py and a README to `out`; returns the recipe."""
     from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
     from rlhf_lab.demonstrations import load_demos as check_demos
-    from rlhf_lab.headless import check_config, load_user_data
+    from rlhf_lab.headless_config import check_config, load_user_data
 
     config = check_config(dict(config))
     estimator = _rl_estimator(config)

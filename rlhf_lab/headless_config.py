@@ -1,0 +1,193 @@
+"""Reading and checking the YAML config of `rlhf-lab train` and `rlhf-lab export-trl`, and the data
+files it names, before any model loads (the format: the `rlhf_lab.headless` module docstring).
+
+    >>> from rlhf_lab.headless_config import load_config
+    >>> config = load_config("examples/ppo_tiny.yaml")     # ConfigError naming the field if anything is off
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rlhf_lab.errors import ConfigError
+
+TOP_LEVEL = {
+    "preset",
+    "policy",
+    "reward_backbone",
+    "reward_model",
+    "task",
+    "seed",
+    "output_dir",
+    "threads",
+    "sft",
+    "dpo",
+    "rl",
+    "demonstrations",
+    "prompts",
+    "preferences",
+    "log_to",
+    "export",
+}
+DATA_FILES = ("demonstrations", "prompts", "preferences")
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a headless YAML config (see the module docstring)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"the config must be a mapping, got {type(config).__name__}.")
+    return check_config(config)
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(config) - TOP_LEVEL
+    if unknown:
+        raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(TOP_LEVEL)}.")
+    if "task" not in config and not any(config.get(key) for key in DATA_FILES):
+        raise ConfigError(
+            "the config needs a task (a bundled rlhf_lab.bundled task, e.g. positive_review) or data files "
+            f"({', '.join(DATA_FILES)})."
+        )
+    if "preset" in config and "policy" in config:
+        raise ConfigError("give either preset or policy, not both.")
+    for section in ("sft", "reward_model", "dpo", "rl"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ConfigError(f"{section} must be a mapping of settings.")
+    for key in DATA_FILES:
+        if config.get(key) is not None and not isinstance(config[key], (str, os.PathLike)):
+            raise ConfigError(f"{key} must be a file path (.jsonl or .parquet), got {config[key]!r}.")
+    rl = config.get("rl") or {}
+    if rl.get("reward", "gold") not in ("gold", "rm"):
+        raise ConfigError(f"rl.reward must be 'gold' or 'rm', got {rl.get('reward')!r}.")
+    needs = {
+        "sft": ("demonstrations", config.get("sft")),
+        "dpo": ("preferences", config.get("dpo")),
+        "rl": ("prompts", rl),
+        "rl.reward: rm": ("preferences", rl and rl.get("reward") == "rm"),
+    }
+    for what, (key, wanted) in needs.items():
+        if wanted and "task" not in config and not config.get(key):
+            raise ConfigError(f"{what} needs {key}: name a file, or a bundled task.")
+    if rl and rl.get("reward", "gold") == "gold" and "task" not in config:
+        raise ConfigError(
+            "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
+        )
+    tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
+    check_stage_settings(config)
+    return config
+
+
+# The keys a section reads itself with their defaults, its step count first; its other keys are fields
+# of its stage's config.
+SECTION_KEYS: dict[str, dict[str, Any]] = {
+    "sft": {"steps": 20},
+    "dpo": {"steps": 10},
+    "reward_model": {"epochs": None},
+    "rl": {"steps": 10, "reward": "gold"},
+}
+
+
+def section_settings(config: dict[str, Any], section: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the section's own keys with defaults filled in, the rest: its stage's config fields)."""
+    fields = dict(config.get(section) or {})
+    own = {key: fields.pop(key, default) for key, default in SECTION_KEYS[section].items()}
+    return own, fields
+
+
+def check_stage_settings(config: dict[str, Any]) -> None:
+    """ConfigError (a ValueError), naming the section, for a setting its stage would refuse: an unknown
+    field, a wrong type, a value out of range, or a step count that is not a whole number.
+
+    It runs before any model loads, so a typo in `rl` fails at once instead of after SFT has trained.
+    The batch's shape (RL's minibatch split) is left to the stage: the Lab sizes the batch from its preset.
+    """
+    from rlhf_lab.bundled import TASKS
+    from rlhf_lab.reward.config import RMConfig
+    from rlhf_lab.rl.config import RLConfig
+    from rlhf_lab.stages.configs import make_config
+    from rlhf_lab.stages.dpo import DPOConfig
+    from rlhf_lab.stages.sft import SFTConfig
+
+    if "task" in config and config["task"] not in TASKS:
+        raise ConfigError(
+            f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}."
+        )
+    classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
+    for section, config_cls in classes.items():
+        own, fields = section_settings(config, section)
+        count_key = next(iter(SECTION_KEYS[section]))
+        count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
+        # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
+            raise ConfigError(f"{section}.{count_key} must be a whole number >= {least}, got {count!r}.")
+        try:
+            stage_config = make_config(None, config_cls, fields)
+            if isinstance(stage_config, RLConfig):
+                stage_config.check_settings()
+            else:
+                stage_config.validate()
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{section}: {error}") from None
+
+
+def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(backend, options) pairs from the config's log_to: a name, a mapping with `backend`, or a list."""
+    from rlhf_lab.tracking import BACKENDS
+
+    entries = [] if log_to in (None, False) else log_to if isinstance(log_to, list) else [log_to]
+    specs = []
+    for entry in entries:
+        options = dict(entry) if isinstance(entry, dict) else {"backend": entry}
+        backend = options.pop("backend", None)
+        if backend not in BACKENDS:
+            raise ConfigError(f"log_to: unknown tracker {backend!r}; known: {', '.join(BACKENDS)}.")
+        if backend == "tensorboard":
+            options.setdefault("log_dir", str(out / "tensorboard"))
+        specs.append((backend, options))
+    return specs
+
+
+def load_prompt_file(path: str | os.PathLike) -> list[str]:
+    """Prompts from a JSONL/Parquet file: a `prompt` per row (text, or one user message in chat form)."""
+    from rlhf_lab.store.io import PreferenceImportError, read_rows
+
+    name, prompts = Path(path).name, []
+    for number, row in read_rows(path):
+        prompt = row.get("prompt") if isinstance(row, dict) else None
+        if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+            prompt = prompt[-1].get("content")  # chat form: the last (user) message
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PreferenceImportError(
+                f"{name}, row {number}: expected a non-empty text `prompt`, got {prompt!r}"
+            )
+        prompts.append(prompt)
+    if not prompts:
+        raise PreferenceImportError(f"{name}: no prompts")
+    return prompts
+
+
+def load_user_data(config: dict[str, Any]) -> dict[str, Any]:
+    """The data files named in the config, read and checked before any model is built."""
+    from rlhf_lab.demonstrations import load_demos
+    from rlhf_lab.store import PreferenceStore
+    from rlhf_lab.store.io import read_rows
+
+    data: dict[str, Any] = {}
+    if config.get("demonstrations"):
+        path = Path(config["demonstrations"])
+        data["demos"] = load_demos(
+            [row for _, row in read_rows(path)] if path.suffix.lower() == ".parquet" else path
+        )
+    if config.get("prompts"):
+        data["prompts"] = load_prompt_file(config["prompts"])
+    if config.get("preferences"):
+        store = PreferenceStore(":memory:")  # the lab's importer: every row checked, errors name the row
+        store.import_file(config["preferences"])
+        data["preferences"] = store
+    return data
