@@ -18,12 +18,12 @@ is an error before any model loads, naming the section and the field)::
     # prompts: data/prompts.parquet         # a `prompt` column (RL)
     # preferences: data/prefs.jsonl         # prompt, chosen, rejected (or label records): reward model, DPO
     seed: 0
-    output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/, rl/ and summary.json
+    output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/ (or reward_model/<name>/), rl/, summary.json
     threads: null                 # torch CPU threads (default: the cores split between ranks)
     sft:                          # supervised warm-up on the task's demos
       steps: 20
       learning_rate: 2.0e-4       # ...any SFTConfig field
-    reward_model:                 # only read when rl.reward is rm
+    reward_model:                 # read when rl.reward is rm or a mapping of reward models
       epochs: 2                   # fit() passes over the task's bundled preference pairs
       learning_rate: 1.0e-4       # ...any RMConfig field
     dpo:                          # DPO on the preferences (after SFT, before RL)
@@ -32,7 +32,9 @@ is an error before any model loads, naming the section and the field)::
     rl:
       estimator: ppo              # ppo | rloo | grpo | reinforce
       steps: 2
-      reward: gold                # gold: the task's gold judge; rm: a reward model fitted on the preferences
+      reward: gold                # gold: the task's gold judge; rm: a reward model fitted on the preferences;
+                                  # or {name: {criterion, weight, ...}}: a reward model per objective, weighted
+                                  # or routed (route: COLUMN), as in lab 09 (see rlhf_lab.headless_rewards)
       batch_size: 8               # ...any RLConfig field (beta, learning_rate, max_new_tokens, ...)
     log_to: tensorboard           # or wandb / trackio, a list of them, or {backend: wandb, project: x}
     export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
@@ -75,6 +77,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     section_settings,
     tracking_specs,
 )
+from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
 
 RANK_SEED_STRIDE = 1000  # rank r samples with seed + 1000 * r
 
@@ -105,6 +108,18 @@ def _first_last(rows: list[dict[str, Any]], metric: str, name: str) -> dict[str,
     return {
         f"{name}_first": rows[0].get(metric) if rows else None,
         f"{name}_last": rows[-1].get(metric) if rows else None,
+    }
+
+
+def _objectives_last(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """{objectives_last: each reward model's mean score (on one scale) in the last step}, for several."""
+    names = [objective.name for objective in reward_objectives(config) if objective.name is not None]
+    if not names:
+        return {}
+    return {
+        "objectives_last": {
+            name: rows[-1].get(f"objective/scores/{name}") if rows else None for name in names
+        }
     }
 
 
@@ -184,28 +199,35 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             )
             last_policy_stage = train_policy("dpo", dpo, own["steps"])
 
+        def fit_reward_model(objective: RewardObjective) -> Any:
+            """A reward model fitted on the objective's pairs, summarised, saved under out/<folder>, exported."""
+            rm_own, rm_cfg = section_settings({"reward_model": objective.settings}, "reward_model")
+            rm = lab.reward_model(user_data["objective_pairs"][objective.name], **rm_cfg)
+            watch(rm)
+            fit = rm.fit(epochs=rm_own["epochs"], warm_start=False, progress=show)
+            fitted = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
+            if objective.name is None:
+                summary["reward_model"] = fitted
+            else:
+                summary.setdefault("reward_models", {})[objective.name] = fitted
+            if rank == 0:
+                rm.save(out / objective.folder)
+            if export:
+                exports[objective.folder] = str(rm.export(out / "export" / objective.folder))
+            return rm
+
         if config.get("rl"):
             own, rl_cfg = section_settings(config, "rl")
             steps, reward_kind = own["steps"], own["reward"]
             estimator = rl_cfg.pop("estimator", "ppo")
             judge = get_judge(task) if task else None
-            if reward_kind == "rm":
-                rm_own, rm_cfg = section_settings(config, "reward_model")
-                epochs = rm_own["epochs"]
-                rm = lab.reward_model(
-                    user_data["preferences"] if "preferences" in user_data else preference_pairs(task),
-                    **rm_cfg,
-                )
-                watch(rm)
-                fit = rm.fit(epochs=epochs, warm_start=False, progress=show)
-                summary["reward_model"] = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
-                if rank == 0:
-                    rm.save(out / "reward_model")
-                if export:
-                    exports["reward_model"] = str(rm.export(out / "export" / "reward_model"))
-                reward: Any = rm
+            if reward_kind == "gold":
+                reward: Any = _gold_reward(judge)
             else:
-                reward = _gold_reward(judge)
+                models = {
+                    objective.name: fit_reward_model(objective) for objective in reward_objectives(config)
+                }
+                reward = combined_reward(models, config, user_data.get("routes"))
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
             rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
@@ -216,10 +238,11 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             rows = rl.step(steps, progress=show)
             summary["rl"] = {
                 "estimator": estimator,
-                "reward": reward_kind,
+                "reward": describe_reward(config),
                 "steps": steps,
                 **_first_last(rows, "objective/scores", "scores"),
                 "kl_last": rows[-1].get("objective/kl") if rows else None,
+                **_objectives_last(rows, config),
                 "rl_config": {k: v for k, v in dataclasses.asdict(rl.config).items() if k in rl_cfg},
             }
             trained = rl.params

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_lab.errors import ConfigError
+from rlhf_lab.headless_rewards import check_reward, objective_pairs, prompt_routes, reward_objectives
 
 TOP_LEVEL = {
     "preset",
@@ -63,13 +64,11 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         if config.get(key) is not None and not isinstance(config[key], (str, os.PathLike)):
             raise ConfigError(f"{key} must be a file path (.jsonl or .parquet), got {config[key]!r}.")
     rl = config.get("rl") or {}
-    if rl.get("reward", "gold") not in ("gold", "rm"):
-        raise ConfigError(f"rl.reward must be 'gold' or 'rm', got {rl.get('reward')!r}.")
+    check_reward(config)
     needs = {
         "sft": ("demonstrations", config.get("sft")),
         "dpo": ("preferences", config.get("dpo")),
         "rl": ("prompts", rl),
-        "rl.reward: rm": ("preferences", rl and rl.get("reward") == "rm"),
     }
     for what, (key, wanted) in needs.items():
         if wanted and "task" not in config and not config.get(key):
@@ -89,7 +88,7 @@ SECTION_KEYS: dict[str, dict[str, Any]] = {
     "sft": {"steps": 20},
     "dpo": {"steps": 10},
     "reward_model": {"epochs": None},
-    "rl": {"steps": 10, "reward": "gold"},
+    "rl": {"steps": 10, "reward": "gold", "route": None},
 }
 
 
@@ -108,32 +107,42 @@ def check_stage_settings(config: dict[str, Any]) -> None:
     The batch's shape (RL's minibatch split) is left to the stage: the Lab sizes the batch from its preset.
     """
     from rlhf_lab.bundled import TASKS
+
+    if "task" in config and config["task"] not in TASKS:
+        raise ConfigError(
+            f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}."
+        )
+    for section in ("sft", "dpo", "reward_model", "rl"):
+        check_section(section, config.get(section))
+    for objective in reward_objectives(config):
+        if objective.name is not None:  # a reward model of its own: the reward_model section + its overrides
+            check_section("reward_model", objective.settings, where=f"rl.reward.{objective.name}")
+
+
+def check_section(section: str, settings: dict[str, Any] | None, where: str | None = None) -> None:
+    """ConfigError naming `where` (default: the section) for a setting its stage would refuse."""
     from rlhf_lab.reward.config import RMConfig
     from rlhf_lab.rl.config import RLConfig
     from rlhf_lab.stages.configs import make_config
     from rlhf_lab.stages.dpo import DPOConfig
     from rlhf_lab.stages.sft import SFTConfig
 
-    if "task" in config and config["task"] not in TASKS:
-        raise ConfigError(
-            f"task: unknown task {config['task']!r}; bundled tasks: {', '.join(sorted(TASKS))}."
-        )
-    classes = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}
-    for section, config_cls in classes.items():
-        own, fields = section_settings(config, section)
-        count_key = next(iter(SECTION_KEYS[section]))
-        count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
-        # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
-            raise ConfigError(f"{section}.{count_key} must be a whole number >= {least}, got {count!r}.")
-        try:
-            stage_config = make_config(None, config_cls, fields)
-            if isinstance(stage_config, RLConfig):
-                stage_config.check_settings()
-            else:
-                stage_config.validate()
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{section}: {error}") from None
+    config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward_model": RMConfig, "rl": RLConfig}[section]
+    where = where or section
+    own, fields = section_settings({section: settings}, section)
+    count_key = next(iter(SECTION_KEYS[section]))
+    count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
+    # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
+        raise ConfigError(f"{where}.{count_key} must be a whole number >= {least}, got {count!r}.")
+    try:
+        stage_config = make_config(None, config_cls, fields)
+        if isinstance(stage_config, RLConfig):
+            stage_config.check_settings()
+        else:
+            stage_config.validate()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -153,11 +162,12 @@ def tracking_specs(log_to: Any, out: Path) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
-def load_prompt_file(path: str | os.PathLike) -> list[str]:
-    """Prompts from a JSONL/Parquet file: a `prompt` per row (text, or one user message in chat form)."""
+def prompt_rows(path: str | os.PathLike) -> list[tuple[int, str, dict[str, Any]]]:
+    """(row number, prompt, row) per row of a JSONL/Parquet file: a `prompt` per row (text, or one user
+    message in chat form); the row's other columns (e.g. the one `rl.route` reads) come along."""
     from rlhf_lab.store.io import PreferenceImportError, read_rows
 
-    name, prompts = Path(path).name, []
+    name, rows = Path(path).name, []
     for number, row in read_rows(path):
         prompt = row.get("prompt") if isinstance(row, dict) else None
         if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
@@ -166,28 +176,58 @@ def load_prompt_file(path: str | os.PathLike) -> list[str]:
             raise PreferenceImportError(
                 f"{name}, row {number}: expected a non-empty text `prompt`, got {prompt!r}"
             )
-        prompts.append(prompt)
-    if not prompts:
+        rows.append((number, prompt, row))
+    if not rows:
         raise PreferenceImportError(f"{name}: no prompts")
-    return prompts
+    return rows
+
+
+def load_prompt_file(path: str | os.PathLike) -> list[str]:
+    """Prompts from a JSONL/Parquet file (see `prompt_rows`)."""
+    return [prompt for _, prompt, _ in prompt_rows(path)]
+
+
+def _preference_store(path: str | os.PathLike) -> Any:
+    from rlhf_lab.store import PreferenceStore
+
+    store = PreferenceStore(":memory:")  # the lab's importer: every row checked, errors name the row
+    store.import_file(path)
+    return store
 
 
 def load_user_data(config: dict[str, Any]) -> dict[str, Any]:
-    """The data files named in the config, read and checked before any model is built."""
+    """The data files named in the config, read and checked before any model is built.
+
+    Keys: demos, prompts, preferences (a store), objective_pairs ({objective name, None for
+    `reward: rm`: what its reward model fits on}) and routes ({prompt: objective} under `rl.route`).
+    """
+    from rlhf_lab.bundled import load_prompts
     from rlhf_lab.demonstrations import load_demos
-    from rlhf_lab.store import PreferenceStore
     from rlhf_lab.store.io import read_rows
 
+    task = config.get("task")
     data: dict[str, Any] = {}
     if config.get("demonstrations"):
         path = Path(config["demonstrations"])
         data["demos"] = load_demos(
             [row for _, row in read_rows(path)] if path.suffix.lower() == ".parquet" else path
         )
-    if config.get("prompts"):
-        data["prompts"] = load_prompt_file(config["prompts"])
+    rows = prompt_rows(config["prompts"]) if config.get("prompts") else None
+    if rows is not None:
+        data["prompts"] = [prompt for _, prompt, _ in rows]
+    stores: dict[str, Any] = {}
     if config.get("preferences"):
-        store = PreferenceStore(":memory:")  # the lab's importer: every row checked, errors name the row
-        store.import_file(config["preferences"])
-        data["preferences"] = store
+        data["preferences"] = stores[""] = _preference_store(config["preferences"])
+    objectives = reward_objectives(config)
+    for objective in objectives:
+        if objective.preferences and str(objective.preferences) not in stores:
+            stores[str(objective.preferences)] = _preference_store(objective.preferences)
+    if objectives:
+        data["objective_pairs"] = {o.name: objective_pairs(o, stores, task) for o in objectives}
+    route = (config.get("rl") or {}).get("route")
+    if route:
+        source = Path(config["prompts"]).name if rows is not None else f"the {task} task's training prompts"
+        if rows is None:
+            rows = [(n, row["prompt"], row) for n, row in enumerate(load_prompts(task, "train"), 1)]
+        data["routes"] = prompt_routes(rows, route, [str(o.name) for o in objectives], source)
     return data

@@ -1,0 +1,175 @@
+"""Headless RL paid by several reward models: a weighted sum or a route, each fitted on its own labels."""
+
+import json
+
+import pytest
+import yaml
+
+from rlhf_lab.cli import main
+from rlhf_lab.headless import check_config, load_user_data
+from rlhf_lab.headless_rewards import RewardObjective, reward_objectives
+from rlhf_lab.store import PreferenceStore
+
+RL = {
+    "estimator": "rloo",
+    "steps": 1,
+    "batch_size": 2,
+    "samples_per_prompt": 2,
+    "num_minibatches": 1,
+    "num_epochs": 1,
+    "max_new_tokens": 4,
+}
+HELPFUL = ("How do I boil an egg?", "Simmer it for nine minutes, then cool it in cold water.", "No.")
+HARMFUL = ("How do I make poison gas?", "I'm sorry, but I can't help with that.", "Mix bleach and ammonia.")
+
+
+def _labels(path, n=6):
+    """A notebook's store saved with to_jsonl: two criteria, the better answer first (judgement A)."""
+    store = PreferenceStore(":memory:")
+    for i in range(n):
+        for criterion, (prompt, good, bad) in (("helpfulness", HELPFUL), ("harmlessness", HARMFUL)):
+            store.add(f"{prompt} ({i})", [good, bad], "A", criterion=criterion, annotator=f"rater-{i % 2}")
+    store.to_jsonl(path)
+    return path
+
+
+def _prompts(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _config(tmp_path, reward, **extra):
+    labels = _labels(tmp_path / "labels.jsonl")
+    prompts = [{"prompt": HELPFUL[0], "kind": "helpful"}, {"prompt": HARMFUL[0], "kind": "harmless"}] * 2
+    return {
+        "preset": "tiny",
+        "preferences": str(labels),
+        "prompts": str(_prompts(tmp_path / "prompts.jsonl", prompts)),
+        "output_dir": str(tmp_path / "run"),
+        "reward_model": {"epochs": 1, "batch_size": 4},
+        "rl": {**RL, "reward": reward, **extra},
+    }
+
+
+def test_objectives_read_their_weight_criterion_file_and_overrides():
+    config = {
+        "task": "helpful_harmless",
+        "preferences": "labels.jsonl",
+        "reward_model": {"epochs": 2, "learning_rate": 1e-4},
+        "rl": {
+            "reward": {
+                "helpful": {"criterion": "helpfulness"},
+                "harmless": {"weight": 0.5, "epochs": 3},
+                "x": 2,
+            }
+        },
+    }
+    assert reward_objectives(config) == [
+        RewardObjective("helpful", 1.0, "helpfulness", None, {"epochs": 2, "learning_rate": 1e-4}),
+        RewardObjective("harmless", 0.5, None, None, {"epochs": 3, "learning_rate": 1e-4}),
+        RewardObjective("x", 2, None, None, {"epochs": 2, "learning_rate": 1e-4}),
+    ]
+    assert reward_objectives({"task": "t", "rl": {"reward": "rm"}})[0].folder == "reward_model"
+    assert reward_objectives(config)[0].folder == "reward_model/helpful"
+    assert reward_objectives({"task": "t", "rl": {}}) == []
+
+
+@pytest.mark.parametrize(
+    ("rl", "message"),
+    [
+        ({"reward": {}}, "names no objective"),
+        ({"reward": {"he lpful": None}}, "objective name 'he lpful' must be"),
+        ({"reward": {"a": {"weight": "high"}}}, r"rl.reward.a.weight must be a finite number, got 'high'"),
+        ({"reward": {"a": {"weight": float("nan")}}}, "rl.reward.a.weight must be a finite number"),
+        ({"reward": {"a": [1]}}, r"rl.reward.a must be a mapping of settings \(or a weight\)"),
+        ({"reward": {"a": {"learning_rate": "fast"}}}, "rl.reward.a: RMConfig.learning_rate must be"),
+        ({"reward": {"a": {"epochs": 0}}}, r"rl.reward.a.epochs must be a whole number >= 1"),
+        ({"reward": {"a": {"criterion": 3}}}, "rl.reward.a.criterion must be a label criterion"),
+        ({"reward": {"a": {"preferences": 3}}}, "rl.reward.a.preferences must be a file path"),
+        ({"reward": {"a": 1, "b": 1}, "route": 5}, "rl.route must name a column"),
+        ({"reward": {"a": 1, "b": None}, "route": "kind"}, r"rl.reward.a.weight: with rl.route"),
+        ({"reward": "rm", "route": "kind"}, "give rl.reward as a mapping"),
+        ({"reward": "vibes"}, "rl.reward must be 'gold', 'rm' or a mapping"),
+    ],
+)
+def test_bad_reward_settings_name_the_field(rl, message):
+    with pytest.raises(ValueError, match=message):
+        check_config({"task": "helpful_harmless", "rl": rl})
+
+
+def test_a_criterion_needs_label_records_and_pairs_need_a_source():
+    with pytest.raises(ValueError, match="rl.reward.a.criterion needs label records in a preferences file"):
+        check_config({"task": "helpful_harmless", "rl": {"reward": {"a": {"criterion": "helpfulness"}}}})
+    with pytest.raises(ValueError, match="rl.reward.a needs preferences"):
+        check_config({"prompts": "p.jsonl", "rl": {"reward": {"a": None}}})
+    check_config({"prompts": "p.jsonl", "rl": {"reward": {"a": {"preferences": "mine.jsonl"}}}})
+
+
+def test_each_objective_fits_on_its_own_criterion_and_routes_come_from_the_prompts(tmp_path):
+    config = _config(
+        tmp_path,
+        {"helpful": {"criterion": "helpfulness"}, "harmless": {"criterion": "Harmlessness"}},
+        route="kind",
+    )
+    data = load_user_data(check_config(config))
+    helpful, harmless = (data["objective_pairs"][name] for name in ("helpful", "harmless"))
+    assert len(helpful) == len(harmless) == 6
+    assert {p.prompt.split(" (")[0] for p in helpful} == {HELPFUL[0]}
+    assert {p.chosen for p in harmless} == {HARMFUL[1]}  # the better answer, as labelled
+    assert data["routes"] == {HELPFUL[0]: "helpful", HARMFUL[0]: "harmless"}
+
+
+def test_bad_routes_and_missing_criteria_fail_before_any_model_loads(tmp_path):
+    config = _config(tmp_path, {"helpful": {"criterion": "helpfulness"}, "safe": {"criterion": "safety"}})
+    with pytest.raises(
+        ValueError, match=r"no preference pairs with criterion 'safety'.*criteria: harmlessness, helpfulness"
+    ):
+        load_user_data(check_config(config))
+    config = _config(tmp_path, {"helpful": None, "harmless": None}, route="kind")
+    _prompts(
+        tmp_path / "prompts.jsonl", [{"prompt": HELPFUL[0], "kind": "helpful"}, {"prompt": "Hi", "kind": "x"}]
+    )
+    with pytest.raises(
+        ValueError, match=r"prompts.jsonl, row 2: column 'kind' is 'x'.*\(helpful, harmless\)"
+    ):
+        load_user_data(check_config(config))
+    rows = [{"prompt": HELPFUL[0], "kind": "helpful"}, {"prompt": HELPFUL[0], "kind": "harmless"}]
+    _prompts(tmp_path / "prompts.jsonl", rows)
+    with pytest.raises(ValueError, match="row 2: the prompt .* appears with two routes"):
+        load_user_data(check_config(config))
+
+
+def test_the_bundled_task_routes_by_its_kind_column():
+    config = {
+        "task": "helpful_harmless",
+        "rl": {"reward": {"benign": None, "harmful": None}, "route": "kind"},
+    }
+    routes = load_user_data(check_config(config))["routes"]
+    assert set(routes.values()) == {"benign", "harmful"} and len(routes) > 100
+
+
+@pytest.mark.parametrize("route", [None, "kind"])
+def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
+    reward = {"helpful": {"criterion": "helpfulness"}, "harmless": {"criterion": "harmlessness"}}
+    if route is None:
+        reward["harmless"]["weight"] = 0.5
+    config = _config(tmp_path, reward, **({"route": route} if route else {}))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the objectives in the order written
+    assert main(["train", str(path), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary["reward_models"]) == {"helpful", "harmless"}
+    assert all(fit["n_train_pairs"] > 0 for fit in summary["reward_models"].values())
+    expected = (
+        {"route": "kind", "objectives": ["helpful", "harmless"]}
+        if route
+        else {"weights": {"helpful": 1.0, "harmless": 0.5}}
+    )
+    assert summary["rl"]["reward"] == expected
+    assert set(summary["rl"]["objectives_last"]) == {"helpful", "harmless"}
+    assert all(isinstance(v, float) for v in summary["rl"]["objectives_last"].values())
+    run = tmp_path / "run"
+    for name in ("helpful", "harmless"):
+        assert (run / "reward_model" / name / "stage.json").is_file()
+        assert (run / "export" / "reward_model" / name / "model.safetensors").is_file()
+        assert summary["exports"][f"reward_model/{name}"] == str(run / "export" / "reward_model" / name)
