@@ -88,7 +88,9 @@ NOT_CARRIED = {
     "center_rewards_coefficient is an extra loss term, left off), loss='ranking', split/early stopping",
     "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, "
     "target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
-    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO)",
+    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO), "
+    "the rescaling of each of several reward models on the first step's samples (GRPO standardises each "
+    "within its group instead, multi_objective_aggregation='normalize_then_sum'; RLOO weighs raw scores)",
 }
 # The lab's preset defaults per stage field (Lab._with_defaults in rlhf_lab/lab.py).
 PRESET_KEYS = {
@@ -175,6 +177,11 @@ def _rl_estimator(config: dict[str, Any]) -> str | None:
     rl = config.get("rl") or {}
     if not rl:
         return None
+    if rl.get("route"):
+        raise ConfigError(
+            "export-trl: rl.route has no twin among TRL 1.16's trainer settings (a reward function there sees "
+            "every prompt); give the reward models weights instead, or train routed with `rlhf-lab train`."
+        )
     estimator = rl.get("estimator", "ppo")
     if estimator not in ("grpo", "rloo"):
         raise ConfigError(
@@ -235,6 +242,7 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
     from rlhf_lab.demonstrations import load_demos as check_demos
     from rlhf_lab.headless_config import check_config, load_user_data
+    from rlhf_lab.headless_rewards import reward_objectives
 
     config = check_config(dict(config))
     estimator = _rl_estimator(config)
@@ -243,13 +251,13 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     task, seed = config.get("task"), int(config.get("seed", 0))
     user = load_user_data(config)
     rl = dict(config.get("rl") or {})
-    reward_kind = rl.get("reward", "gold") if rl else None
+    objectives = reward_objectives(config)
     defaults = {}
     if "policy" not in config:
         from rlhf_lab.models.presets import get_preset
 
         defaults = dict(get_preset(config.get("preset", "tiny")).defaults)
-    policy, reward_backbone = _models(config, out, need_reward=reward_kind == "rm")
+    policy, reward_backbone = _models(config, out, need_reward=bool(objectives))
     stages: list[dict[str, Any]] = []
 
     def add(kind: str, trainer: str, section: dict[str, Any], dataset: str, **extra: Any) -> None:
@@ -268,16 +276,26 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     pairs_source = (
         user["preferences"] if "preferences" in user else (preference_pairs(task) if task else None)
     )
-    if config.get("dpo") or reward_kind == "rm":
-        prefs = _write_jsonl(out / "data" / "preferences.jsonl", preference_rows(pairs_source))
     if config.get("dpo"):
+        prefs = _write_jsonl(out / "data" / "preferences.jsonl", preference_rows(pairs_source))
         add("dpo", "DPOTrainer", config["dpo"], prefs)
-    if reward_kind == "rm":
-        add("reward", "RewardTrainer", config.get("reward_model") or {}, prefs, model=reward_backbone)
+    for objective in objectives:  # one RewardTrainer per reward model, each on its own pairs
+        suffix = "" if objective.name is None else f"_{objective.name}"
+        rows = preference_rows(user["objective_pairs"][objective.name])
+        prefs = _write_jsonl(out / "data" / f"preferences{suffix}.jsonl", rows)
+        name = {} if objective.name is None else {"name": objective.name}
+        add("reward", "RewardTrainer", objective.settings, prefs, model=reward_backbone, **name)
     if rl:
         prompts = user.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
         data = _write_jsonl(out / "data" / "prompts.jsonl", [{"prompt": _user(p)} for p in prompts])
+        reward_kind = rl.get("reward", "gold")
         add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, reward=reward_kind, task=task)
+        if isinstance(reward_kind, dict):  # several reward models: TRL weighs their scores itself
+            stages[-1]["reward"] = "rm"
+            stages[-1]["reward_models"] = [objective.name for objective in objectives]
+            stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
+            if estimator == "grpo":  # each model's scores standardised per group, then weighted (GDPO)
+                stages[-1]["args"]["multi_objective_aggregation"] = "normalize_then_sum"
     recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
     shutil.copyfile(Path(__file__).with_name("trl_script.py"), out / "train_trl.py")

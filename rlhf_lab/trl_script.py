@@ -6,7 +6,8 @@
 Reads recipe.json next to this file: the starting policy, then stages (sft, dpo, reward, rl) with the
 TRL config arguments rlhf-lab mapped from the lab's settings. Each stage trains from the previous
 stage's output folder and writes outputs/<stage>/ (LoRA adapters are merged before saving, so every
-folder is a plain transformers model). Needs trl>=1.16,<1.17, accelerate, peft and datasets;
+folder is a plain transformers model). Several reward models each get outputs/reward_<name>/, and the
+RL stage weighs their scores by its `reward_weights`. Needs trl>=1.16,<1.17, accelerate, peft and datasets;
 `reward: gold` also needs rlhf-lab (the task's gold judge). Stand-alone: it does not import rlhf_lab
 otherwise.
 """
@@ -43,13 +44,14 @@ def gold_reward(task: str):
     return gold
 
 
-def run_stage(stage: dict, policy: str, reward_model: str | None, out: Path, overrides: dict) -> str:
+def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, overrides: dict) -> str:
     import trl
     from datasets import load_dataset
     from peft import LoraConfig
 
     kind = stage["kind"]
-    args = {**stage["args"], **overrides, "output_dir": str(out / kind)}
+    name = f"{kind}_{stage['name']}" if stage.get("name") else kind  # one folder per named reward model
+    args = {**stage["args"], **overrides, "output_dir": str(out / name)}
     if "max_steps" in overrides:
         args.pop("num_train_epochs", None)
     data = load_dataset("json", data_files=str(HERE / stage["dataset"]), split="train")
@@ -69,7 +71,10 @@ def run_stage(stage: dict, policy: str, reward_model: str | None, out: Path, ove
             "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
             "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
         }[stage["estimator"]]
-        reward = reward_model if stage["reward"] == "rm" else gold_reward(stage["task"])
+        if stage.get("reward_models"):  # several, weighted by args["reward_weights"]
+            reward = [reward_models[name] for name in stage["reward_models"]]
+        else:
+            reward = reward_models[None] if stage["reward"] == "rm" else gold_reward(stage["task"])
         trainer = trainer_cls(model=policy, reward_funcs=reward, args=config_cls(**args), **common)
     trainer.train()
     folder = args["output_dir"]
@@ -97,14 +102,15 @@ def main(argv: list[str] | None = None) -> None:
         overrides["max_steps"] = args.max_steps
     if args.cpu:
         overrides.update(use_cpu=True, bf16=False)
-    policy, reward_model = _path(recipe["policy"]), None
+    policy, reward_models = _path(recipe["policy"]), {}
     for stage in recipe["stages"]:
-        folder = run_stage(stage, policy, reward_model, out, overrides)
+        folder = run_stage(stage, policy, reward_models, out, overrides)
         if stage["kind"] == "reward":
-            reward_model = folder
+            reward_models[stage.get("name")] = folder
         else:
             policy = folder
-        print(json.dumps({"stage": stage["kind"], "trainer": stage["trainer"], "output": folder}), flush=True)
+        done = {"stage": stage["kind"], "trainer": stage["trainer"], "output": folder}
+        print(json.dumps({**done, **({"name": stage["name"]} if stage.get("name") else {})}), flush=True)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,66 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
         assert (run / "reward_model" / name / "stage.json").is_file()
         assert (run / "export" / "reward_model" / name / "model.safetensors").is_file()
         assert summary["exports"][f"reward_model/{name}"] == str(run / "export" / "reward_model" / name)
+
+
+def _two_objective_recipe(tmp_path, estimator="grpo"):
+    from rlhf_lab.trl_recipe import export_trl
+
+    reward = {
+        "helpful": {"criterion": "helpfulness"},
+        "harmless": {"criterion": "harmlessness", "weight": 0.5},
+    }
+    config = _config(tmp_path, reward)
+    config["rl"]["estimator"] = estimator
+    return export_trl(config, tmp_path / "trl"), tmp_path / "trl"
+
+
+def test_export_trl_trains_one_reward_model_per_objective_and_weighs_them(tmp_path):
+    recipe, out = _two_objective_recipe(tmp_path)
+    rewards = [stage for stage in recipe["stages"] if stage["kind"] == "reward"]
+    assert [stage["name"] for stage in rewards] == ["helpful", "harmless"]
+    assert [stage["dataset"] for stage in rewards] == [
+        "data/preferences_helpful.jsonl",
+        "data/preferences_harmless.jsonl",
+    ]
+    harmless_rows = [json.loads(line) for line in (out / "data" / "preferences_harmless.jsonl").open()]
+    assert len(harmless_rows) == 6 and {r["chosen"][-1]["content"] for r in harmless_rows} == {HARMFUL[1]}
+    rl = recipe["stages"][-1]
+    assert rl["reward_models"] == ["helpful", "harmless"]
+    assert rl["args"]["reward_weights"] == [1.0, 0.5]
+    assert rl["args"]["multi_objective_aggregation"] == "normalize_then_sum"
+    recipe, _ = _two_objective_recipe(tmp_path / "rloo", estimator="rloo")
+    assert "multi_objective_aggregation" not in recipe["stages"][-1]["args"]  # RLOOConfig has no such field
+
+
+def test_export_trl_refuses_a_route_and_says_what_to_do(tmp_path):
+    from rlhf_lab.trl_recipe import export_trl
+
+    config = _config(tmp_path, {"helpful": None, "harmless": None}, route="kind")
+    config["rl"]["estimator"] = "grpo"
+    with pytest.raises(ValueError, match="rl.route has no twin .* give the reward models weights instead"):
+        export_trl(config, tmp_path / "trl")
+
+
+@pytest.mark.slow  # three TRL trainers, 1 step each, on the tiny preset (~20 s on 2 cores)
+def test_the_generated_script_trains_both_reward_models_and_grpo_on_them(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, out = _two_objective_recipe(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(out / "train_trl.py"), "--cpu", "--max-steps", "1"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"stage"')]
+    assert [(d["stage"], d.get("name")) for d in done] == [
+        ("reward", "helpful"),
+        ("reward", "harmless"),
+        ("rl", None),
+    ]
+    log = result.stdout + result.stderr
+    assert "rewards/reward_helpful/mean" in log and "rewards/reward_harmless/mean" in log  # GRPO used both
+    assert (out / "outputs" / "reward_helpful" / "config.json").is_file()
+    assert (out / "outputs" / "reward_harmless" / "config.json").is_file()
+    assert (out / "outputs" / "rl" / "config.json").is_file()
