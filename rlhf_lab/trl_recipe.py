@@ -142,6 +142,7 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
     section = {**section}
     steps = section.pop("steps", {"sft": 20, "dpo": 10, "rl": 10}.get(kind))
     section.pop("reward", None)
+    section.pop("route", None)
     section.setdefault("seed", seed)
     config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
     values = asdict(make_config(None, config_cls, section).validate())
@@ -177,11 +178,6 @@ def _rl_estimator(config: dict[str, Any]) -> str | None:
     rl = config.get("rl") or {}
     if not rl:
         return None
-    if rl.get("route"):
-        raise ConfigError(
-            "export-trl: rl.route has no twin among TRL 1.16's trainer settings (a reward function there sees "
-            "every prompt); give the reward models weights instead, or train routed with `rlhf-lab train`."
-        )
     estimator = rl.get("estimator", "ppo")
     if estimator not in ("grpo", "rloo"):
         raise ConfigError(
@@ -287,14 +283,19 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         add("reward", "RewardTrainer", objective.settings, prefs, model=reward_backbone, **name)
     if rl:
         prompts = user.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
-        data = _write_jsonl(out / "data" / "prompts.jsonl", [{"prompt": _user(p)} for p in prompts])
+        route = rl.get("route")
+        rows = [{"prompt": _user(p), **({route: user["routes"][p]} if route else {})} for p in prompts]
+        data = _write_jsonl(out / "data" / "prompts.jsonl", rows)  # TRL hands a route column to the rewards
         reward_kind = rl.get("reward", "gold")
         add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, reward=reward_kind, task=task)
         if isinstance(reward_kind, dict):  # several reward models: TRL weighs their scores itself
             stages[-1]["reward"] = "rm"
             stages[-1]["reward_models"] = [objective.name for objective in objectives]
-            stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
-            if estimator == "grpo":  # each model's scores standardised per group, then weighted (GDPO)
+            if route:  # train_trl.py's routed_reward_model: each model scores its own prompts only
+                stages[-1]["route"] = route
+            else:
+                stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
+            if estimator == "grpo" and not route:  # each standardised within its group, then weighted (GDPO)
                 stages[-1]["args"]["multi_objective_aggregation"] = "normalize_then_sum"
     recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")

@@ -7,7 +7,8 @@ Reads recipe.json next to this file: the starting policy, then stages (sft, dpo,
 TRL config arguments rlhf-lab mapped from the lab's settings. Each stage trains from the previous
 stage's output folder and writes outputs/<stage>/ (LoRA adapters are merged before saving, so every
 folder is a plain transformers model). Several reward models each get outputs/reward_<name>/, and the
-RL stage weighs their scores by its `reward_weights`. Needs trl>=1.16,<1.17, accelerate, peft and datasets;
+RL stage weighs their scores by its `reward_weights`, or routes each prompt to one of them by a column
+of the prompts (`route`). Needs trl>=1.16,<1.17, accelerate, peft and datasets;
 `reward: gold` also needs rlhf-lab (the task's gold judge). Stand-alone: it does not import rlhf_lab
 otherwise.
 """
@@ -44,6 +45,50 @@ def gold_reward(task: str):
     return gold
 
 
+def routed_reward_model(folder: str, name: str, column: str):
+    """The reward model in `folder` for the prompts whose `column` says `name`, None for the others.
+
+    TRL skips a None (the "multi-task" reward functions of GRPOTrainer/RLOOTrainer), so with one such
+    function per reward model each prompt is paid by its own: Llama 2's rule (Touvron et al. 2023,
+    section 3.2.3). The text is built as TRL 1.16 builds it for a reward model (grpo_trainer.py,
+    _calculate_rewards), so a routed model scores exactly what it would score unrouted.
+    """
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.data_utils import apply_chat_template, is_conversational
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1).eval()
+
+    def reward(prompts, completions, **columns):
+        mine = [i for i, route in enumerate(columns[column]) if route == name]
+        scores = [None] * len(prompts)
+        if not mine:
+            return scores
+        if is_conversational({"prompt": prompts[0]}):
+            texts = [
+                apply_chat_template({"messages": prompts[i] + completions[i]}, tokenizer)["text"]
+                for i in mine
+            ]
+        else:
+            texts = [prompts[i] + completions[i] for i in mine]
+        model.to(PartialState().device)
+        batch = tokenizer(
+            text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        )
+        with torch.inference_mode():
+            logits = model(**batch.to(model.device)).logits[:, 0].float().tolist()
+        for i, score in zip(mine, logits):
+            scores[i] = score
+        return scores
+
+    reward.__name__ = f"reward_{name}"  # TRL logs rewards/<name>/mean
+    return reward
+
+
 def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, overrides: dict) -> str:
     import trl
     from datasets import load_dataset
@@ -71,7 +116,10 @@ def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, override
             "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
             "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
         }[stage["estimator"]]
-        if stage.get("reward_models"):  # several, weighted by args["reward_weights"]
+        if stage.get("route"):  # several, each scoring only the prompts routed to it
+            route = stage["route"]
+            reward = [routed_reward_model(reward_models[n], n, route) for n in stage["reward_models"]]
+        elif stage.get("reward_models"):  # several, weighted by args["reward_weights"]
             reward = [reward_models[name] for name in stage["reward_models"]]
         else:
             reward = reward_models[None] if stage["reward"] == "rm" else gold_reward(stage["task"])

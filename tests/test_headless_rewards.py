@@ -175,14 +175,13 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
         assert summary["exports"][f"reward_model/{name}"] == str(run / "export" / "reward_model" / name)
 
 
-def _two_objective_recipe(tmp_path, estimator="grpo"):
+def _two_objective_recipe(tmp_path, estimator="grpo", route=None):
     from rlhf_lab.trl_recipe import export_trl
 
-    reward = {
-        "helpful": {"criterion": "helpfulness"},
-        "harmless": {"criterion": "harmlessness", "weight": 0.5},
-    }
-    config = _config(tmp_path, reward)
+    reward = {"helpful": {"criterion": "helpfulness"}, "harmless": {"criterion": "harmlessness"}}
+    if route is None:
+        reward["harmless"]["weight"] = 0.5
+    config = _config(tmp_path, reward, **({"route": route} if route else {}))
     config["rl"]["estimator"] = estimator
     return export_trl(config, tmp_path / "trl"), tmp_path / "trl"
 
@@ -205,22 +204,26 @@ def test_export_trl_trains_one_reward_model_per_objective_and_weighs_them(tmp_pa
     assert "multi_objective_aggregation" not in recipe["stages"][-1]["args"]  # RLOOConfig has no such field
 
 
-def test_export_trl_refuses_a_route_and_says_what_to_do(tmp_path):
-    from rlhf_lab.trl_recipe import export_trl
+def test_export_trl_routes_each_prompt_to_one_reward_model(tmp_path):
+    recipe, out = _two_objective_recipe(tmp_path, route="kind")
+    rl = recipe["stages"][-1]
+    assert rl["route"] == "kind" and rl["reward_models"] == ["helpful", "harmless"]
+    assert "reward_weights" not in rl["args"] and "multi_objective_aggregation" not in rl["args"]
+    rows = [json.loads(line) for line in (out / "data" / "prompts.jsonl").open()]
+    assert [(row["prompt"][0]["content"], row["kind"]) for row in rows[:2]] == [
+        (HELPFUL[0], "helpful"),
+        (HARMFUL[0], "harmless"),
+    ]
 
-    config = _config(tmp_path, {"helpful": None, "harmless": None}, route="kind")
-    config["rl"]["estimator"] = "grpo"
-    with pytest.raises(ValueError, match="rl.route has no twin .* give the reward models weights instead"):
-        export_trl(config, tmp_path / "trl")
 
-
-@pytest.mark.slow  # three TRL trainers, 1 step each, on the tiny preset (~20 s on 2 cores)
-def test_the_generated_script_trains_both_reward_models_and_grpo_on_them(tmp_path):
+@pytest.mark.slow  # three TRL trainers, 1 step each, on the tiny preset (~10 s on 2 cores)
+@pytest.mark.parametrize("route", [None, "kind"])
+def test_the_generated_script_trains_both_reward_models_and_grpo_on_them(tmp_path, route):
     import os
     import subprocess
     import sys
 
-    _, out = _two_objective_recipe(tmp_path)
+    _, out = _two_objective_recipe(tmp_path, route=route)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(out / "train_trl.py"), "--cpu", "--max-steps", "1"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
