@@ -156,6 +156,9 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         lab = Lab.from_preset(config.get("preset", "tiny"), **lab_kwargs)
     summary: dict[str, Any] = {"task": task, "preset": config.get("preset"), "world_size": world}
     summary["data"] = {key: str(config[key]) for key in DATA_FILES if config.get(key)}
+    for objective in reward_objectives(config):  # a reward model's own file, if it names one
+        if objective.preferences:
+            summary["data"][f"preferences/{objective.name}"] = str(objective.preferences)
     trackers = []
     if rank == 0:
         from rlhf_lab.tracking import log_to

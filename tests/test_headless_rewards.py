@@ -97,6 +97,31 @@ def test_bad_reward_settings_name_the_field(rl, message):
         check_config({"task": "helpful_harmless", "rl": rl})
 
 
+def test_a_reward_model_on_a_file_of_its_own(tmp_path, capsys):
+    """No top-level preferences: each objective names its own file (plain chosen/rejected rows)."""
+
+    def rows(prompt, chosen, rejected):
+        return [{"prompt": f"{prompt} ({i})", "chosen": chosen, "rejected": rejected} for i in range(4)]
+
+    helpful = _prompts(tmp_path / "helpful.jsonl", rows(*HELPFUL))
+    harmless = _prompts(tmp_path / "harmless.jsonl", rows(*HARMFUL))
+    config = _config(
+        tmp_path, {"helpful": {"preferences": str(helpful)}, "harmless": {"preferences": str(harmless)}}
+    )
+    del config["preferences"]
+    config["rl"]["steps"] = 0
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["train", str(path), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["data"]["preferences/harmless"] == str(harmless)
+    fits = summary["reward_models"]
+    assert {name: fit["n_train_pairs"] + fit["n_val_pairs"] for name, fit in fits.items()} == {
+        "helpful": 4,
+        "harmless": 4,
+    }
+
+
 def test_a_criterion_needs_label_records_and_pairs_need_a_source():
     with pytest.raises(ValueError, match="rl.reward.a.criterion needs label records in a preferences file"):
         check_config({"task": "helpful_harmless", "rl": {"reward": {"a": {"criterion": "helpfulness"}}}})
