@@ -167,3 +167,20 @@ def test_a_rule_of_your_own_reads_each_reward_model_on_one_scale(tiny_tok):
     for sample in _first_step_samples(stage):
         low = sample["score/safe"] < -0.5
         assert sample["score"] == pytest.approx(sample["score/safe" if low else "score/helpful"], abs=1e-5)
+
+
+def test_a_route_is_asked_once_per_sample_per_step(tiny_tok):
+    """The stage combines a batch twice (raw, then rescaled): the route answers once, and consistently."""
+    calls = []
+
+    def coin_route(prompt):  # a router that is costly, or random: it must not be asked twice
+        calls.append("cats" if len(calls) % 3 else "rest")
+        return calls[-1]
+
+    reward = RoutedReward({"cats": _ScaledRM(50.0, 10.0), "rest": _ScaledRM(-1.0, 0.1)}, route=coin_route)
+    stage = make_stage("rloo", reward=reward, tok=tiny_tok, batch_size=2)
+    stage.step(1, progress=False)
+    samples = _first_step_samples(stage)
+    assert len(calls) == len(samples) == 8  # 2 prompts x 4 samples, each routed once
+    for sample, name in zip(samples, calls):
+        assert sample["score"] == pytest.approx(sample[f"score/{name}"], abs=1e-5)

@@ -203,9 +203,17 @@ class RoutedReward(CombinedReward):
             )
         self.parts = objective_parts(objectives)
         self.route = route
+        self._last: tuple[tuple[str, ...], list[str]] | None = None  # (prompts, routes) of the last batch
 
     def routes(self, prompts: Sequence[str]) -> list[str]:
-        """The objective that scores each prompt; a clear RewardError for a failing or unknown route."""
+        """The objective that scores each prompt; a clear RewardError for a failing or unknown route.
+
+        The last batch's routes are kept: the RL stage combines a batch twice (the raw scores, then the
+        rescaled ones), and a route may be a costly classifier, or a random one that must not change
+        its mind between the two."""
+        key = tuple(prompts)
+        if self._last is not None and self._last[0] == key:
+            return list(self._last[1])
         names = []
         for i, prompt in enumerate(prompts):
             try:
@@ -220,7 +228,8 @@ class RoutedReward(CombinedReward):
                     f"it must return one of the objectives: {', '.join(map(repr, self.parts))}."
                 )
             names.append(name)
-        return names
+        self._last = (key, names)
+        return list(names)
 
     def combine(self, components: dict[str, torch.Tensor], prompts: Sequence[str]) -> torch.Tensor:
         """Each prompt's score from its route's objective (times that objective's weight)."""
