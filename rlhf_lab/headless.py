@@ -18,7 +18,7 @@ is an error before any model loads, naming the section and the field)::
     # prompts: data/prompts.parquet         # a `prompt` column (RL)
     # preferences: data/prefs.jsonl         # prompt, chosen, rejected (or label records): reward model, DPO
     seed: 0
-    output_dir: runs/ppo_tiny     # checkpoints: sft/, reward_model/ (or reward_model/<name>/), rl/, summary.json
+    output_dir: runs/ppo_tiny     # sft/, reward_model[/<name>]/, rl/, summary.json, config.yaml
     threads: null                 # torch CPU threads (default: the cores split between ranks)
     sft:                          # supervised warm-up on the task's demos
       steps: 20
@@ -40,7 +40,8 @@ is an error before any model loads, naming the section and the field)::
     export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
 
 It shows a progress bar per stage on stderr (`progress=True`, what `rlhf-lab train` passes) and
-prints one JSON summary line (also written to output_dir/summary.json). TensorBoard logs go to
+prints one JSON summary line (also written to output_dir/summary.json, beside config.yaml: the config
+it ran, so `rlhf-lab train output_dir/config.yaml` runs it again). TensorBoard logs go to
 output_dir/tensorboard unless the log_to entry names a log_dir.
 
 On a machine without GPUs, `--multi_gpu` still starts N CPU processes (gloo); accelerate's
@@ -121,6 +122,14 @@ def _objectives_last(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict
             name: rows[-1].get(f"objective/scores/{name}") if rows else None for name in names
         }
     }
+
+
+def _write_config(config: dict[str, Any], path: Path) -> None:
+    """The config the run used, beside its summary: `rlhf-lab train <output_dir>/config.yaml` runs it again."""
+    import yaml
+
+    plain = json.loads(json.dumps(config, default=str))  # paths given as Path objects become text
+    path.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
 
 
 def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
@@ -279,6 +288,7 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         torch.distributed.barrier()
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        _write_config(config, out / "config.yaml")
         print(json.dumps(summary), flush=True)
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -194,6 +194,7 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
     assert set(summary["rl"]["objectives_last"]) == {"helpful", "harmless"}
     assert all(isinstance(v, float) for v in summary["rl"]["objectives_last"].values())
     run = tmp_path / "run"
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config  # what ran, to run it again
     for name in ("helpful", "harmless"):
         assert (run / "reward_model" / name / "stage.json").is_file()
         assert (run / "export" / "reward_model" / name / "model.safetensors").is_file()
