@@ -176,9 +176,9 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             log_to([], backend, **options) for backend, options in tracking_specs(config.get("log_to"), out)
         ]
 
-    def watch(stage: Any) -> None:
+    def watch(stage: Any, prefix: str = "") -> None:
         for tracker in trackers:
-            tracker.attach(stage)
+            tracker.attach(stage, prefix=prefix)
 
     exports: dict[str, str] = {}
     last_policy_stage: Any = None
@@ -215,7 +215,7 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             """A reward model fitted on the objective's pairs, summarised, saved under out/<folder>, exported."""
             rm_own, rm_cfg = section_settings({"reward_model": objective.settings}, "reward_model")
             rm = lab.reward_model(user_data["objective_pairs"][objective.name], **rm_cfg)
-            watch(rm)
+            watch(rm, prefix="" if objective.name is None else f"{objective.name}/")  # helpful/rm/accuracy
             fit = rm.fit(epochs=rm_own["epochs"], warm_start=False, progress=show)
             fitted = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
             if objective.name is None:

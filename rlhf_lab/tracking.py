@@ -79,16 +79,22 @@ class Tracker:
         self.rows_logged = 0
         self.closed = False
 
-    def attach(self, stage: Any, replay: bool = True) -> Tracker:
-        """Log `stage`'s rows from now on (and, with `replay`, the rows it already has)."""
+    def attach(self, stage: Any, replay: bool = True, prefix: str = "") -> Tracker:
+        """Log `stage`'s rows from now on (and, with `replay`, the rows it already has). `prefix` goes
+        before each metric name, to tell apart two stages of one kind (e.g. "helpful/" and "harmless/"
+        for two reward models, whose metrics share the names `rm/accuracy`, `loss/rm`, ...)."""
+
+        def log(row: dict[str, Any]) -> None:
+            self(row, prefix)
+
         if replay:
             for row in stage.rows:
-                self(row)
-        self._unsubscribe.append(stage.subscribe(self))
+                log(row)
+        self._unsubscribe.append(stage.subscribe(log))
         return self
 
-    def __call__(self, row: dict[str, Any]) -> None:
-        metrics = metrics_of(row)
+    def __call__(self, row: dict[str, Any], prefix: str = "") -> None:
+        metrics = {f"{prefix}{name}": value for name, value in metrics_of(row).items()}
         if not metrics or self.closed:
             return
         with self._lock:

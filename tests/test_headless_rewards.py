@@ -1,5 +1,6 @@
 """Headless RL paid by several reward models: a weighted sum or a route, each fitted on its own labels."""
 
+import importlib.util
 import json
 
 import pytest
@@ -179,6 +180,9 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
     if route is None:
         reward["harmless"]["weight"] = 0.5
     config = _config(tmp_path, reward, **({"route": route} if route else {}))
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if tensorboard:
+        config["log_to"] = "tensorboard"
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))  # the objectives in the order written
     assert main(["train", str(path), "--quiet"]) == 0
@@ -195,6 +199,14 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
     assert all(isinstance(v, float) for v in summary["rl"]["objectives_last"].values())
     run = tmp_path / "run"
     assert yaml.safe_load((run / "config.yaml").read_text()) == config  # what ran, to run it again
+    if tensorboard:  # each reward model's curves under its own name
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        assert {"helpful/loss/rm", "harmless/loss/rm", "objective/scores/helpful"} <= set(
+            events.Tags()["scalars"]
+        )
     for name in ("helpful", "harmless"):
         assert (run / "reward_model" / name / "stage.json").is_file()
         assert (run / "export" / "reward_model" / name / "model.safetensors").is_file()

@@ -60,3 +60,19 @@ def test_a_missing_tracker_says_how_to_install_it(tiny_lab, monkeypatch):
         log_to(tiny_lab.sft(DEMOS), "wandb")
     with pytest.raises(ValueError, match="unknown tracker"):
         log_to([], "mlflow")
+
+
+def test_a_prefix_tells_two_stages_of_one_kind_apart(tiny_lab):
+    from rlhf_lab.tracking import Tracker
+
+    written = []
+    tracker = Tracker(
+        "memory", write=lambda metrics, step, wall: written.append(set(metrics)), finish=lambda: None
+    )
+    first, second = tiny_lab.sft(DEMOS, batch_size=2), tiny_lab.sft(DEMOS, batch_size=2)
+    first.step(1, progress=False)  # replayed on attach, with its prefix
+    tracker.attach(first, prefix="helpful/").attach(second, prefix="harmless/")
+    second.step(1, progress=False)
+    tracker.close()
+    assert "helpful/loss/sft" in written[0] and "harmless/loss/sft" in written[1]
+    assert not any(name.startswith("loss/") for names in written for name in names)
