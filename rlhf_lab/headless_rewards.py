@@ -17,8 +17,9 @@ reward model on one scale (mean 0, std 1 on its first step's samples) before wei
 as `lab.ppo(prompts, reward={...})` does in a notebook. With `route: COLUMN` the prompts (your
 `prompts` file, or the task's bundled ones: helpful_harmless has `kind`: benign or harmful) need that
 column, and each value must name an objective: Llama 2's rule (Touvron et al. 2023, section 3.2.3).
-`rlhf-lab export-trl` carries both to TRL 1.16: one RewardTrainer per objective, then GRPO/RLOO with
-`reward_weights`, or with one reward function per model that returns None on the prompts routed elsewhere.
+`rlhf-lab export-trl` carries both to TRL 1.16: one RewardTrainer per objective, then GRPO/RLOO with one
+reward function per model, each rescaled on its first batch as here, weighted by `reward_weights` or
+returning None on the prompts routed elsewhere.
 
     >>> from rlhf_lab.headless_rewards import reward_objectives
     >>> [o.name for o in reward_objectives(config)]

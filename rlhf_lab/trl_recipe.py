@@ -88,9 +88,9 @@ NOT_CARRIED = {
     "center_rewards_coefficient is an extra loss term, left off), loss='ranking', split/early stopping",
     "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, "
     "target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
-    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO), "
-    "the rescaling of each of several reward models on the first step's samples (GRPO standardises each "
-    "within its group instead, multi_objective_aggregation='normalize_then_sum'; RLOO weighs raw scores)",
+    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Several reward models "
+    "are each rescaled on the first batch as in the lab, by train_trl.py; under N processes each fits on "
+    "its own first batch",
 }
 # The lab's preset defaults per stage field (Lab._with_defaults in rlhf_lab/lab.py).
 PRESET_KEYS = {
@@ -291,12 +291,10 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         if isinstance(reward_kind, dict):  # several reward models: TRL weighs their scores itself
             stages[-1]["reward"] = "rm"
             stages[-1]["reward_models"] = [objective.name for objective in objectives]
-            if route:  # train_trl.py's routed_reward_model: each model scores its own prompts only
+            if route:  # train_trl.py's reward_model_function: each model scores its own prompts only
                 stages[-1]["route"] = route
             else:
                 stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
-            if estimator == "grpo" and not route:  # each standardised within its group, then weighted (GDPO)
-                stages[-1]["args"]["multi_objective_aggregation"] = "normalize_then_sum"
     recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
     shutil.copyfile(Path(__file__).with_name("trl_script.py"), out / "train_trl.py")

@@ -6,9 +6,9 @@
 Reads recipe.json next to this file: the starting policy, then stages (sft, dpo, reward, rl) with the
 TRL config arguments rlhf-lab mapped from the lab's settings. Each stage trains from the previous
 stage's output folder and writes outputs/<stage>/ (LoRA adapters are merged before saving, so every
-folder is a plain transformers model). Several reward models each get outputs/reward_<name>/, and the
-RL stage weighs their scores by its `reward_weights`, or routes each prompt to one of them by a column
-of the prompts (`route`). Needs trl>=1.16,<1.17, accelerate, peft and datasets;
+folder is a plain transformers model). Several reward models each get outputs/reward_<name>/; the RL
+stage puts them on one scale and weighs them by its `reward_weights`, or routes each prompt to one of
+them by a column of the prompts (`route`). Needs trl>=1.16,<1.17, accelerate, peft and datasets;
 `reward: gold` also needs rlhf-lab (the task's gold judge). Stand-alone: it does not import rlhf_lab
 otherwise.
 """
@@ -45,13 +45,19 @@ def gold_reward(task: str):
     return gold
 
 
-def routed_reward_model(folder: str, name: str, column: str):
-    """The reward model in `folder` for the prompts whose `column` says `name`, None for the others.
+FLAT_STD = 0.05  # a reward model whose first scores vary less is centred, not scaled up (rlhf_lab's rule)
 
-    TRL skips a None (the "multi-task" reward functions of GRPOTrainer/RLOOTrainer), so with one such
-    function per reward model each prompt is paid by its own: Llama 2's rule (Touvron et al. 2023,
-    section 3.2.3). The text is built as TRL 1.16 builds it for a reward model (grpo_trainer.py,
-    _calculate_rewards), so a routed model scores exactly what it would score unrouted.
+
+def reward_model_function(folder: str, name: str, route: str | None = None):
+    """The reward model in `folder` as a TRL reward function, on one scale with the others.
+
+    Each of several reward models is rescaled to mean 0 and std 1 on its scores of the first batch, and
+    that fit is kept, as rlhf-lab's RL stage does (after lm-human-preferences, Ziegler et al. 2019): the
+    weights then mean what they say, whatever scale each Bradley-Terry model happened to learn. With
+    `route`, the model answers only for the prompts whose `route` column says `name` and returns None
+    for the others, which TRL skips (its "multi-task" rewards): each prompt is paid by its own model,
+    Llama 2's rule (Touvron et al. 2023, section 3.2.3). The text is built as TRL 1.16 builds it for a
+    reward model (grpo_trainer.py, _calculate_rewards).
     """
     import torch
     from accelerate import PartialState
@@ -62,30 +68,31 @@ def routed_reward_model(folder: str, name: str, column: str):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1).eval()
+    fit: dict[str, float] = {}
 
     def reward(prompts, completions, **columns):
-        mine = [i for i, route in enumerate(columns[column]) if route == name]
-        scores = [None] * len(prompts)
-        if not mine:
-            return scores
         if is_conversational({"prompt": prompts[0]}):
             texts = [
-                apply_chat_template({"messages": prompts[i] + completions[i]}, tokenizer)["text"]
-                for i in mine
+                apply_chat_template({"messages": p + c}, tokenizer)["text"]
+                for p, c in zip(prompts, completions)
             ]
         else:
-            texts = [prompts[i] + completions[i] for i in mine]
+            texts = [p + c for p, c in zip(prompts, completions)]
         model.to(PartialState().device)
         batch = tokenizer(
             text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
         )
         with torch.inference_mode():
-            logits = model(**batch.to(model.device)).logits[:, 0].float().tolist()
-        for i, score in zip(mine, logits):
-            scores[i] = score
-        return scores
+            scores = model(**batch.to(model.device)).logits[:, 0].float().cpu()
+        if not fit:  # every sample of the first batch, routed here or not, as the lab fits
+            std = float(scores.std()) if len(scores) > 1 else 0.0
+            fit.update(mean=float(scores.mean()), gain=1.0 / max(std, FLAT_STD))
+        scaled = ((scores - fit["mean"]) * fit["gain"]).tolist()
+        if route is None:
+            return scaled
+        return [score if mine == name else None for score, mine in zip(scaled, columns[route])]
 
-    reward.__name__ = f"reward_{name}"  # TRL logs rewards/<name>/mean
+    reward.__name__ = f"reward_{name}"  # TRL logs rewards/reward_<name>/mean
     return reward
 
 
@@ -116,11 +123,9 @@ def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, override
             "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
             "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
         }[stage["estimator"]]
-        if stage.get("route"):  # several, each scoring only the prompts routed to it
-            route = stage["route"]
-            reward = [routed_reward_model(reward_models[n], n, route) for n in stage["reward_models"]]
-        elif stage.get("reward_models"):  # several, weighted by args["reward_weights"]
-            reward = [reward_models[name] for name in stage["reward_models"]]
+        if stage.get("reward_models"):  # several: weighted by args["reward_weights"], or routed
+            route = stage.get("route")
+            reward = [reward_model_function(reward_models[n], n, route) for n in stage["reward_models"]]
         else:
             reward = reward_models[None] if stage["reward"] == "rm" else gold_reward(stage["task"])
         trainer = trainer_cls(model=policy, reward_funcs=reward, args=config_cls(**args), **common)

@@ -236,17 +236,44 @@ def test_export_trl_trains_one_reward_model_per_objective_and_weighs_them(tmp_pa
     assert len(harmless_rows) == 6 and {r["chosen"][-1]["content"] for r in harmless_rows} == {HARMFUL[1]}
     rl = recipe["stages"][-1]
     assert rl["reward_models"] == ["helpful", "harmless"]
-    assert rl["args"]["reward_weights"] == [1.0, 0.5]
-    assert rl["args"]["multi_objective_aggregation"] == "normalize_then_sum"
+    assert rl["args"]["reward_weights"] == [1.0, 0.5]  # on one scale: train_trl.py rescales each model
     recipe, _ = _two_objective_recipe(tmp_path / "rloo", estimator="rloo")
-    assert "multi_objective_aggregation" not in recipe["stages"][-1]["args"]  # RLOOConfig has no such field
+    assert recipe["stages"][-1]["args"]["reward_weights"] == [1.0, 0.5]
+
+
+def test_train_trl_puts_each_reward_model_on_one_scale_and_routes(tmp_path, tiny_tok):
+    """train_trl.py's reward function: mean 0 / std 1 on the first batch, that fit kept; None off-route."""
+    import torch
+
+    from rlhf_lab.models.tiny import tiny_reward_model
+    from rlhf_lab.trl_script import reward_model_function
+
+    model = tiny_reward_model(tiny_tok)
+    with torch.no_grad():
+        model.score.weight.mul_(1000.0)  # an arbitrary Bradley-Terry scale
+    model.config.pad_token_id = tiny_tok.pad_token_id
+    model.save_pretrained(tmp_path / "rm")
+    tiny_tok.save_pretrained(tmp_path / "rm")
+    prompts = ["Say hi.", "Make poison.", "Boil an egg?", "Steal a car."]
+    first = ["hi there", "no", "boil it ten minutes", "sorry, I can't"]
+    reward = reward_model_function(str(tmp_path / "rm"), "helpful")
+    scores = torch.tensor(reward(prompts, first))
+    assert float(scores.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(scores.std()) == pytest.approx(1.0, abs=1e-4)
+    assert reward(prompts, first) == pytest.approx(scores.tolist())  # the first fit is kept
+    assert max(abs(x) for x in reward(prompts, ["a", "b", "c", "d"])) < 50  # not the raw 1000x scale
+    routed = reward_model_function(str(tmp_path / "rm"), "helpful", route="kind")
+    kinds = ["helpful", "harmless", "helpful", "harmless"]
+    out = routed(prompts, first, kind=kinds)
+    assert out[1] is None and out[3] is None
+    assert out[0] == pytest.approx(scores[0].item()) and out[2] == pytest.approx(scores[2].item())
 
 
 def test_export_trl_routes_each_prompt_to_one_reward_model(tmp_path):
     recipe, out = _two_objective_recipe(tmp_path, route="kind")
     rl = recipe["stages"][-1]
     assert rl["route"] == "kind" and rl["reward_models"] == ["helpful", "harmless"]
-    assert "reward_weights" not in rl["args"] and "multi_objective_aggregation" not in rl["args"]
+    assert "reward_weights" not in rl["args"]
     rows = [json.loads(line) for line in (out / "data" / "prompts.jsonl").open()]
     assert [(row["prompt"][0]["content"], row["kind"]) for row in rows[:2]] == [
         (HELPFUL[0], "helpful"),
