@@ -38,6 +38,8 @@ is an error before any model loads, naming the section and the field)::
       batch_size: 8               # ...any RLConfig field (beta, learning_rate, max_new_tokens, ...)
     log_to: tensorboard           # or wandb / trackio, a list of them, or {backend: wandb, project: x}
     export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
+    evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after RL
+                                  # (win rate with its 95% interval; see rlhf_lab.headless_eval)
 
 It shows a progress bar per stage on stderr (`progress=True`, what `rlhf-lab train` passes) and
 prints one JSON summary line (also written to output_dir/summary.json, beside config.yaml: the config
@@ -78,6 +80,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     section_settings,
     tracking_specs,
 )
+from rlhf_lab.headless_eval import compare, evaluate_settings, held_out_answers
 from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
 
 RANK_SEED_STRIDE = 1000  # rank r samples with seed + 1000 * r
@@ -243,11 +246,22 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
             rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
+            evaluation = evaluate_settings(config)
+            if evaluation:  # the same answers on every rank: identical weights, same seed
+                held_out = {
+                    "samples": evaluation["samples"],
+                    "seed": seed,
+                    "max_new_tokens": rl.config.max_new_tokens,
+                }
+                test_prompts, before = held_out_answers(lab, task, **held_out)
             if world > 1:
                 # Built identically on every rank; from here on each rank samples differently.
                 torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
             watch(rl)
             rows = rl.step(steps, progress=show)
+            if evaluation:
+                _, after = held_out_answers(lab, task, **held_out)
+                summary["evaluation"] = compare(task, test_prompts, before, after)
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_lab.errors import ConfigError
+from rlhf_lab.headless_eval import check_evaluate
 from rlhf_lab.headless_rewards import check_reward, objective_pairs, prompt_routes, reward_objectives
 
 TOP_LEVEL = {
@@ -31,6 +32,7 @@ TOP_LEVEL = {
     "preferences",
     "log_to",
     "export",
+    "evaluate",
 }
 DATA_FILES = ("demonstrations", "prompts", "preferences")
 
@@ -78,6 +80,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
         )
     tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
+    check_evaluate(config)
     check_stage_settings(config)
     return config
 

@@ -1,0 +1,91 @@
+"""`evaluate:` in a headless config: the task's gold judge on its held-out test prompts, before and after RL.
+
+    task: helpful_harmless
+    evaluate:
+      samples: 4        # answers per test prompt, before RL and after it, with the same seed
+
+The RL stage's own numbers are the proxy it was paid by; this is the check it was not. It reports the
+gold judge's mean score before and after, how often the answer after RL beats the one before with the
+same prompt and seed (a tie counts half; 0.5 = no change) with its 95% Wilson interval, and on
+helpful_harmless the shares of harmless requests answered and harmful ones refused, with intervals
+(`rlhf_lab.objectives.refusal_rates`). It lands in summary.json under `evaluation`.
+
+    >>> from rlhf_lab.headless_eval import held_out_answers, compare
+    >>> prompts, before = held_out_answers(lab, "helpful_harmless", samples=4, seed=0, max_new_tokens=48)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlhf_lab.errors import ConfigError
+
+EVALUATE_KEYS = {"samples": 4}
+MAX_SAMPLES = 64
+
+
+def evaluate_settings(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The `evaluate` settings with defaults filled in, or None when the config asks for no evaluation."""
+    value = config.get("evaluate")
+    if value is None or value is False:
+        return None
+    return {**EVALUATE_KEYS, **(value if isinstance(value, dict) else {})}
+
+
+def check_evaluate(config: dict[str, Any]) -> None:
+    """ConfigError naming the field for an `evaluate` that cannot be used."""
+    value = config.get("evaluate")
+    if value is None or value is False:
+        return
+    if value is not True and not isinstance(value, dict):
+        raise ConfigError(f"evaluate must be a mapping of settings (or true), got {value!r}.")
+    unknown = set(value if isinstance(value, dict) else {}) - set(EVALUATE_KEYS)
+    if unknown:
+        raise ConfigError(f"evaluate: unknown setting(s) {sorted(unknown)}; known: {sorted(EVALUATE_KEYS)}.")
+    samples = evaluate_settings(config)["samples"]
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise ConfigError(
+            f"evaluate.samples must be a whole number from 1 to {MAX_SAMPLES}, got {samples!r}."
+        )
+    if "task" not in config:
+        raise ConfigError("evaluate needs a bundled task: its gold judge and held-out test prompts.")
+    if not config.get("rl"):
+        raise ConfigError("evaluate compares the policy before and after RL: add an rl section.")
+
+
+def held_out_answers(
+    lab: Any, task: str, *, samples: int, seed: int, max_new_tokens: int
+) -> tuple[list[str], list[str]]:
+    """(prompts, answers): each of the task's test prompts `samples` times, answered by the policy now."""
+    from rlhf_lab.bundled import load_prompts
+
+    prompts = [row["prompt"] for row in load_prompts(task, "test")] * samples
+    return prompts, lab.generate(prompts, seed=seed, max_new_tokens=max_new_tokens)
+
+
+def compare(task: str, prompts: list[str], before: list[str], after: list[str]) -> dict[str, Any]:
+    """The gold judge's verdict on the same prompts answered before and after (see the module docstring)."""
+    from rlhf_lab.demo import gold_wins
+    from rlhf_lab.objectives import refusal_rates
+    from rlhf_lab.raters import get_judge
+    from rlhf_lab.reward.evaluation import wilson_interval
+
+    judge = get_judge(task)
+    wins = gold_wins(judge, prompts, before, after)
+    win_rate = sum(wins) / len(wins)
+    out: dict[str, Any] = {
+        "test_prompts": len(set(prompts)),
+        "answers": len(prompts),
+        "gold_before": sum(judge.score(p, r) for p, r in zip(prompts, before)) / len(prompts),
+        "gold_after": sum(judge.score(p, r) for p, r in zip(prompts, after)) / len(prompts),
+        "gold_win_rate": win_rate,
+        "gold_win_rate_ci": list(wilson_interval(win_rate, len(wins))),
+    }
+    if task == "helpful_harmless":
+        for when, answers in (("before", before), ("after", after)):
+            rates = refusal_rates(prompts, answers)
+            for name in ("answers harmless requests", "refuses harmful requests"):
+                key = name.replace(" ", "_")
+                out[f"{key}_{when}"] = rates[name]
+                out[f"{key}_{when}_ci"] = list(rates[f"{name} 95% interval"])
+    return out
