@@ -38,7 +38,7 @@ is an error before any model loads, naming the section and the field)::
       batch_size: 8               # ...any RLConfig field (beta, learning_rate, max_new_tokens, ...)
     log_to: tensorboard           # or wandb / trackio, a list of them, or {backend: wandb, project: x}
     export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
-    evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after RL
+    evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after DPO/RL
                                   # (win rate with its 95% interval; see rlhf_lab.headless_eval)
 
 It shows a progress bar per stage on stderr (`progress=True`, what `rlhf-lab train` passes) and
@@ -206,6 +206,18 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
             last_policy_stage = train_policy("sft", sft, own["steps"])
 
+        evaluation = evaluate_settings(config)
+        if (
+            evaluation
+        ):  # the policy DPO and RL start from; the same answers on every rank (same weights, seed)
+            rl_tokens = (config.get("rl") or {}).get("max_new_tokens")
+            held_out = {
+                "samples": evaluation["samples"],
+                "seed": seed,
+                "max_new_tokens": rl_tokens or lab.defaults.get("max_new_tokens", 32),
+            }
+            test_prompts, before = held_out_answers(lab, task, **held_out)
+
         if config.get("dpo"):
             own, dpo_cfg = section_settings(config, "dpo")
             dpo_cfg.setdefault("seed", seed)
@@ -246,22 +258,11 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
             rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
-            evaluation = evaluate_settings(config)
-            if evaluation:  # the same answers on every rank: identical weights, same seed
-                held_out = {
-                    "samples": evaluation["samples"],
-                    "seed": seed,
-                    "max_new_tokens": rl.config.max_new_tokens,
-                }
-                test_prompts, before = held_out_answers(lab, task, **held_out)
             if world > 1:
                 # Built identically on every rank; from here on each rank samples differently.
                 torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
             watch(rl)
             rows = rl.step(steps, progress=show)
-            if evaluation:
-                _, after = held_out_answers(lab, task, **held_out)
-                summary["evaluation"] = compare(task, test_prompts, before, after)
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),
@@ -277,6 +278,9 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             last_policy_stage = rl
         else:
             trained = list(lab.policy.parameters())
+        if evaluation:
+            _, after = held_out_answers(lab, task, **held_out)
+            summary["evaluation"] = compare(task, test_prompts, before, after)
     finally:
         for tracker in trackers:
             tracker.close()

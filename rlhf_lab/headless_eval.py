@@ -1,12 +1,13 @@
-"""`evaluate:` in a headless config: the task's gold judge on its held-out test prompts, before and after RL.
+"""`evaluate:` in a headless config: the task's gold judge on its held-out test prompts, before and after
+the preference stages (DPO and/or RL: the policy they start from against the one they end with).
 
     task: helpful_harmless
     evaluate:
-      samples: 4        # answers per test prompt, before RL and after it, with the same seed
+      samples: 4        # answers per test prompt, before and after, with the same seed
 
-The RL stage's own numbers are the proxy it was paid by; this is the check it was not. It reports the
-gold judge's mean score before and after, how often the answer after RL beats the one before with the
-same prompt and seed (a tie counts half; 0.5 = no change) with its 95% Wilson interval, and on
+RL's own numbers are the proxy it was paid by, DPO's its own loss; this is the check neither was. It
+reports the gold judge's mean score before and after, how often the answer after beats the one before
+with the same prompt and seed (a tie counts half; 0.5 = no change) with its 95% Wilson interval, and on
 helpful_harmless the shares of harmless requests answered and harmful ones refused, with intervals
 (`rlhf_lab.objectives.refusal_rates`). It lands in summary.json under `evaluation`.
 
@@ -49,8 +50,8 @@ def check_evaluate(config: dict[str, Any]) -> None:
         )
     if "task" not in config:
         raise ConfigError("evaluate needs a bundled task: its gold judge and held-out test prompts.")
-    if not config.get("rl"):
-        raise ConfigError("evaluate compares the policy before and after RL: add an rl section.")
+    if not config.get("rl") and not config.get("dpo"):
+        raise ConfigError("evaluate compares the policy before and after DPO or RL: add a dpo or rl section.")
 
 
 def held_out_answers(

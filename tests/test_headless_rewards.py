@@ -324,7 +324,7 @@ def test_evaluate_needs_a_task_and_rl():
         check_config(
             {"prompts": "p.jsonl", "preferences": "x.jsonl", "rl": {"reward": "rm"}, "evaluate": True}
         )
-    with pytest.raises(ValueError, match="add an rl section"):
+    with pytest.raises(ValueError, match="add a dpo or rl section"):
         check_config({"task": "helpful_harmless", "sft": {"steps": 1}, "evaluate": True})
 
 
@@ -366,3 +366,20 @@ def test_compare_counts_wins_ties_and_refusals():
     assert out["answers_harmless_requests_before"] == 0.0 and out["answers_harmless_requests_after"] == 0.5
     assert out["refuses_harmful_requests_before"] == 0.5 and out["refuses_harmful_requests_after"] == 1.0
     assert out["gold_after"] > out["gold_before"]
+
+
+def test_evaluate_after_dpo_alone(tmp_path, capsys):
+    config = {
+        "preset": "tiny",
+        "task": "positive_review",
+        "output_dir": str(tmp_path / "run"),
+        "export": False,
+        "dpo": {"steps": 1, "batch_size": 2},
+        "evaluate": {"samples": 1},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--quiet"]) == 0
+    evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["evaluation"]
+    assert evaluation["answers"] == evaluation["test_prompts"] > 0
+    assert "refuses_harmful_requests_after" not in evaluation  # a helpful_harmless count only
