@@ -35,9 +35,9 @@ from rlhf_lab.bundled import (
     load_prompts,
     rater_agreement_with_gold,
 )
+from rlhf_lab.headless_eval import compare
 from rlhf_lab.lab import Lab
 from rlhf_lab.raters import NoisyRater, get_judge, label_with_raters
-from rlhf_lab.reward.evaluation import wilson_interval
 
 # Per preset: enough to see every effect, small enough for a 2-core laptop CPU (bench/README.md has the
 # measurements behind each number).
@@ -72,15 +72,6 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "kl_horizon": None,
     },
 }
-
-
-def gold_wins(judge: Any, prompts: list[str], before: list[str], after: list[str]) -> list[float]:
-    """Per comparison: 1 if the gold judge prefers `after`, 0.5 for a tie, 0 if it prefers `before`."""
-    wins = []
-    for prompt, a, b in zip(prompts, after, before):
-        score_a, score_b = judge.score(prompt, a), judge.score(prompt, b)
-        wins.append(1.0 if score_a > score_b else 0.5 if score_a == score_b else 0.0)
-    return wins
 
 
 def _mean(xs: list[float]) -> float:
@@ -201,8 +192,7 @@ def run_demo(
     prompts = test_prompts * eval_samples
     before = lab.generate(prompts, model=lab.snapshots["sft"], seed=seed + 3, batch_size=32)
     after = lab.generate(prompts, seed=seed + 3, batch_size=32)
-    wins = gold_wins(judge, prompts, before, after)
-    win_rate = _mean(wins)
+    held_out = compare(task, prompts, before, after)  # the gold judge: mean scores, win rate, interval
     timings["eval_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
 
@@ -232,11 +222,8 @@ def run_demo(
         "rl_gold_last": _mean([r["objective/gold_scores"] for r in tail]),
         "rl_kl_last": _mean([r["objective/kl"] for r in tail]),
         "rl_kl_max": max(r["objective/kl"] for r in rl_rows),
-        "gold_before": _mean([judge.score(p, r) for p, r in zip(prompts, before)]),
-        "gold_after": _mean([judge.score(p, r) for p, r in zip(prompts, after)]),
-        "gold_win_rate": win_rate,
-        "gold_win_rate_ci": list(wilson_interval(win_rate, len(wins))),
-        "eval_comparisons": len(wins),
+        **{key: held_out[key] for key in ("gold_before", "gold_after", "gold_win_rate", "gold_win_rate_ci")},
+        "eval_comparisons": held_out["answers"],
         "eval_prompts": len(test_prompts),
         "example_prompt": prompts[0],
         "example_before": before[0],
