@@ -206,16 +206,11 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
             last_policy_stage = train_policy("sft", sft, own["steps"])
 
+        # The policy DPO and RL start from, answering the test prompts: the same on every rank.
         evaluation = evaluate_settings(config)
-        if (
-            evaluation
-        ):  # the policy DPO and RL start from; the same answers on every rank (same weights, seed)
-            rl_tokens = (config.get("rl") or {}).get("max_new_tokens")
-            held_out = {
-                "samples": evaluation["samples"],
-                "seed": seed,
-                "max_new_tokens": rl_tokens or lab.defaults.get("max_new_tokens", 32),
-            }
+        if evaluation:
+            length = (config.get("rl") or {}).get("max_new_tokens")  # None: the lab's default, as RL's
+            held_out = {"samples": evaluation["samples"], "seed": seed, "max_new_tokens": length}
             test_prompts, before = held_out_answers(lab, task, **held_out)
 
         if config.get("dpo"):

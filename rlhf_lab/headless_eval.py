@@ -55,13 +55,15 @@ def check_evaluate(config: dict[str, Any]) -> None:
 
 
 def held_out_answers(
-    lab: Any, task: str, *, samples: int, seed: int, max_new_tokens: int
+    lab: Any, task: str, *, samples: int, seed: int, max_new_tokens: int | None = None
 ) -> tuple[list[str], list[str]]:
-    """(prompts, answers): each of the task's test prompts `samples` times, answered by the policy now."""
+    """(prompts, answers): each of the task's test prompts `samples` times, answered by the policy now
+    (`max_new_tokens` None: the lab's default length)."""
     from rlhf_lab.bundled import load_prompts
 
     prompts = [row["prompt"] for row in load_prompts(task, "test")] * samples
-    return prompts, lab.generate(prompts, seed=seed, max_new_tokens=max_new_tokens)
+    length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    return prompts, lab.generate(prompts, seed=seed, **length)
 
 
 def gold_wins(judge: Any, prompts: list[str], before: list[str], after: list[str]) -> list[float]:

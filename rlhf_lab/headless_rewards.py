@@ -57,6 +57,11 @@ class RewardObjective:
         return "reward_model" if self.name is None else f"reward_model/{self.name}"
 
 
+def _entry_settings(entry: Any) -> dict[str, Any]:
+    """One `rl.reward` entry as a mapping: `name: 0.5` is short for `name: {weight: 0.5}`, `name:` for `{}`."""
+    return {"weight": entry} if isinstance(entry, numbers.Real) else dict(entry or {})
+
+
 def reward_objectives(config: dict[str, Any]) -> list[RewardObjective]:
     """The reward models the config's `rl.reward` asks for: none for gold, one for rm, one per entry."""
     rl = config.get("rl") or {}
@@ -68,7 +73,7 @@ def reward_objectives(config: dict[str, Any]) -> list[RewardObjective]:
         return [RewardObjective(None, settings=base)]
     objectives = []
     for name, entry in reward.items():
-        entry = {"weight": entry} if isinstance(entry, numbers.Real) else dict(entry or {})
+        entry = _entry_settings(entry)
         own = {key: entry.pop(key) for key in OBJECTIVE_KEYS if key in entry}
         objectives.append(RewardObjective(name, settings={**base, **entry}, **own))
     return objectives
@@ -104,7 +109,7 @@ def _check_entries(config: dict[str, Any], reward: dict[Any, Any], route: Any) -
             raise ConfigError(f"rl.reward: objective name {name!r} must be 1-64 letters, digits, _ or -.")
         if (entry is not None and not isinstance(entry, (dict, numbers.Real))) or isinstance(entry, bool):
             raise ConfigError(f"{where} must be a mapping of settings (or a weight), got {entry!r}.")
-        entry = {"weight": entry} if isinstance(entry, numbers.Real) else dict(entry or {})
+        entry = _entry_settings(entry)
         weight = entry.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
             raise ConfigError(f"{where}.weight must be a finite number, got {weight!r}.")
