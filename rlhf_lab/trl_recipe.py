@@ -286,15 +286,19 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         route = rl.get("route")
         rows = [{"prompt": _user(p), **({route: user["routes"][p]} if route else {})} for p in prompts]
         data = _write_jsonl(out / "data" / "prompts.jsonl", rows)  # TRL hands a route column to the rewards
-        reward_kind = rl.get("reward", "gold")
-        add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, reward=reward_kind, task=task)
-        if isinstance(reward_kind, dict):  # several reward models: TRL weighs their scores itself
-            stages[-1]["reward"] = "rm"
-            stages[-1]["reward_models"] = [objective.name for objective in objectives]
-            if route:  # train_trl.py's reward_model_function: each model scores its own prompts only
-                stages[-1]["route"] = route
-            else:
-                stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
+        reward: dict[str, Any] = {"reward": rl.get("reward", "gold"), "task": task}
+        several = isinstance(reward["reward"], dict)
+        if several:  # train_trl.py's reward_model_function per model: weighted, or scoring its own prompts
+            names = [objective.name for objective in objectives]
+            reward = {
+                "reward": "rm",
+                "task": task,
+                "reward_models": names,
+                **({"route": route} if route else {}),
+            }
+        add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, **reward)
+        if several and not route:
+            stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
     recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
     shutil.copyfile(Path(__file__).with_name("trl_script.py"), out / "train_trl.py")
