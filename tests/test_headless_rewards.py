@@ -52,6 +52,14 @@ def _config(tmp_path, reward, **extra):
     }
 
 
+def _train(tmp_path, capsys, config):
+    """`rlhf-lab train` on `config`, written as YAML with its keys in the order given; the summary."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["train", str(path), "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
 def test_objectives_read_their_weight_criterion_file_and_overrides():
     config = {
         "task": "helpful_harmless",
@@ -111,10 +119,7 @@ def test_a_reward_model_on_a_file_of_its_own(tmp_path, capsys):
     )
     del config["preferences"]
     config["rl"]["steps"] = 0
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    assert main(["train", str(path), "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = _train(tmp_path, capsys, config)
     assert summary["data"]["preferences/harmless"] == str(harmless)
     fits = summary["reward_models"]
     assert {name: fit["n_train_pairs"] + fit["n_val_pairs"] for name, fit in fits.items()} == {
@@ -183,10 +188,7 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     if tensorboard:
         config["log_to"] = "tensorboard"
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the objectives in the order written
-    assert main(["train", str(path), "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = _train(tmp_path, capsys, config)
     assert set(summary["reward_models"]) == {"helpful", "harmless"}
     assert all(fit["n_train_pairs"] > 0 for fit in summary["reward_models"].values())
     expected = (
@@ -338,10 +340,7 @@ def test_headless_run_checks_itself_on_the_held_out_prompts(tmp_path, capsys):
         "rl": {**RL, "reward": "gold"},
         "evaluate": {"samples": 2},
     }
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--quiet"]) == 0
-    evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["evaluation"]
+    evaluation = _train(tmp_path, capsys, config)["evaluation"]
     assert (evaluation["test_prompts"], evaluation["answers"]) == (60, 120)
     low, high = evaluation["gold_win_rate_ci"]
     assert 0 <= low <= evaluation["gold_win_rate"] <= high <= 1
@@ -377,9 +376,6 @@ def test_evaluate_after_dpo_alone(tmp_path, capsys):
         "dpo": {"steps": 1, "batch_size": 2},
         "evaluate": {"samples": 1},
     }
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--quiet"]) == 0
-    evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["evaluation"]
+    evaluation = _train(tmp_path, capsys, config)["evaluation"]
     assert evaluation["answers"] == evaluation["test_prompts"] > 0
     assert "refuses_harmful_requests_after" not in evaluation  # a helpful_harmless count only
