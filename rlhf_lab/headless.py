@@ -25,6 +25,7 @@ is an error before any model loads, naming the section and the field)::
       learning_rate: 2.0e-4       # ...any SFTConfig field
     reward_model:                 # read when rl.reward is rm or a mapping of reward models
       epochs: 2                   # fit() passes over the task's bundled preference pairs
+      # pretrained: positive_review   # start from weights fitted on that task's 1,800 rated pairs
       learning_rate: 1.0e-4       # ...any RMConfig field
     dpo:                          # DPO on the preferences (after SFT, before RL)
       steps: 10
@@ -224,9 +225,13 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         def fit_reward_model(objective: RewardObjective) -> Any:
             """A reward model fitted on the objective's pairs, summarised, saved under out/<folder>, exported."""
             rm_own, rm_cfg = section_settings({"reward_model": objective.settings}, "reward_model")
-            rm = lab.reward_model(user_data["objective_pairs"][objective.name], **rm_cfg)
+            pairs = user_data["objective_pairs"][objective.name]
+            rm = lab.reward_model(pairs, pretrained=rm_own["pretrained"], **rm_cfg)
             watch(rm, prefix="" if objective.name is None else f"{objective.name}/")  # helpful/rm/accuracy
-            fit = rm.fit(epochs=rm_own["epochs"], warm_start=False, progress=show)
+            # A pre-trained model is topped up with your labels (warm_start_steps), as rm.fit() does in a
+            # notebook; any other starts from its backbone.
+            warm = rm_own["pretrained"] is not None
+            fit = rm.fit(epochs=rm_own["epochs"], warm_start=warm, progress=show)
             fitted = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
             if objective.name is None:
                 summary["reward_model"] = fitted

@@ -90,7 +90,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 SECTION_KEYS: dict[str, dict[str, Any]] = {
     "sft": {"steps": 20},
     "dpo": {"steps": 10},
-    "reward_model": {"epochs": None},
+    "reward_model": {"epochs": None, "pretrained": None},
     "rl": {"steps": 10, "reward": "gold", "route": None},
 }
 
@@ -124,6 +124,7 @@ def check_stage_settings(config: dict[str, Any]) -> None:
 
 def check_section(section: str, settings: dict[str, Any] | None, where: str | None = None) -> None:
     """ConfigError naming `where` (default: the section) for a setting its stage would refuse."""
+    from rlhf_lab.bundled import TASKS
     from rlhf_lab.reward.config import RMConfig
     from rlhf_lab.rl.config import RLConfig
     from rlhf_lab.stages.configs import make_config
@@ -135,6 +136,12 @@ def check_section(section: str, settings: dict[str, Any] | None, where: str | No
     own, fields = section_settings({section: settings}, section)
     count_key = next(iter(SECTION_KEYS[section]))
     count, least = own[count_key], 1 if count_key == "epochs" else 0  # 0 steps: the stage is only built
+    pretrained = own.get("pretrained")
+    if pretrained is not None and pretrained not in TASKS:
+        raise ConfigError(
+            f"{where}.pretrained must name a bundled task whose rated pairs the reward model starts from "
+            f"({', '.join(sorted(TASKS))}), got {pretrained!r}."
+        )
     # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
         raise ConfigError(f"{where}.{count_key} must be a whole number >= {least}, got {count!r}.")

@@ -33,6 +33,21 @@ __all__ = ["DEFAULT_STORE", "Lab", "freeze"]
 
 DEFAULT_STORE = "rlhf_lab_labels.sqlite"
 
+# The fields of each stage's config that the Lab fills from its preset's defaults (field: preset key) unless
+# the caller gives them; every stage also gets "mixed_precision" (see `Lab._with_defaults`).
+PRESET_FIELDS: dict[str, dict[str, str]] = {
+    "sft": {"learning_rate": "sft_learning_rate", "max_length": "max_length"},
+    "reward_model": {"learning_rate": "rm_learning_rate", "max_length": "max_length", "steps": "rm_steps"},
+    "dpo": {"learning_rate": "dpo_learning_rate", "max_length": "max_length"},
+    "rl": {
+        "learning_rate": "rl_learning_rate",
+        "max_new_tokens": "max_new_tokens",
+        "num_epochs": "rl_num_epochs",
+        "num_minibatches": "rl_num_minibatches",
+        "gradient_accumulation_steps": "rl_gradient_accumulation_steps",
+    },
+}
+
 
 class Lab:
     """Holds the policy being aligned and hands out stages wired to it."""
@@ -193,12 +208,34 @@ class Lab:
                 config[field_name] = self.defaults[default_key]
         return config
 
+    def preset_settings(
+        self, section: str, estimator: str = "ppo", samples_per_prompt: int | None = None
+    ) -> dict[str, Any]:
+        """The config fields this lab fills in from its preset for a stage of `section` ("sft",
+        "reward_model", "dpo" or "rl") when the caller leaves them out.
+
+            >>> Lab.from_preset("tiny").preset_settings("sft")       # {'learning_rate': 0.0005, ...}
+        """
+        filled = self._with_defaults({}, **PRESET_FIELDS[section])
+        batch_size = self._rl_batch_size(estimator, samples_per_prompt) if section == "rl" else None
+        return filled if batch_size is None else {**filled, "batch_size": batch_size}
+
+    def _rl_batch_size(self, estimator: str, samples_per_prompt: int | None) -> int | None:
+        """Prompts per RL step: the preset fixes the rollouts per step (the compute budget), and RLOO/GRPO
+        spend them as k answers per prompt. None when the preset does not say."""
+        from rlhf_lab.rl.config import GROUP_ESTIMATORS
+
+        if "rollouts_per_step" not in self.defaults:
+            return None
+        k = samples_per_prompt or (4 if estimator in GROUP_ESTIMATORS else 1)
+        return max(1, self.defaults["rollouts_per_step"] // k)
+
     # ------------------------------------------------------------------ stages
     def sft(self, demos: Any, **config: Any):
         """Supervised fine-tuning of the policy on (prompt, response) demonstrations."""
         from rlhf_lab.stages.sft import SFTStage
 
-        config = self._with_defaults(config, learning_rate="sft_learning_rate", max_length="max_length")
+        config = self._with_defaults(config, **PRESET_FIELDS["sft"])
         return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
 
     def reward_model(
@@ -212,9 +249,7 @@ class Lab:
         """
         from rlhf_lab.reward.stage import RewardModelStage
 
-        config = self._with_defaults(
-            config, learning_rate="rm_learning_rate", max_length="max_length", steps="rm_steps"
-        )
+        config = self._with_defaults(config, **PRESET_FIELDS["reward_model"])
         source = self.store if data is None else data
         if pretrained is not None:
             from rlhf_lab.reward.pretrained import pretrain_on_bundled
@@ -257,20 +292,11 @@ class Lab:
     def rl(self, prompts: list[str], reward: Any, estimator: str = "ppo", **config: Any):
         """An RL stage with any estimator: "ppo", "rloo", "grpo" or "reinforce"."""
         from rlhf_lab.rl import RLStage
-        from rlhf_lab.rl.config import GROUP_ESTIMATORS
 
-        config = self._with_defaults(
-            config,
-            learning_rate="rl_learning_rate",
-            max_new_tokens="max_new_tokens",
-            num_epochs="rl_num_epochs",
-            num_minibatches="rl_num_minibatches",
-            gradient_accumulation_steps="rl_gradient_accumulation_steps",
-        )
-        if "batch_size" not in config and "rollouts_per_step" in self.defaults:
-            # The preset fixes the rollouts per step (the compute budget); RLOO/GRPO spend them as k per prompt.
-            k = config.get("samples_per_prompt") or (4 if estimator in GROUP_ESTIMATORS else 1)
-            config["batch_size"] = max(1, self.defaults["rollouts_per_step"] // k)
+        config = self._with_defaults(config, **PRESET_FIELDS["rl"])
+        batch_size = self._rl_batch_size(estimator, config.get("samples_per_prompt"))
+        if "batch_size" not in config and batch_size is not None:
+            config["batch_size"] = batch_size
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
@@ -280,11 +306,21 @@ class Lab:
         """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
         from rlhf_lab.stages.dpo import DPOStage
 
-        config = self._with_defaults(config, learning_rate="dpo_learning_rate", max_length="max_length")
+        config = self._with_defaults(config, **PRESET_FIELDS["dpo"])
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
         )
+
+    def save_recipe(self, folder: str | os.PathLike, **stages: Any):
+        """This notebook's stages as a config for `rlhf-lab train`, with the data they used (rlhf_lab.recipe).
+
+        >>> recipe = lab.save_recipe("runs/mine", sft=sft, rl=ppo, task="positive_review", evaluate=4)
+        >>> print(recipe)          # the files, and the command that trains it without a notebook
+        """
+        from rlhf_lab.recipe import save_recipe
+
+        return save_recipe(self, folder, **stages)
 
     def label(self, items: Any = None, *, annotator: str | None = None, **kwargs: Any):
         """The inline pair labeller writing into this lab's store (annotator: $RLHF_LAB_ANNOTATOR, else "me")."""

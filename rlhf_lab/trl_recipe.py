@@ -241,13 +241,21 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     from rlhf_lab.headless_rewards import reward_objectives
 
     config = check_config(dict(config))
+    objectives = reward_objectives(config)
+    for objective in objectives:
+        if objective.settings.get("pretrained"):
+            where = "reward_model" if objective.name is None else f"rl.reward.{objective.name}"
+            raise ConfigError(
+                f"{where}.pretrained: export-trl starts TRL's RewardTrainer from the plain backbone, so the "
+                "pre-training on the bundled pairs would be lost; leave pretrained out of the exported config "
+                "or train this recipe with `rlhf-lab train`."
+            )
     estimator = _rl_estimator(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     task, seed = config.get("task"), int(config.get("seed", 0))
     user = load_user_data(config)
     rl = dict(config.get("rl") or {})
-    objectives = reward_objectives(config)
     defaults = {}
     if "policy" not in config:
         from rlhf_lab.models.presets import get_preset

@@ -98,6 +98,7 @@ def pretrain_on_bundled(
         _save_atomically(folder, model, offset)
     stage = stage_cls(model, tokenizer, data, **config)  # snapshots the pre-trained weights as initial
     stage.pretrained = f"{len(pairs)} bundled {task} pairs (3 simulated crowd raters)"
+    stage.pretrained_task = task
     stage.scorer.offset = stage._initial_offset = offset
     return stage
 

@@ -113,6 +113,7 @@ class RewardModelStage(PairScoring, Stage):
         self.pretrained: str | None = (
             None  # what the initial weights learned from (rlhf_lab.reward.pretrained)
         )
+        self.pretrained_task: str | None = None  # the bundled task of those weights, if any
         self.pairs: list[PairRecord] = []
         self.split_of: dict[str, str] = {}  # prompt -> "train" | "val" | "test", never reassigned
         self._units: list[list[int]] | None = None  # training units: lists of pair indices
