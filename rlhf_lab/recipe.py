@@ -77,7 +77,8 @@ def save_recipe(
     output_dir: str | os.PathLike | None = None,
 ) -> Recipe:
     """Write `folder`/config.yaml and the data it names for the given stages of `lab` (see the module
-    docstring). `task` names the bundled task whose gold judge a `gold` reward or `evaluate` needs;
+    docstring). `task` names the bundled task whose gold judge a `gold` reward or `evaluate` needs
+    (default: the task whose gold judge pays or watches the RL stage, `lab.ppo(..., gold=judge)`);
     `evaluate=N` has the run answer the task's test prompts N times before and after DPO/RL.
     `output_dir` is where `rlhf-lab train` will write (default `folder`/run)."""
     from rlhf_lab.bundled import TASKS
@@ -85,6 +86,8 @@ def save_recipe(
 
     if sft is None and dpo is None and rl is None:
         raise RecipeError("save_recipe needs at least one stage: sft=, dpo= or rl=.")
+    if task is None and rl is not None:
+        task = _judged_task(rl)
     if task is not None and task not in TASKS:
         raise RecipeError(f"task: unknown task {task!r}; bundled tasks: {', '.join(sorted(TASKS))}.")
     folder = Path(folder)
@@ -160,19 +163,27 @@ def _rl_section(lab: Any, rl: Any, task: str | None, files: _Files, config: dict
 
 
 def _gold(judge: Any, task: str | None) -> str:
-    from rlhf_lab.raters import get_judge
+    from rlhf_lab.raters.gold import JUDGES
 
-    if task is None:
+    if task is None or type(judge) is not JUDGES[task]:
+        owner = f"the {task!r} task's gold judge" if task else "a bundled task's gold judge"
+        known = ", ".join(f"{name}: {judge_type.__name__}" for name, judge_type in JUDGES.items())
         raise RecipeError(
-            "rl: the reward is a gold judge; name its task (save_recipe(..., task=...)) so that the "
-            "config's `reward: gold` finds it."
-        )
-    if type(judge) is not type(get_judge(task)):
-        raise RecipeError(
-            f"rl: the reward is a {type(judge).__name__}, not the {task!r} task's gold judge "
-            f"({type(get_judge(task)).__name__}); a config can only name a task's own judge."
+            f"rl: the reward is a {type(judge).__name__}, not {owner}; a config's `reward: gold` is a "
+            f"task's own judge ({known})."
         )
     return "gold"
+
+
+def _judged_task(rl: Any) -> str | None:
+    """The bundled task whose gold judge is the RL stage's reward, or its `gold` monitor; else None."""
+    from rlhf_lab.raters.gold import JUDGES
+
+    for judge in (rl.reward_source, rl.gold):
+        for task, judge_type in JUDGES.items():
+            if type(judge) is judge_type:
+                return task
+    return None
 
 
 def _reward_models(rl: Any) -> tuple[dict[str, tuple[Any, float]], Any]:

@@ -10,7 +10,7 @@ from rlhf_lab import Lab
 from rlhf_lab.bundled import load_demos, load_prompts
 from rlhf_lab.headless import load_config, train
 from rlhf_lab.notices import LabNotice
-from rlhf_lab.raters import HarmlessnessJudge, get_judge
+from rlhf_lab.raters import HarmlessnessJudge, HelpfulHarmlessJudge, get_judge
 from rlhf_lab.recipe import RecipeError, stage_settings
 from rlhf_lab.rl import RoutedReward
 from rlhf_lab.rl.distributed import params_sha256
@@ -54,7 +54,7 @@ def test_sft_and_ppo_on_the_gold_judge_replay_to_the_same_weights(lab, tmp_path)
     lab.generate(["Anything in between."], seed=9)  # what a notebook does between stages changes nothing
     ppo = lab.ppo(_prompts(), reward=get_judge(TASK), beta=0.1, **SMALL_RL)
     ppo.step(2, progress=False)
-    recipe = lab.save_recipe(tmp_path / "recipe", sft=sft, rl=ppo, task=TASK)
+    recipe = lab.save_recipe(tmp_path / "recipe", sft=sft, rl=ppo)  # the task: its judge's
 
     config = _read(recipe)
     assert config["preset"] == "tiny" and config["seed"] == 3 and config["task"] == TASK
@@ -81,6 +81,7 @@ def test_a_reward_model_on_the_store_replays_to_the_same_weights(lab, tmp_path):
     recipe = lab.save_recipe(tmp_path / "r", rl=rloo)
 
     config = _read(recipe)
+    assert "task" not in config  # no gold judge anywhere: none to name
     assert config["rl"]["reward"] == "rm" and config["rl"]["estimator"] == "rloo"
     assert config["reward_model"] == {"batch_size": 4, "split": [1.0, 0.0, 0.0], "steps": rm.step_count}
     assert config["preferences"] == str(tmp_path / "r" / "labels.jsonl")
@@ -103,11 +104,14 @@ def test_routed_reward_models_from_the_stores_criteria(lab, tmp_path):
         return "harmless" if "poison" in prompt else "helpful"
 
     reward = RoutedReward({"helpful": scaled["helpfulness"], "harmless": scaled["harmlessness"]}, route)
-    ppo = lab.ppo(prompts, reward=reward, **SMALL_RL)
+    ppo = lab.ppo(prompts, reward=reward, gold=HelpfulHarmlessJudge(), **SMALL_RL)
     ppo.step(1, progress=False)
-    recipe = lab.save_recipe(tmp_path / "r", rl=ppo, evaluate=None)
+    recipe = lab.save_recipe(tmp_path / "r", rl=ppo, evaluate=2)
 
     config = _read(recipe)
+    assert config["task"] == "helpful_harmless" and config["evaluate"] == {
+        "samples": 2
+    }  # the watching judge's
     assert config["rl"]["reward"] == {
         "helpful": {"criterion": "helpfulness"},
         "harmless": {"criterion": "harmlessness"},
@@ -171,10 +175,11 @@ class _Strict(CombinedReward):
     "reward, task, message",
     [
         (lambda prompts, responses: [1.0] * len(prompts), TASK, "rl reward is a function"),
-        (get_judge(TASK), None, "name its task"),
+        (HarmlessnessJudge(), None, "not a bundled task's gold judge"),
         (HarmlessnessJudge(), TASK, "not the 'positive_review' task's gold judge"),
+        (get_judge(TASK), "helpful_harmless", "not the 'helpful_harmless' task's gold judge"),
     ],
-    ids=["function", "gold-without-task", "another-judge"],
+    ids=["function", "no-tasks-judge", "another-judge", "another-tasks-judge"],
 )
 def test_what_a_config_cannot_hold_fails_by_name_and_writes_nothing(lab, tmp_path, reward, task, message):
     ppo = lab.ppo(_prompts(), reward=reward, **SMALL_RL)
