@@ -137,8 +137,8 @@ def stage_settings(lab: Any, section: str, config: Any) -> dict[str, Any]:
             expected = field.default
         else:
             expected = field.default_factory()  # type: ignore[misc]
-        if value != expected and _jsonable(value):
-            settings[field.name] = value
+        if value != expected:
+            settings[field.name] = _plain(value, f"{section}.{field.name}")
     return settings
 
 
@@ -213,6 +213,11 @@ def _stage_of(reward: Any, what: str) -> Any:
         inner = inner.fn if isinstance(inner, CallableReward) else inner.reward
     if isinstance(inner, RewardModelStage):
         return inner
+    if _is_judge(inner):
+        raise RecipeError(
+            f"{what} is a gold judge inside a combination of rewards; a config combines reward models only "
+            "(`rl.reward: gold` is the judge alone)."
+        )
     kind = "an ensemble" if hasattr(inner, "members") else f"a {type(inner).__name__}"
     raise RecipeError(
         f"{what} is {kind}; a config's rewards are a task's gold judge or reward models, each fitted on "
@@ -383,12 +388,16 @@ def _is_judge(reward: Any) -> bool:
     return isinstance(reward, ScoringRater)
 
 
-def _jsonable(value: Any) -> bool:
+def _plain(value: Any, where: str) -> Any:
+    """`value` as YAML writes it (a NumPy number as a Python one); RecipeError naming `where` otherwise."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()  # np.int64(8) -> 8
     try:
-        json.dumps(value, allow_nan=False)
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
-        return False
-    return True
+        raise RecipeError(
+            f"{where} is {value!r}, which a config cannot hold (text, numbers and lists only)."
+        ) from None
 
 
 def _write_yaml(config: dict[str, Any], path: Path) -> None:

@@ -151,6 +151,19 @@ def test_stage_settings_leave_out_what_the_lab_fills_in(lab):
     }  # its batch: the preset's
 
 
+def test_numpy_settings_are_written_as_numbers_and_objects_fail_by_name(lab):
+    import numpy as np
+
+    sft = lab.sft(load_demos(TASK)[:4], batch_size=np.int64(2))
+    assert stage_settings(lab, "sft", sft.config) == {"batch_size": 2, "seed": 0}
+    assert type(stage_settings(lab, "sft", sft.config)["batch_size"]) is int
+    sft.config.lora_target_modules = {"c_attn"}  # a set: YAML has none
+    with pytest.raises(
+        RecipeError, match=r"sft.lora_target_modules is \{'c_attn'\}, which a config cannot hold"
+    ):
+        stage_settings(lab, "sft", sft.config)
+
+
 def test_dpo_reads_the_stores_labels(lab, tmp_path):
     _label(lab)
     dpo = lab.dpo(beta=0.2, batch_size=4)
@@ -196,6 +209,7 @@ def test_soft_pairs_ensembles_combines_and_unfitted_models_fail_by_name(lab, tmp
         "is an ensemble": lab.reward_ensemble(2, batch_size=4),
         "combine\\(\\) is Python code": _Strict(_fitted(lab)),
         "was never fitted": lab.reward_model(),
+        "gold judge inside a combination": {"gold": get_judge(TASK), "rm": _fitted(lab)},
     }
     for message, reward in cases.items():
         with warnings.catch_warnings():
