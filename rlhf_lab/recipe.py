@@ -16,7 +16,8 @@ in by itself (the config's defaults and the preset's), so the same config also r
 machine. It records the stages as they are when saved, not the notebook's history: a stage stepped in
 several runs, or a reward model refit in rounds (lab 08's flywheel), becomes one run of as many steps on
 the data as it is now; and the headless run puts each learned reward on one scale from its own first RL
-batch. What a config cannot hold is a `RecipeError` naming it, raised before anything is written: a
+batch. `Recipe.notes` (printed with the recipe, and atop config.yaml) says which of these apply. What a
+config cannot hold is a `RecipeError` naming it, raised before anything is written: a
 reward written as a Python function, an ensemble, another task's judge, a list of pairs with soft labels
 (pass the store they came from).
 """
@@ -47,6 +48,7 @@ class Recipe:
     path: Path
     config: dict[str, Any]
     files: list[Path]
+    notes: list[str]
 
     @property
     def command(self) -> str:
@@ -62,6 +64,11 @@ class Recipe:
         ]
         if (self.config.get("rl") or {}).get("estimator", "grpo") in ("grpo", "rloo"):  # TRL 1.16 has no PPO
             lines.append(f"  TRL 1.16:     rlhf-lab export-trl {self.path} --out {self.path.parent / 'trl'}")
+        if self.notes:
+            lines += [
+                "Where that run will differ from this notebook's:",
+                *(f"  - {note}" for note in self.notes),
+            ]
         return "\n".join(lines)
 
 
@@ -91,14 +98,14 @@ def save_recipe(
     if task is not None and task not in TASKS:
         raise RecipeError(f"task: unknown task {task!r}; bundled tasks: {', '.join(sorted(TASKS))}.")
     folder = Path(folder)
-    files = _Files(folder)
+    draft = _Draft(folder)
     config: dict[str, Any] = {**_models(lab), **({"task": task} if task else {}), "seed": lab.seed}
     config["output_dir"] = str(output_dir if output_dir is not None else folder / "run")
     if sft is not None:
-        config["demonstrations"] = files.add("demonstrations.jsonl", [d.to_record() for d in sft.demos])
+        config["demonstrations"] = draft.add("demonstrations.jsonl", [d.to_record() for d in sft.demos])
         config["sft"] = {"steps": sft.step_count, **stage_settings(lab, "sft", sft.config)}
     if dpo is not None:
-        source, criterion = files.preferences(dpo.source, "dpo", lab)
+        source, criterion = draft.preferences(dpo.source, "dpo", lab)
         if criterion is not None:
             raise RecipeError(
                 f"dpo: its pairs are the {criterion!r} labels of the store; a config's DPO reads every label "
@@ -107,17 +114,17 @@ def save_recipe(
         config["preferences"] = source
         config["dpo"] = {"steps": dpo.step_count, **stage_settings(lab, "dpo", dpo.config)}
     if rl is not None:
-        config["rl"] = _rl_section(lab, rl, task, files, config)
+        config["rl"] = _rl_section(lab, rl, task, draft, config)
     if evaluate is not None:
         config["evaluate"] = {"samples": evaluate}
     order = [*KEY_ORDER, *config]  # the models and data first, then the stages in the order they run
     config = json.loads(json.dumps({key: config[key] for key in dict.fromkeys(order) if key in config}))
     check_config(config)  # a setting the stages would refuse fails here, before any file is written
-    written = files.write()
+    written = draft.write()
     path = folder / "config.yaml"
-    _write_yaml(config, path)
+    _write_yaml(config, path, draft.notes)
     load_user_data(config)  # the checks `rlhf-lab train` runs on the data before it loads a model
-    return Recipe(path, config, [path, *written])
+    return Recipe(path, config, [path, *written], draft.notes)
 
 
 def stage_settings(lab: Any, section: str, config: Any) -> dict[str, Any]:
@@ -142,7 +149,7 @@ def stage_settings(lab: Any, section: str, config: Any) -> dict[str, Any]:
     return settings
 
 
-def _rl_section(lab: Any, rl: Any, task: str | None, files: _Files, config: dict[str, Any]) -> dict[str, Any]:
+def _rl_section(lab: Any, rl: Any, task: str | None, draft: _Draft, config: dict[str, Any]) -> dict[str, Any]:
     """The `rl` section: estimator, steps, changed settings and the reward (gold, rm or a mapping)."""
     settings = stage_settings(lab, "rl", rl.config)
     settings.pop("estimator", None)
@@ -152,13 +159,20 @@ def _rl_section(lab: Any, rl: Any, task: str | None, files: _Files, config: dict
     if _is_judge(reward):
         section["reward"] = _gold(reward, task)
     else:
-        models, route = _reward_models(rl)
-        fitted = {name: _fitted_model(name, stage, lab, files) for name, (stage, _) in models.items()}
+        models, route = _reward_models(rl, draft)
+        fitted = {name: _fitted_model(name, stage, lab, draft) for name, (stage, _) in models.items()}
         if route is not None:
             for row, objective in zip(prompts, rl.reward.routes(rl.prompts)):
                 row[ROUTE_COLUMN] = objective
         _reward_entries(section, config, models, fitted, route is not None)
-    config["prompts"] = files.add("prompts.jsonl", prompts)
+        stages = [stage for stage, _ in models.values()]
+        shared = [name for name, (stage, _) in models.items() if stages.count(stage) > 1]
+        if shared:
+            draft.note(
+                f"Objectives {', '.join(shared)} share one reward model here; the config fits one for each "
+                "(same labels and settings, so close but not identical)."
+            )
+    config["prompts"] = draft.add("prompts.jsonl", prompts)
     return section
 
 
@@ -186,23 +200,25 @@ def _judged_task(rl: Any) -> str | None:
     return None
 
 
-def _reward_models(rl: Any) -> tuple[dict[str, tuple[Any, float]], Any]:
+def _reward_models(rl: Any, draft: _Draft) -> tuple[dict[str, tuple[Any, float]], Any]:
     """({name: (reward-model stage, weight)}, the route or None) of an RL stage's reward."""
     from rlhf_lab.rl.rewards import CombinedReward, RoutedReward, WeightedReward
 
     reward = rl.reward
     if isinstance(reward, (WeightedReward, RoutedReward)):
-        models = {name: (_stage_of(fn, f"rl reward {name!r}"), w) for name, (fn, w) in reward.parts.items()}
+        models = {
+            name: (_stage_of(fn, f"rl reward {name!r}", draft), w) for name, (fn, w) in reward.parts.items()
+        }
         return models, getattr(reward, "route", None)
     if isinstance(reward, CombinedReward):
         raise RecipeError(
             f"rl: the reward is a {type(reward).__name__}, whose combine() is Python code; a config "
             "combines reward models by weights (rl.reward) or by a prompt column (rl.route) only."
         )
-    return {"": (_stage_of(rl.reward_source, "rl reward"), 1.0)}, None
+    return {"": (_stage_of(rl.reward_source, "rl reward", draft), 1.0)}, None
 
 
-def _stage_of(reward: Any, what: str) -> Any:
+def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
     """The reward-model stage inside `reward` (through the checks and rescaling wrappers), else RecipeError."""
     from rlhf_lab.reward.stage import RewardModelStage
     from rlhf_lab.rl.normalization import OnOneScale
@@ -210,6 +226,11 @@ def _stage_of(reward: Any, what: str) -> Any:
 
     inner = reward
     while isinstance(inner, (CallableReward, OnOneScale)):
+        if isinstance(inner, OnOneScale):
+            draft.note(
+                "OnOneScale rescaled the reward models on the answers it was given; the config's run rescales "
+                "each on its own first RL batch."
+            )
         inner = inner.fn if isinstance(inner, CallableReward) else inner.reward
     if isinstance(inner, RewardModelStage):
         return inner
@@ -225,28 +246,52 @@ def _stage_of(reward: Any, what: str) -> Any:
     )
 
 
-def _fitted_model(name: str, rm: Any, lab: Any, files: _Files) -> dict[str, Any]:
+def _fitted_model(name: str, rm: Any, lab: Any, draft: _Draft) -> dict[str, Any]:
     """One reward model as config entries: its data (file, criterion) and its settings."""
-    label = name or "reward model"
+    label = f"reward model {name!r}" if name else "reward model"
     if rm.step_count == 0:
         raise RecipeError(
             f"rl: the {label} was never fitted (rm.fit()); `rlhf-lab train` fits each reward model on its "
             "labels, so there is no recipe for one that learned nothing from them."
         )
-    source, criterion = files.preferences(rm.source, name or "reward_model", lab)
+    source, criterion = draft.preferences(rm.source, name or "reward_model", lab)
     if rm.pretrained is not None and rm.pretrained_task is None:
         raise RecipeError(f"rl: the {label} started from weights a config cannot name ({rm.pretrained}).")
     settings = stage_settings(lab, "reward_model", rm.config)
-    # The optimizer steps it took, however many fit() calls that was: from the backbone (`steps`), or on
-    # top of the pre-trained weights (`warm_start_steps`, what `rlhf-lab train` tops a pre-trained model up by).
+    # The steps its weights took since they last started over (fit(warm_start=False) restarts them), however
+    # many fit() calls that was: from the backbone (`steps`), or on top of the pre-trained weights
+    # (`warm_start_steps`: `rlhf-lab train` tops a pre-trained model up).
+    restarts = [i for i, fit in enumerate(rm.fits) if not fit["warm_start"]]
+    rounds = rm.fits[restarts[-1] if restarts else 0 :]
+    steps = sum(fit["steps"] for fit in rounds) if rounds else rm.step_count  # no fit(): stepped by hand
     pretrained = rm.pretrained_task is not None
     count, given = ("warm_start_steps", "warm_start_epochs") if pretrained else ("steps", "epochs")
     default = lab.preset_settings("reward_model").get(count, getattr(type(rm.config), count))
     settings.pop(count, None)
-    if getattr(rm.config, given) is None and rm.step_count != default:
-        settings[count] = rm.step_count
+    if getattr(rm.config, given) is None and steps != default:
+        settings[count] = steps
     if pretrained:
         settings["pretrained"] = rm.pretrained_task
+        if restarts:
+            draft.note(
+                f"The {label} restarted from its pre-trained weights at the full learning rate "
+                "(fit(warm_start=False)); the config tops them up at the warm-start rate."
+            )
+    if hasattr(rm.source, "pairs") and rm.fits:  # a store: labels may have come in since the last fit
+        from rlhf_lab.reward.pairs import read_pairs
+
+        cfg = rm.config
+        now = len(read_pairs(rm.source, ties=cfg.ties, both_bad=cfg.both_bad, soft=cfg.soft_labels))
+        if now != len(rm.pairs):
+            draft.note(
+                f"The {label} was last fitted when its labels made {len(rm.pairs)} pairs; they make {now} now, "
+                "and the config fits on all of them."
+            )
+    if len(rounds) > 1:
+        draft.note(
+            f"The {label} was fitted in {len(rounds)} rounds (on {rounds[0]['pairs']} to "
+            f"{rounds[-1]['pairs']} training pairs); the config fits it once, on the labels as they are now."
+        )
     return {"preferences": source, "criterion": criterion, "settings": settings}
 
 
@@ -291,13 +336,19 @@ def _reward_entries(
         section["route"] = ROUTE_COLUMN
 
 
-class _Files:
-    """The data files of a recipe, decided first and written together once the config checks out."""
+class _Draft:
+    """A recipe's data files, decided first and written together once the config checks out, and its
+    notes: where the config's run will differ from the notebook's."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.stores: dict[int, tuple[str, Any]] = {}  # id(store): (path, store)
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     def add(self, name: str, rows: list[dict[str, Any]]) -> str:
         self.rows[name] = rows
@@ -400,11 +451,17 @@ def _plain(value: Any, where: str) -> Any:
         ) from None
 
 
-def _write_yaml(config: dict[str, Any], path: Path) -> None:
+def _write_yaml(config: dict[str, Any], path: Path, notes: list[str]) -> None:
     import yaml
 
-    header = (
-        "# Saved from a notebook by rlhf_lab.recipe.save_recipe: each stage's steps and the settings that "
-        "differ from the lab's defaults.\n"
-    )
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    header = [
+        "Saved from a notebook by rlhf_lab.recipe.save_recipe: each stage's steps and the settings that "
+        "differ from the lab's defaults.",
+        *(
+            ["Where its run will differ from the notebook's:"] + [f"- {note}" for note in notes]
+            if notes
+            else []
+        ),
+    ]
+    comments = "".join(f"# {line}\n" for line in header)
+    path.write_text(comments + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

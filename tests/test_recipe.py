@@ -70,6 +70,7 @@ def test_sft_and_ppo_on_the_gold_judge_replay_to_the_same_weights(lab, tmp_path)
     assert len((tmp_path / "recipe" / "demonstrations.jsonl").read_text().splitlines()) == 20
     rows = [json.loads(line) for line in (tmp_path / "recipe" / "prompts.jsonl").read_text().splitlines()]
     assert [row["prompt"] for row in rows] == _prompts()
+    assert recipe.notes == [] and "differ" not in str(recipe)  # nothing the config does otherwise
     assert train(load_config(recipe.path))["param_sha256"] == params_sha256(ppo.params)
 
 
@@ -123,6 +124,29 @@ def test_routed_reward_models_from_the_stores_criteria(lab, tmp_path):
     summary = train(load_config(recipe.path))
     assert set(summary["reward_models"]) == {"helpful", "harmless"}
     assert summary["rl"]["reward"] == {"route": "objective", "objectives": ["helpful", "harmless"]}
+    assert len(recipe.notes) == 1 and "own first RL batch" in recipe.notes[0]  # OnOneScale's fit, said once
+    assert recipe.path.read_text().startswith("# Saved from a notebook")
+    assert f"# - {recipe.notes[0]}" in recipe.path.read_text()
+
+
+def test_a_flywheels_refits_become_one_fit_and_say_so(lab, tmp_path):
+    _label(lab, n=4)
+    rm = lab.reward_model(batch_size=4, split=[1.0, 0.0, 0.0])
+    rm.fit(warm_start=False, progress=False)
+    rm.fit(warm_start=False, progress=False)  # a restart: only this fit's steps count
+    first = rm.fits[-1]["steps"]
+    _label(lab, n=8)  # more labels come in (the same 8 items again: 16 more labels)
+    rm.fit(progress=False)  # the next round tops the model up
+    ppo = lab.ppo(_prompts(), reward={"a": rm, "b": rm}, **SMALL_RL)
+    recipe = lab.save_recipe(tmp_path / "r", rl=ppo)
+
+    assert _read(recipe)["reward_model"]["steps"] == first + rm.fits[-1]["steps"] < rm.step_count
+    assert any("fitted in 2 rounds" in note for note in recipe.notes), recipe.notes
+    assert any("share one reward model" in note for note in recipe.notes), recipe.notes
+    lab.store.add("One more?", ["Yes, here it is.", "No."], "A", annotator="late")
+    again = lab.save_recipe(tmp_path / "r2", rl=ppo)
+    assert any("they make" in note and "fits on all of them" in note for note in again.notes), again.notes
+    assert "Where that run will differ from this notebook's" in str(again)
 
 
 def test_weighted_objectives_keep_their_weights_and_hard_pairs_become_a_pairs_file(lab, tmp_path):

@@ -114,6 +114,7 @@ class RewardModelStage(PairScoring, Stage):
             None  # what the initial weights learned from (rlhf_lab.reward.pretrained)
         )
         self.pretrained_task: str | None = None  # the bundled task of those weights, if any
+        self.fits: list[dict[str, Any]] = []  # each fit(): its steps, warm_start and training pairs
         self.pairs: list[PairRecord] = []
         self.split_of: dict[str, str] = {}  # prompt -> "train" | "val" | "test", never reassigned
         self._units: list[list[int]] | None = None  # training units: lists of pair indices
@@ -322,6 +323,7 @@ class RewardModelStage(PairScoring, Stage):
         if self.config.center_rewards:
             self.scorer.offset = self._mean_training_reward()
         held_out = self.evaluate("val") if has_val else {}
+        self.fits.append({"steps": steps, "warm_start": not fresh, "pairs": sum(len(u) for u in self._units)})
         return {
             "steps": steps,
             "epochs": self.samples_seen / len(self._units),
