@@ -26,6 +26,7 @@ is an error before any model loads, naming the section and the field)::
     reward_model:                 # read when rl.reward is rm or a mapping of reward models
       epochs: 2                   # fit() passes over the task's bundled preference pairs
       # pretrained: positive_review   # start from weights fitted on that task's 1,800 rated pairs
+      # fit: false                    # with pretrained: use those weights as they are, no top-up
       learning_rate: 1.0e-4       # ...any RMConfig field
     dpo:                          # DPO on the preferences (after SFT, before RL)
       steps: 10
@@ -231,7 +232,10 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             # A pre-trained model is topped up with your labels (warm_start_steps), as rm.fit() does in a
             # notebook; any other starts from its backbone.
             warm = rm_own["pretrained"] is not None
-            fit = rm.fit(epochs=rm_own["epochs"], warm_start=warm, progress=show)
+            if rm_own["fit"]:
+                fit = rm.fit(epochs=rm_own["epochs"], warm_start=warm, progress=show)
+            else:  # the pre-trained weights as they are
+                fit = {"steps": 0, "pretrained": rm_own["pretrained"]}
             fitted = {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}
             if objective.name is None:
                 summary["reward_model"] = fitted

@@ -90,7 +90,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 SECTION_KEYS: dict[str, dict[str, Any]] = {
     "sft": {"steps": 20},
     "dpo": {"steps": 10},
-    "reward_model": {"epochs": None, "pretrained": None},
+    "reward_model": {"epochs": None, "pretrained": None, "fit": True},
     "rl": {"steps": 10, "reward": "gold", "route": None},
 }
 
@@ -141,6 +141,13 @@ def check_section(section: str, settings: dict[str, Any] | None, where: str | No
         raise ConfigError(
             f"{where}.pretrained must name a bundled task whose rated pairs the reward model starts from "
             f"({', '.join(sorted(TASKS))}), got {pretrained!r}."
+        )
+    if "fit" in own and not isinstance(own["fit"], bool):
+        raise ConfigError(f"{where}.fit must be true or false, got {own['fit']!r}.")
+    if own.get("fit") is False and pretrained is None:
+        raise ConfigError(
+            f"{where}.fit: false leaves the reward model as it starts, which without `pretrained` is a random "
+            "head: its scores would be noise."
         )
     # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):

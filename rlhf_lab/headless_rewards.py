@@ -56,6 +56,11 @@ class RewardObjective:
         """Where its checkpoint and export go, under output_dir and output_dir/export."""
         return "reward_model" if self.name is None else f"reward_model/{self.name}"
 
+    @property
+    def fits(self) -> bool:
+        """False for `fit: false`: a pre-trained model used as it is, with no labels to fit on."""
+        return self.settings.get("fit", True) is not False
+
 
 def _entry_settings(entry: Any) -> dict[str, Any]:
     """One `rl.reward` entry as a mapping: `name: 0.5` is short for `name: {weight: 0.5}`, `name:` for `{}`."""
@@ -92,7 +97,7 @@ def check_reward(config: dict[str, Any]) -> None:
         )
     elif route is not None:
         raise ConfigError("rl.route routes between several reward models: give rl.reward as a mapping.")
-    needs_pairs = [o for o in reward_objectives(config) if not o.preferences]
+    needs_pairs = [o for o in reward_objectives(config) if not o.preferences and o.fits]
     if needs_pairs and "task" not in config and not config.get("preferences"):
         what = "rl.reward: rm" if reward == "rm" else f"rl.reward.{needs_pairs[0].name}"
         raise ConfigError(f"{what} needs preferences: name a file, or a bundled task.")
@@ -137,6 +142,8 @@ def objective_pairs(objective: RewardObjective, stores: dict[str, Any], task: st
     task's bundled pairs. `stores` maps each preferences file (and "" for the config's) to its store."""
     from rlhf_lab.bundled import preference_pairs
 
+    if not objective.fits:
+        return []  # `fit: false`: the pre-trained weights as they are, nothing to fit on
     key = str(objective.preferences or "")
     if key not in stores:
         return preference_pairs(task)

@@ -104,6 +104,7 @@ def save_recipe(
     if sft is not None:
         config["demonstrations"] = draft.add("demonstrations.jsonl", [d.to_record() for d in sft.demos])
         config["sft"] = {"steps": sft.step_count, **stage_settings(lab, "sft", sft.config)}
+        _note_changes(sft, "sft", draft)
     if dpo is not None:
         source, criterion = draft.preferences(dpo.source, "dpo", lab)
         if criterion is not None:
@@ -113,6 +114,7 @@ def save_recipe(
             )
         config["preferences"] = source
         config["dpo"] = {"steps": dpo.step_count, **stage_settings(lab, "dpo", dpo.config)}
+        _note_changes(dpo, "dpo", draft)
     if rl is not None:
         config["rl"] = _rl_section(lab, rl, task, draft, config)
     if evaluate is not None:
@@ -125,6 +127,17 @@ def save_recipe(
     _write_yaml(config, path, draft.notes)
     load_user_data(config)  # the checks `rlhf-lab train` runs on the data before it loads a model
     return Recipe(path, config, [path, *written], draft.notes)
+
+
+def _note_changes(stage: Any, section: str, draft: _Draft) -> None:
+    """A note for settings changed between a stage's steps (`stage.set`, the dashboard's sliders)."""
+    changed = sorted({key for _, changes in getattr(stage, "hparam_changes", []) for key in changes})
+    if changed:
+        first = stage.hparam_changes[0][0]
+        draft.note(
+            f"{section}: {', '.join(changed)} changed during the run (first after step {first}); the config "
+            "runs every step with the last value."
+        )
 
 
 def stage_settings(lab: Any, section: str, config: Any) -> dict[str, Any]:
@@ -154,6 +167,7 @@ def _rl_section(lab: Any, rl: Any, task: str | None, draft: _Draft, config: dict
     settings = stage_settings(lab, "rl", rl.config)
     settings.pop("estimator", None)
     section: dict[str, Any] = {"estimator": rl.config.estimator, "steps": rl.step_count, **settings}
+    _note_changes(rl, "rl", draft)
     prompts = [{"prompt": prompt} for prompt in rl.prompts]
     reward = rl.reward_source
     if _is_judge(reward):
@@ -249,14 +263,18 @@ def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
 def _fitted_model(name: str, rm: Any, lab: Any, draft: _Draft) -> dict[str, Any]:
     """One reward model as config entries: its data (file, criterion) and its settings."""
     label = f"reward model {name!r}" if name else "reward model"
+    if rm.pretrained is not None and rm.pretrained_task is None:
+        raise RecipeError(f"rl: the {label} started from weights a config cannot name ({rm.pretrained}).")
+    if rm.step_count == 0 and rm.pretrained_task is not None:  # the pre-trained weights as they are
+        settings = {**stage_settings(lab, "reward_model", rm.config), "pretrained": rm.pretrained_task}
+        return {"preferences": None, "criterion": None, "settings": {**settings, "fit": False}}
     if rm.step_count == 0:
         raise RecipeError(
             f"rl: the {label} was never fitted (rm.fit()); `rlhf-lab train` fits each reward model on its "
             "labels, so there is no recipe for one that learned nothing from them."
         )
+    _note_changes(rm, label, draft)
     source, criterion = draft.preferences(rm.source, name or "reward_model", lab)
-    if rm.pretrained is not None and rm.pretrained_task is None:
-        raise RecipeError(f"rl: the {label} started from weights a config cannot name ({rm.pretrained}).")
     settings = stage_settings(lab, "reward_model", rm.config)
     # The steps its weights took since they last started over (fit(warm_start=False) restarts them), however
     # many fit() calls that was: from the backbone (`steps`), or on top of the pre-trained weights
@@ -304,8 +322,10 @@ def _reward_entries(
 ) -> None:
     """`rl.reward` (and `rl.route`, the top-level `preferences` and `reward_model`) for the reward models."""
     only = fitted.get("")
-    config.setdefault("preferences", next(iter(fitted.values()))["preferences"])
-    if only is not None and only["criterion"] is None and only["preferences"] == config["preferences"]:
+    files = [entry["preferences"] for entry in fitted.values() if entry["preferences"] is not None]
+    if files and "preferences" not in config:  # `fit: false` models have none: they fit on nothing
+        config["preferences"] = files[0]
+    if only is not None and only["criterion"] is None and only["preferences"] == config.get("preferences"):
         section["reward"] = "rm"
         if only["settings"]:
             config["reward_model"] = only["settings"]
@@ -328,7 +348,7 @@ def _reward_entries(
             own["weight"] = weight
         if entry["criterion"] is not None:
             own["criterion"] = entry["criterion"]
-        if entry["preferences"] != config["preferences"]:
+        if entry["preferences"] not in (None, config.get("preferences")):
             own["preferences"] = entry["preferences"]
         entries[name or "rm"] = own
     section["reward"] = entries

@@ -274,6 +274,35 @@ def test_a_pretrained_reward_model_is_topped_up_in_the_recipe_and_headless(lab, 
     assert summary["reward_model"]["warm_start"] is True and summary["reward_model"]["steps"] == rm.step_count
 
 
+def test_a_pretrained_reward_model_used_as_it_is_replays_to_the_same_weights(lab, tmp_path, monkeypatch):
+    import rlhf_lab.reward.pretrained as pretrained
+
+    monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrained, "pretraining_steps", lambda n_pairs, batch_size: 2)
+    rm = lab.reward_model(pretrained=TASK, batch_size=4)  # no labels, no fit: lab 03 on smollm2-135m
+    ppo = lab.ppo(_prompts(), reward=rm, gold=get_judge(TASK), **SMALL_RL)
+    ppo.step(1, progress=False)
+    recipe = lab.save_recipe(tmp_path / "r", rl=ppo)
+    config = _read(recipe)
+    assert config["reward_model"] == {"batch_size": 4, "pretrained": TASK, "fit": False}
+    assert "preferences" not in config and config["rl"]["reward"] == "rm"
+    summary = train(load_config(recipe.path))  # the same cached pre-training, then the same PPO step
+    assert summary["reward_model"] == {"steps": 0, "pretrained": TASK}
+    assert summary["param_sha256"] == params_sha256(ppo.params)
+
+
+def test_settings_changed_during_a_run_are_said(lab, tmp_path):
+    ppo = lab.ppo(_prompts(), reward=get_judge(TASK), **SMALL_RL)
+    ppo.step(1, progress=False)
+    ppo.set(beta=0.2)  # the dashboard's slider does this
+    ppo.step(1, progress=False)
+    recipe = lab.save_recipe(tmp_path / "r", rl=ppo)
+    assert _read(recipe)["rl"]["beta"] == 0.2
+    assert recipe.notes == [
+        "rl: beta changed during the run (first after step 1); the config runs every step with the last value."
+    ]
+
+
 def test_headless_pretrained_names_a_bundled_task_and_export_trl_refuses_it(tmp_path):
     from rlhf_lab.errors import ConfigError
     from rlhf_lab.headless import check_config
@@ -282,6 +311,10 @@ def test_headless_pretrained_names_a_bundled_task_and_export_trl_refuses_it(tmp_
     config = {"preset": "tiny", "task": TASK, "rl": {"reward": "rm"}, "reward_model": {"pretrained": "films"}}
     with pytest.raises(ConfigError, match="reward_model.pretrained must name a bundled task"):
         check_config(config)
+    with pytest.raises(ConfigError, match="reward_model.fit: false leaves the reward model as it starts"):
+        check_config({**config, "reward_model": {"fit": False}})
+    with pytest.raises(ConfigError, match="reward_model.fit must be true or false"):
+        check_config({**config, "reward_model": {"pretrained": TASK, "fit": "no"}})
     config["reward_model"]["pretrained"] = TASK
     config["rl"]["estimator"] = "rloo"
     check_config(config)

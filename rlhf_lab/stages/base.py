@@ -134,6 +134,7 @@ class Stage(ABC):
         self._elapsed = 0.0  # seconds spent in steps, carried across save/load
         self.released = False  # True after release(): history only, no more training
         self.released_bytes = 0
+        self.hparam_changes: list[tuple[int, dict[str, Any]]] = []  # (steps taken before, set()'s changes)
 
     # ------------------------------------------------------------------ subclass API
     @abstractmethod
@@ -360,6 +361,8 @@ class Stage(ABC):
             for key, value in changes.items():
                 setattr(self.config, key, value)
             self._on_hparams_changed(changes)
+            if changes:
+                self.hparam_changes.append((self.step_count, dict(changes)))
 
     def _check_config(self, config: Any) -> None:
         """Hook: checks that need the stage as well as the config (e.g. prompt lengths vs. the model)."""
