@@ -15,8 +15,9 @@ Each stage's section holds the steps it has taken and the settings that differ f
 in by itself (the config's defaults and the preset's), so the same config also runs on another preset or
 machine. It records the stages as they are when saved, not the notebook's history: a stage stepped in
 several runs, or a reward model refit in rounds (lab 08's flywheel), becomes one run of as many steps on
-the data as it is now; and the headless run puts each learned reward on one scale from its own first RL
-batch. `Recipe.notes` (printed with the recipe, and atop config.yaml) says which of these apply. What a
+the data as it is now; a setting changed between steps (the dashboard's β slider) holds its last value
+for every step; and the headless run puts each learned reward on one scale from its own first RL batch.
+`Recipe.notes` (printed with the recipe, and atop config.yaml) says which of these apply. What a
 config cannot hold is a `RecipeError` naming it, raised before anything is written: a
 reward written as a Python function, an ensemble, another task's judge, a list of pairs with soft labels
 (pass the store they came from).
@@ -55,6 +56,16 @@ class Recipe:
         """The command that trains the recipe on one machine (from the folder the notebook runs in)."""
         return f"rlhf-lab train {self.path}"
 
+    @property
+    def exports_to_trl(self) -> bool:
+        """Whether `rlhf-lab export-trl` takes it: TRL 1.16 has no PPO, and its RewardTrainer starts from the
+        plain backbone (no `pretrained`)."""
+        from rlhf_lab.headless_rewards import reward_objectives
+
+        estimator = (self.config.get("rl") or {}).get("estimator", "grpo")
+        pretrained = any(o.settings.get("pretrained") for o in reward_objectives(self.config))
+        return estimator in ("grpo", "rloo") and not pretrained
+
     def __str__(self) -> str:
         wrote = ", ".join(path.name for path in self.files[1:])
         lines = [
@@ -62,7 +73,7 @@ class Recipe:
             f"  one machine:  {self.command}",
             f"  four GPUs:    accelerate launch --multi_gpu --num_processes 4 -m rlhf_lab.cli train {self.path}",
         ]
-        if (self.config.get("rl") or {}).get("estimator", "grpo") in ("grpo", "rloo"):  # TRL 1.16 has no PPO
+        if self.exports_to_trl:
             lines.append(f"  TRL 1.16:     rlhf-lab export-trl {self.path} --out {self.path.parent / 'trl'}")
         if self.notes:
             lines += [

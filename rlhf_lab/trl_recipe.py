@@ -141,8 +141,8 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
 
     section = {**section}
     steps = section.pop("steps", {"sft": 20, "dpo": 10, "rl": 10}.get(kind))
-    section.pop("reward", None)
-    section.pop("route", None)
+    for own in ("reward", "route", "fit"):  # run settings of the lab's config, not fields of a TRL one
+        section.pop(own, None)
     section.setdefault("seed", seed)
     config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
     values = asdict(make_config(None, config_cls, section).validate())

@@ -87,7 +87,7 @@ def test_a_reward_model_on_the_store_replays_to_the_same_weights(lab, tmp_path):
     assert config["reward_model"] == {"batch_size": 4, "split": [1.0, 0.0, 0.0], "steps": rm.step_count}
     assert config["preferences"] == str(tmp_path / "r" / "labels.jsonl")
     assert len((tmp_path / "r" / "labels.jsonl").read_text().splitlines()) == lab.store.count() == 12
-    assert "TRL 1.16" in str(recipe) and recipe.command in str(recipe)
+    assert recipe.exports_to_trl and "TRL 1.16" in str(recipe) and recipe.command in str(recipe)
     summary = train(load_config(recipe.path))
     assert summary["reward_model"]["steps"] == rm.step_count
     assert summary["param_sha256"] == params_sha256(rloo.params)
@@ -288,6 +288,7 @@ def test_a_pretrained_reward_model_used_as_it_is_replays_to_the_same_weights(lab
     assert "preferences" not in config and config["rl"]["reward"] == "rm"
     summary = train(load_config(recipe.path))  # the same cached pre-training, then the same PPO step
     assert summary["reward_model"] == {"steps": 0, "pretrained": TASK}
+    assert not recipe.exports_to_trl and "export-trl" not in str(recipe)  # TRL would lose the pre-training
     assert summary["param_sha256"] == params_sha256(ppo.params)
 
 
@@ -306,7 +307,7 @@ def test_settings_changed_during_a_run_are_said(lab, tmp_path):
 def test_headless_pretrained_names_a_bundled_task_and_export_trl_refuses_it(tmp_path):
     from rlhf_lab.errors import ConfigError
     from rlhf_lab.headless import check_config
-    from rlhf_lab.trl_recipe import export_trl
+    from rlhf_lab.trl_recipe import export_trl, stage_args
 
     config = {"preset": "tiny", "task": TASK, "rl": {"reward": "rm"}, "reward_model": {"pretrained": "films"}}
     with pytest.raises(ConfigError, match="reward_model.pretrained must name a bundled task"):
@@ -321,3 +322,5 @@ def test_headless_pretrained_names_a_bundled_task_and_export_trl_refuses_it(tmp_
     with pytest.raises(ConfigError, match="pre-training on the bundled pairs would be lost"):
         export_trl(config, tmp_path / "trl")
     assert not (tmp_path / "trl").exists()
+    args, _ = stage_args("reward", {"fit": True, "epochs": 1}, seed=0)  # `fit` is ours, not a TRL field
+    assert "fit" not in args and args["num_train_epochs"] == 1
