@@ -304,6 +304,24 @@ def test_settings_changed_during_a_run_are_said(lab, tmp_path):
     ]
 
 
+def test_fits_and_setting_changes_survive_a_checkpoint(lab, tmp_path):
+    from rlhf_lab.reward.stage import RewardModelStage
+    from rlhf_lab.stages.sft import SFTStage
+
+    _label(lab)
+    rm = _fitted(lab)
+    rm.fit(progress=False)  # a second round
+    rm.save(tmp_path / "rm")
+    loaded = RewardModelStage.load(tmp_path / "rm", data=lab.store)
+    assert loaded.fits == rm.fits and len(loaded.fits) == 2 and loaded.pretrained_task is None
+    sft = lab.sft(load_demos(TASK)[:4], batch_size=2)
+    sft.step(1, progress=False)
+    sft.set(learning_rate=1e-4)
+    sft.save(tmp_path / "sft")
+    again = SFTStage.load(tmp_path / "sft")
+    assert again.hparam_changes == [(1, {"learning_rate": 1e-4})]
+
+
 def test_headless_pretrained_names_a_bundled_task_and_export_trl_refuses_it(tmp_path):
     from rlhf_lab.errors import ConfigError
     from rlhf_lab.headless import check_config

@@ -43,6 +43,8 @@ def save_rm_state(stage: Any, folder: Path) -> None:
         "has_data": stage._units is not None,
         "offset": stage.scorer.offset,
         "pretrained": stage.pretrained,
+        "pretrained_task": stage.pretrained_task,
+        "fits": stage.fits,
     }
     (folder / "rm_state.json").write_text(json.dumps(state, ensure_ascii=False))
 
@@ -75,4 +77,5 @@ def load_rm_stage(
     stage.samples_seen, stage.data_version = state["samples_seen"], state["data_version"]
     stage.scorer.offset = state["offset"]
     stage.pretrained = state.get("pretrained")
+    stage.pretrained_task, stage.fits = state.get("pretrained_task"), state.get("fits", [])  # older: none
     return stage

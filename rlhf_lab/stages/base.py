@@ -34,7 +34,6 @@ from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -49,6 +48,7 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     config_to_dict,
     load_training_state,
     model_path,
+    plain_value,
     rng_state,
     save_model,
     save_training_state,
@@ -201,7 +201,7 @@ class Stage(ABC):
                 "elapsed_s": self._elapsed,
                 "time/step_s": duration,
             }
-            row.update({k: _plain(v) for k, v in metrics.items()})
+            row.update({k: plain_value(v) for k, v in metrics.items()})
         self._publish(row)
         if self.checkpoint_every and self.checkpoint_dir and self.step_count % self.checkpoint_every == 0:
             self.save(self.checkpoint_dir)
@@ -436,6 +436,9 @@ class Stage(ABC):
                     "lab_step": self.clock.value,
                     "elapsed_s": self._elapsed,
                     "config": config_to_dict(self.config),
+                    "hparam_changes": [
+                        [step, config_to_dict(changes)] for step, changes in self.hparam_changes
+                    ],
                     "format": FORMAT,
                 }
                 with open(staging / "history.jsonl", "w", encoding="utf-8") as f:
@@ -463,6 +466,7 @@ class Stage(ABC):
             raise StageError(f"{path} holds a {meta['class']} checkpoint, not a {cls.__name__}.")
         stage = target._from_checkpoint(path, meta, **kwargs)
         stage.step_count = meta["step_count"]
+        stage.hparam_changes = [(step, changes) for step, changes in meta.get("hparam_changes", [])]
         stage._elapsed = meta.get("elapsed_s", 0.0)
         stage.clock.advance_to(meta.get("lab_step", 0))
         with open(path / "history.jsonl", encoding="utf-8") as f:
@@ -488,11 +492,3 @@ class Stage(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} step={self.step_count} status={self.status}>"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

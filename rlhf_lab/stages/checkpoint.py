@@ -39,9 +39,23 @@ FORMAT = 2  # 2: with a manifest
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
+    """The JSON-able fields of a config dataclass (or items of a mapping, e.g. a `set()`'s changes)."""
     if is_dataclass(config):
-        return {f.name: getattr(config, f.name) for f in fields(config) if _jsonable(getattr(config, f.name))}
-    return {}
+        items = {f.name: getattr(config, f.name) for f in fields(config)}
+    elif isinstance(config, dict):
+        items = config
+    else:
+        return {}
+    return {name: value for name, value in items.items() if _jsonable(value)}
+
+
+def plain_value(value: Any) -> Any:
+    """A metric as JSON writes it: a one-element tensor or NumPy number as a Python number, a tensor as a list."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _jsonable(value: Any) -> bool:
