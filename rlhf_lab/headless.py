@@ -81,6 +81,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     load_user_data,
     section_settings,
     tracking_specs,
+    write_config,
 )
 from rlhf_lab.headless_eval import compare, evaluate_settings, held_out_answers
 from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
@@ -127,14 +128,6 @@ def _objectives_last(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict
             name: rows[-1].get(f"objective/scores/{name}") if rows else None for name in names
         }
     }
-
-
-def _write_config(config: dict[str, Any], path: Path) -> None:
-    """The config the run used, beside its summary: `rlhf-lab train <output_dir>/config.yaml` runs it again."""
-    import yaml
-
-    plain = json.loads(json.dumps(config, default=str))  # paths given as Path objects become text
-    path.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
 
 
 def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
@@ -310,7 +303,7 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         torch.distributed.barrier()
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        _write_config(config, out / "config.yaml")
+        write_config(config, out / "config.yaml")  # `rlhf-lab train <output_dir>/config.yaml` runs it again
         print(json.dumps(summary), flush=True)
     if world > 1:
         torch.distributed.destroy_process_group()

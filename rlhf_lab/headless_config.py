@@ -7,6 +7,7 @@ files it names, before any model loads (the format: the `rlhf_lab.headless` modu
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"the config must be a mapping, got {type(config).__name__}.")
     return check_config(config)
+
+
+def write_config(
+    config: dict[str, Any], path: str | os.PathLike, comments: list[str] | tuple[str, ...] = ()
+) -> None:
+    """`config` as the YAML `load_config` reads, keys in their order, each of `comments` a `#` line on top.
+    Paths given as Path objects become text."""
+    import yaml
+
+    plain = json.loads(json.dumps(config, default=str))
+    header = "".join(f"# {line}\n" for line in comments)
+    Path(path).write_text(header + yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,12 @@ KEY_ORDER = ("preset", "policy", "reward_backbone", "task", "seed", "output_dir"
 KEY_ORDER += ("preferences", "sft", "dpo", "reward_model", "rl", "evaluate")
 
 
+HEADER = (
+    "Saved from a notebook by rlhf_lab.recipe.save_recipe: each stage's steps and the settings that differ "
+    "from the lab's defaults."
+)
+
+
 class RecipeError(ConfigError):
     """Something in the notebook that a headless config cannot express; the message names it."""
 
@@ -100,7 +106,7 @@ def save_recipe(
     `evaluate=N` has the run answer the task's test prompts N times before and after DPO/RL.
     `output_dir` is where `rlhf-lab train` will write (default `folder`/run)."""
     from rlhf_lab.bundled import TASKS
-    from rlhf_lab.headless_config import check_config, load_user_data
+    from rlhf_lab.headless_config import check_config, load_user_data, write_config
 
     if sft is None and dpo is None and rl is None:
         raise RecipeError("save_recipe needs at least one stage: sft=, dpo= or rl=.")
@@ -135,14 +141,15 @@ def save_recipe(
     check_config(config)  # a setting the stages would refuse fails here, before any file is written
     written = draft.write()
     path = folder / "config.yaml"
-    _write_yaml(config, path, draft.notes)
+    notes = ["Where its run will differ from the notebook's:", *(f"- {note}" for note in draft.notes)]
+    write_config(config, path, [HEADER, *(notes if draft.notes else [])])
     load_user_data(config)  # the checks `rlhf-lab train` runs on the data before it loads a model
     return Recipe(path, config, [path, *written], draft.notes)
 
 
 def _note_changes(stage: Any, section: str, draft: _Draft) -> None:
     """A note for settings changed between a stage's steps (`stage.set`, the dashboard's sliders)."""
-    changed = sorted({key for _, changes in getattr(stage, "hparam_changes", []) for key in changes})
+    changed = sorted({key for _, changes in stage.hparam_changes for key in changes})
     if changed:
         first = stage.hparam_changes[0][0]
         draft.note(
@@ -175,13 +182,15 @@ def stage_settings(lab: Any, section: str, config: Any) -> dict[str, Any]:
 
 def _rl_section(lab: Any, rl: Any, task: str | None, draft: _Draft, config: dict[str, Any]) -> dict[str, Any]:
     """The `rl` section: estimator, steps, changed settings and the reward (gold, rm or a mapping)."""
+    from rlhf_lab.rl.rewards import is_judge
+
     settings = stage_settings(lab, "rl", rl.config)
     settings.pop("estimator", None)
     section: dict[str, Any] = {"estimator": rl.config.estimator, "steps": rl.step_count, **settings}
     _note_changes(rl, "rl", draft)
     prompts = [{"prompt": prompt} for prompt in rl.prompts]
     reward = rl.reward_source
-    if _is_judge(reward):
+    if is_judge(reward):
         section["reward"] = _gold(reward, task)
     else:
         models, route = _reward_models(rl, draft)
@@ -247,7 +256,7 @@ def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
     """The reward-model stage inside `reward` (through the checks and rescaling wrappers), else RecipeError."""
     from rlhf_lab.reward.stage import RewardModelStage
     from rlhf_lab.rl.normalization import OnOneScale
-    from rlhf_lab.rl.rewards import CallableReward
+    from rlhf_lab.rl.rewards import CallableReward, is_judge
 
     inner = reward
     while isinstance(inner, (CallableReward, OnOneScale)):
@@ -259,7 +268,7 @@ def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
         inner = inner.fn if isinstance(inner, CallableReward) else inner.reward
     if isinstance(inner, RewardModelStage):
         return inner
-    if _is_judge(inner):
+    if is_judge(inner):
         raise RecipeError(
             f"{what} is a gold judge inside a combination of rewards; a config combines reward models only "
             "(`rl.reward: gold` is the judge alone)."
@@ -464,35 +473,14 @@ def _models(lab: Any) -> dict[str, Any]:
     return {"policy": policy, "reward_backbone": lab.reward_spec}
 
 
-def _is_judge(reward: Any) -> bool:
-    from rlhf_lab.raters.gold import ScoringRater
-
-    return isinstance(reward, ScoringRater)
-
-
 def _plain(value: Any, where: str) -> Any:
     """`value` as YAML writes it (a NumPy number as a Python one); RecipeError naming `where` otherwise."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()  # np.int64(8) -> 8
+    from rlhf_lab.stages.checkpoint import plain_value
+
+    value = plain_value(value)  # np.int64(8) -> 8
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         raise RecipeError(
             f"{where} is {value!r}, which a config cannot hold (text, numbers and lists only)."
         ) from None
-
-
-def _write_yaml(config: dict[str, Any], path: Path, notes: list[str]) -> None:
-    import yaml
-
-    header = [
-        "Saved from a notebook by rlhf_lab.recipe.save_recipe: each stage's steps and the settings that "
-        "differ from the lab's defaults.",
-        *(
-            ["Where its run will differ from the notebook's:"] + [f"- {note}" for note in notes]
-            if notes
-            else []
-        ),
-    ]
-    comments = "".join(f"# {line}\n" for line in header)
-    path.write_text(comments + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -297,7 +297,7 @@ def as_reward(obj: Any) -> Reward:
         raise TypeError(
             "reward is required: a reward model stage, a function f(prompts, responses), or a dict."
         )
-    if _is_judge(obj):
+    if is_judge(obj):
         # A gold judge (rlhf_lab.raters) is called as judge(prompt, a, b) for pairs; as a reward
         # it scores one response at a time.
         judge = obj
@@ -344,7 +344,7 @@ def warn_if_untrained(obj: Any) -> None:
         )
 
 
-def _is_judge(obj: Any) -> bool:
+def is_judge(obj: Any) -> bool:
     """A rater/judge with a per-response `score(prompt, response)` (not a reward-model stage)."""
     from rlhf_lab.raters.gold import ScoringRater
 
