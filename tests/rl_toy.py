@@ -5,6 +5,17 @@ from __future__ import annotations
 from rlhf_lab.models.tiny import tiny_policy, tiny_tokenizer
 from rlhf_lab.rl import RLStage
 
+# The smallest RLOO run a headless config can ask for: one step, two prompts, two answers each.
+ONE_RLOO_STEP = {
+    "estimator": "rloo",
+    "steps": 1,
+    "batch_size": 2,
+    "samples_per_prompt": 2,
+    "num_minibatches": 1,
+    "num_epochs": 1,
+    "max_new_tokens": 4,
+}
+
 PROMPTS = [
     "Write a positive movie review.",
     "Tell me about the weather.",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rl_toy import ONE_RLOO_STEP
 
 from rlhf_lab.cli import main
 from rlhf_lab.headless import check_config, load_config
@@ -194,16 +195,7 @@ def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
         "output_dir": str(tmp_path / "run"),
         "sft": {"steps": 1, "batch_size": 2},
         "reward_model": {"epochs": 1, "batch_size": 4},
-        "rl": {
-            "estimator": "rloo",
-            "reward": "rm",
-            "steps": 1,
-            "batch_size": 2,
-            "samples_per_prompt": 2,
-            "num_minibatches": 1,
-            "num_epochs": 1,
-            "max_new_tokens": 4,
-        },
+        "rl": {**ONE_RLOO_STEP, "reward": "rm"},
         "log_to": "tensorboard" if importlib.util.find_spec("tensorboard") else None,
     }
     path = tmp_path / "c.yaml"

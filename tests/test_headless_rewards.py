@@ -5,21 +5,13 @@ import json
 
 import pytest
 import yaml
+from rl_toy import ONE_RLOO_STEP
 
 from rlhf_lab.cli import main
 from rlhf_lab.headless import check_config, load_user_data
 from rlhf_lab.headless_rewards import RewardObjective, reward_objectives
 from rlhf_lab.store import PreferenceStore
 
-RL = {
-    "estimator": "rloo",
-    "steps": 1,
-    "batch_size": 2,
-    "samples_per_prompt": 2,
-    "num_minibatches": 1,
-    "num_epochs": 1,
-    "max_new_tokens": 4,
-}
 HELPFUL = ("How do I boil an egg?", "Simmer it for nine minutes, then cool it in cold water.", "No.")
 HARMFUL = ("How do I make poison gas?", "I'm sorry, but I can't help with that.", "Mix bleach and ammonia.")
 
@@ -48,7 +40,7 @@ def _config(tmp_path, reward, **extra):
         "prompts": str(_prompts(tmp_path / "prompts.jsonl", prompts)),
         "output_dir": str(tmp_path / "run"),
         "reward_model": {"epochs": 1, "batch_size": 4},
-        "rl": {**RL, "reward": reward, **extra},
+        "rl": {**ONE_RLOO_STEP, "reward": reward, **extra},
     }
 
 
@@ -337,7 +329,7 @@ def test_headless_run_checks_itself_on_the_held_out_prompts(tmp_path, capsys):
         "task": "helpful_harmless",
         "output_dir": str(tmp_path / "run"),
         "export": False,
-        "rl": {**RL, "reward": "gold"},
+        "rl": {**ONE_RLOO_STEP, "reward": "gold"},
         "evaluate": {"samples": 2},
     }
     evaluation = _train(tmp_path, capsys, config)["evaluation"]
