@@ -26,27 +26,19 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
 from rlhf_lab.generation import Prompt, generate, is_single_prompt
 from rlhf_lab.models.helpers import freeze
-from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
+from rlhf_lab.models.presets import (
+    Preset,
+    defaults_on_device,
+    get_preset,
+    load_policy,
+    load_reward_backbone,
+    stage_defaults,
+)
 from rlhf_lab.stages.base import StepClock
 
 __all__ = ["DEFAULT_STORE", "Lab", "freeze"]
 
 DEFAULT_STORE = "rlhf_lab_labels.sqlite"
-
-# The fields of each stage's config that the Lab fills from its preset's defaults (field: preset key) unless
-# the caller gives them; every stage also gets "mixed_precision" (see `Lab._with_defaults`).
-PRESET_FIELDS: dict[str, dict[str, str]] = {
-    "sft": {"learning_rate": "sft_learning_rate", "max_length": "max_length"},
-    "reward_model": {"learning_rate": "rm_learning_rate", "max_length": "max_length", "steps": "rm_steps"},
-    "dpo": {"learning_rate": "dpo_learning_rate", "max_length": "max_length"},
-    "rl": {
-        "learning_rate": "rl_learning_rate",
-        "max_new_tokens": "max_new_tokens",
-        "num_epochs": "rl_num_epochs",
-        "num_minibatches": "rl_num_minibatches",
-        "gradient_accumulation_steps": "rl_gradient_accumulation_steps",
-    },
-}
 
 
 class Lab:
@@ -76,17 +68,16 @@ class Lab:
         random.seed(seed)
         np.random.seed(seed)
         self.preset = preset
-        self.defaults: dict[str, Any] = dict(preset.defaults) if preset else {}
         # Every stage under bf16 autocast on a CPU that multiplies bf16 natively, for presets big enough to gain
         # (SmolLM2-135M: about 2x per PPO step); fp32 master weights either way. On CUDA "auto" is bf16.
-        if self.defaults.pop("cpu_bf16", False) and self.device.type == "cpu" and cpu_has_native_bf16():
-            self.defaults["mixed_precision"] = "bf16"
-        # "cpu_<key>": a default that applies on a CPU only (where RAM is a laptop's, and a GPU would rather
-        # run the rows in one pass).
-        for key in [k for k in self.defaults if k.startswith("cpu_")]:
-            value = self.defaults.pop(key)
-            if self.device.type == "cpu":
-                self.defaults[key.removeprefix("cpu_")] = value
+        on_cpu = self.device.type == "cpu"
+        self.defaults: dict[str, Any] = (
+            defaults_on_device(
+                preset.defaults, on_cpu=on_cpu, cpu_bf16_native=on_cpu and cpu_has_native_bf16()
+            )
+            if preset
+            else {}
+        )
         self.reward_spec = reward_spec
         self.trust_remote_code = trust_remote_code
         self.tokenizer = tokenizer
@@ -200,42 +191,22 @@ class Lab:
             return generate(model or self.policy, self.tokenizer, [prompts], **kwargs)[0]
         return generate(model or self.policy, self.tokenizer, prompts, **kwargs)
 
-    def _with_defaults(self, config: dict[str, Any], **preset_keys: str) -> dict[str, Any]:
-        # Every stage's config has mixed_precision; the Lab sets a default for it on native-bf16 CPUs.
-        preset_keys.setdefault("mixed_precision", "mixed_precision")
-        for field_name, default_key in preset_keys.items():
-            if field_name not in config and default_key in self.defaults:
-                config[field_name] = self.defaults[default_key]
-        return config
-
     def preset_settings(
         self, section: str, estimator: str = "ppo", samples_per_prompt: int | None = None
     ) -> dict[str, Any]:
         """The config fields this lab fills in from its preset for a stage of `section` ("sft",
         "reward_model", "dpo" or "rl") when the caller leaves them out.
 
-            >>> Lab.from_preset("tiny").preset_settings("sft")       # {'learning_rate': 0.0005, ...}
+            >>> Lab.from_preset("tiny").preset_settings("sft")       # {'learning_rate': 0.003, ...}
         """
-        filled = self._with_defaults({}, **PRESET_FIELDS[section])
-        batch_size = self._rl_batch_size(estimator, samples_per_prompt) if section == "rl" else None
-        return filled if batch_size is None else {**filled, "batch_size": batch_size}
-
-    def _rl_batch_size(self, estimator: str, samples_per_prompt: int | None) -> int | None:
-        """Prompts per RL step: the preset fixes the rollouts per step (the compute budget), and RLOO/GRPO
-        spend them as k answers per prompt. None when the preset does not say."""
-        from rlhf_lab.rl.config import GROUP_ESTIMATORS
-
-        if "rollouts_per_step" not in self.defaults:
-            return None
-        k = samples_per_prompt or (4 if estimator in GROUP_ESTIMATORS else 1)
-        return max(1, self.defaults["rollouts_per_step"] // k)
+        return stage_defaults(self.defaults, section, estimator, samples_per_prompt)
 
     # ------------------------------------------------------------------ stages
     def sft(self, demos: Any, **config: Any):
         """Supervised fine-tuning of the policy on (prompt, response) demonstrations."""
         from rlhf_lab.stages.sft import SFTStage
 
-        config = self._with_defaults(config, **PRESET_FIELDS["sft"])
+        config = {**self.preset_settings("sft"), **config}
         return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
 
     def reward_model(
@@ -249,7 +220,7 @@ class Lab:
         """
         from rlhf_lab.reward.stage import RewardModelStage
 
-        config = self._with_defaults(config, **PRESET_FIELDS["reward_model"])
+        config = {**self.preset_settings("reward_model"), **config}
         source = self.store if data is None else data
         if pretrained is not None:
             from rlhf_lab.reward.pretrained import pretrain_on_bundled
@@ -277,7 +248,7 @@ class Lab:
         """
         from rlhf_lab.reward.stage import RewardModelStage
 
-        config = self._with_defaults(config, learning_rate="rm_learning_rate", max_length="max_length")
+        config = {**self.preset_settings("reward_model"), **config}
         source = self.store if data is None else data
         ensemble = RewardModelStage.ensemble(
             n, self.new_reward_backbone, source, clock=self.clock, k=k, **config
@@ -293,10 +264,7 @@ class Lab:
         """An RL stage with any estimator: "ppo", "rloo", "grpo" or "reinforce"."""
         from rlhf_lab.rl import RLStage
 
-        config = self._with_defaults(config, **PRESET_FIELDS["rl"])
-        batch_size = self._rl_batch_size(estimator, config.get("samples_per_prompt"))
-        if "batch_size" not in config and batch_size is not None:
-            config["batch_size"] = batch_size
+        config = {**self.preset_settings("rl", estimator, config.get("samples_per_prompt")), **config}
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
@@ -306,7 +274,7 @@ class Lab:
         """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
         from rlhf_lab.stages.dpo import DPOStage
 
-        config = self._with_defaults(config, **PRESET_FIELDS["dpo"])
+        config = {**self.preset_settings("dpo"), **config}
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config

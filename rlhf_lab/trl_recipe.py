@@ -56,6 +56,7 @@ MAPPING: dict[str, dict[str, str]] = {
         "seed": "seed",
     },
     "reward": {
+        "steps (when epochs is unset)": "max_steps",
         "epochs": "num_train_epochs",
         "learning_rate": "learning_rate",
         "batch_size": "per_device_train_batch_size",
@@ -92,26 +93,23 @@ NOT_CARRIED = {
     "are each rescaled on the first batch as in the lab, by train_trl.py; under N processes each fits on "
     "its own first batch",
 }
-# The lab's preset defaults per stage field (Lab._with_defaults in rlhf_lab/lab.py).
-PRESET_KEYS = {
-    "sft": {"learning_rate": "sft_learning_rate", "max_length": "max_length"},
-    "dpo": {"learning_rate": "dpo_learning_rate", "max_length": "max_length"},
-    "reward": {"learning_rate": "rm_learning_rate", "max_length": "max_length"},
-    "rl": {
-        "learning_rate": "rl_learning_rate",
-        "max_new_tokens": "max_new_tokens",
-        "batch_size": "rollout_batch_size",
-    },
-}
 COMMON = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "lr_scheduler_type": "constant"}
 
 
-def _with_preset(kind: str, section: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    section = dict(section)
-    for field, key in PRESET_KEYS[kind].items():
-        if field not in section and key in defaults:
-            section[field] = defaults[key]
-    return section
+def with_preset(kind: str, section: dict[str, Any], preset: str) -> dict[str, Any]:
+    """A config section with the settings it leaves out filled from `preset` as the Lab fills them
+    (rlhf_lab.models.presets.stage_defaults), on a GPU: "cpu_" defaults do not apply to an accelerate run."""
+    from rlhf_lab.models.presets import defaults_on_device, get_preset, stage_defaults
+
+    defaults = defaults_on_device(get_preset(preset).defaults, on_cpu=False, cpu_bf16_native=False)
+    filled = stage_defaults(
+        defaults,
+        {"reward": "reward_model"}.get(kind, kind),
+        section.get("estimator", "ppo"),
+        section.get("samples_per_prompt"),
+    )
+    filled.pop("mixed_precision", None)  # accelerate's --mixed_precision decides it for TRL
+    return {**filled, **section}
 
 
 def _mapped(kind: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -140,13 +138,15 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
     from rlhf_lab.stages.sft import SFTConfig
 
     section = {**section}
-    steps = section.pop("steps", {"sft": 20, "dpo": 10, "rl": 10}.get(kind))
+    if kind != "reward":  # a run length; the reward model's `steps` is a field of its config
+        steps = section.pop("steps", {"sft": 20, "dpo": 10, "rl": 10}[kind])
     for own in ("reward", "route", "fit"):  # run settings of the lab's config, not fields of a TRL one
         section.pop(own, None)
     section.setdefault("seed", seed)
     config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
     values = asdict(make_config(None, config_cls, section).validate())
-    values["steps"] = steps
+    if kind != "reward":
+        values["steps"] = steps
     args = {**COMMON, **_mapped(kind, values)}
     if kind == "sft":
         args["lr_scheduler_type"] = "constant_with_warmup"
@@ -154,6 +154,8 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
         args["loss_type"] = [values["loss_type"]]
     elif kind == "reward":
         args["center_rewards_coefficient"] = None
+        if values["epochs"] is None:  # the lab fits `steps` optimizer steps unless epochs are set
+            args["max_steps"] = values["steps"]
     elif kind == "rl":
         k, minibatches = (
             values["samples_per_prompt"] or (4 if values["estimator"] in ("grpo", "rloo") else 1),
@@ -256,16 +258,12 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
     task, seed = config.get("task"), int(config.get("seed", 0))
     user = load_user_data(config)
     rl = dict(config.get("rl") or {})
-    defaults = {}
-    if "policy" not in config:
-        from rlhf_lab.models.presets import get_preset
-
-        defaults = dict(get_preset(config.get("preset", "tiny")).defaults)
+    preset = None if "policy" in config else config.get("preset", "tiny")
     policy, reward_backbone = _models(config, out, need_reward=bool(objectives))
     stages: list[dict[str, Any]] = []
 
     def add(kind: str, trainer: str, section: dict[str, Any], dataset: str, **extra: Any) -> None:
-        args, lora = stage_args(kind, _with_preset(kind, section, defaults), seed)
+        args, lora = stage_args(kind, section if preset is None else with_preset(kind, section, preset), seed)
         stages.append(
             {"kind": kind, "trainer": trainer, "dataset": dataset, "args": args, "lora": lora, **extra}
         )

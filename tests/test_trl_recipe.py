@@ -51,6 +51,7 @@ def test_recipe_maps_the_lab_settings_and_writes_trl_data(tmp_path):
         8,
         None,
     )
+    assert "max_steps" not in rm  # epochs set: TRL's max_steps would override them
     assert stages["reward"]["model"] == "models/reward_backbone"
     assert (rl["num_generations"], rl["per_device_train_batch_size"], rl["steps_per_generation"]) == (2, 2, 2)
     assert (rl["epsilon"], rl["max_completion_length"], rl["num_iterations"], rl["beta"]) == (0.1, 6, 1, 0.0)
@@ -67,6 +68,47 @@ def test_recipe_maps_the_lab_settings_and_writes_trl_data(tmp_path):
     assert (out / "train_trl.py").is_file() and (out / "models" / "policy" / "config.json").is_file()
     readme = (out / "README.md").read_text()
     assert "accelerate launch train_trl.py" in readme and "`clip_range` | `epsilon`" in readme
+
+
+@pytest.mark.parametrize("section", ["sft", "reward_model", "dpo", "rl"])
+def test_export_fills_what_the_lab_fills_from_the_tiny_preset(section):
+    from rlhf_lab import Lab
+    from rlhf_lab.trl_recipe import with_preset
+
+    lab_filled = Lab.from_preset("tiny", device="cpu").preset_settings(section, "rloo")
+    lab_filled.pop("mixed_precision", None)
+    kind = {"reward_model": "reward"}.get(section, section)
+    assert with_preset(kind, {"estimator": "rloo"} if kind == "rl" else {}, "tiny") == {
+        **lab_filled,
+        **({"estimator": "rloo"} if kind == "rl" else {}),
+    }
+
+
+def test_export_maps_the_preset_budget_as_the_lab_spends_it():
+    from rlhf_lab.trl_recipe import stage_args, with_preset
+
+    # SmolLM2's preset: 16 rollouts a step in one update pass; RLOO spends them as 4 prompts x 4 answers.
+    rl, _ = stage_args("rl", with_preset("rl", {"estimator": "rloo"}, "smollm2-135m"), seed=0)
+    assert (rl["num_generations"], rl["per_device_train_batch_size"]) == (4, 16)
+    assert (rl["steps_per_generation"], rl["num_iterations"], rl["learning_rate"]) == (1, 1, 3e-5)
+    assert rl["gradient_accumulation_steps"] == 1  # the preset's 4 slices are for a CPU's RAM only
+    # A reward model fits the preset's 80 optimizer steps unless epochs are given.
+    rm, _ = stage_args("reward", with_preset("reward", {}, "smollm2-135m"), seed=0)
+    assert (rm["max_steps"], rm["learning_rate"], rm["max_length"]) == (80, 1e-4, 384)
+    rm, _ = stage_args("reward", with_preset("reward", {"steps": 30}, "tiny"), seed=0)
+    assert rm["max_steps"] == 30
+
+
+def test_cpu_only_preset_defaults_apply_on_a_cpu_only():
+    from rlhf_lab.models.presets import PRESETS, defaults_on_device
+
+    smollm2 = PRESETS["smollm2-135m"].defaults
+    on_cpu = defaults_on_device(smollm2, on_cpu=True, cpu_bf16_native=True)
+    assert (on_cpu["rl_gradient_accumulation_steps"], on_cpu["mixed_precision"]) == (4, "bf16")
+    assert "mixed_precision" not in defaults_on_device(smollm2, on_cpu=True, cpu_bf16_native=False)
+    on_gpu = defaults_on_device(smollm2, on_cpu=False, cpu_bf16_native=True)
+    assert not any(key.startswith("cpu_") or key == "rl_gradient_accumulation_steps" for key in on_gpu)
+    assert "mixed_precision" not in on_gpu
 
 
 def test_ppo_is_refused_with_the_alternatives(tmp_path):
