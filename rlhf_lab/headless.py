@@ -13,12 +13,14 @@ is an error before any model loads, naming the section and the field)::
     # policy: HuggingFaceTB/SmolLM2-135M-Instruct
     # reward_backbone: sentence-transformers/all-MiniLM-L6-v2   (with policy; used by reward: rm)
     task: positive_review         # bundled rlhf_lab.bundled task: its prompts, demos, preferences, gold judge
-    # Your own data instead (JSONL or Parquet, checked like the lab's importers; each replaces the task's):
+    # Your own data instead (JSONL or Parquet, checked like the lab's importers; each replaces the task's;
+    # a relative path is read from this file's folder, so a folder with a config and its data runs anywhere):
     # demonstrations: data/demos.jsonl      # prompt + response (or completion), or chat `messages`
     # prompts: data/prompts.parquet         # a `prompt` column (RL)
     # preferences: data/prefs.jsonl         # prompt, chosen, rejected (or label records): reward model, DPO
     seed: 0
-    output_dir: runs/ppo_tiny     # sft/, reward_model[/<name>]/, rl/, summary.json, config.yaml
+    output_dir: runs/ppo_tiny     # sft/, reward_model[/<name>]/, rl/, summary.json, config.yaml (from the
+                                  # folder the command runs in, as model folders under `policy` are)
     threads: null                 # torch CPU threads (default: the cores split between ranks)
     sft:                          # supervised warm-up on the task's demos
       steps: 20
@@ -79,6 +81,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     check_config,
     load_config,
     load_user_data,
+    resolve_data_paths,
     section_settings,
     tracking_specs,
     write_config,
@@ -303,7 +306,9 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         torch.distributed.barrier()
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        write_config(config, out / "config.yaml")  # `rlhf-lab train <output_dir>/config.yaml` runs it again
+        # `rlhf-lab train <output_dir>/config.yaml` runs it again: its data paths made absolute, as a copy
+        # beside the outputs would read relative ones from output_dir.
+        write_config(resolve_data_paths(config, Path.cwd()), out / "config.yaml")
         print(json.dumps(summary), flush=True)
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -46,7 +46,51 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         config = yaml.safe_load(f) or {}
     if not isinstance(config, dict):
         raise ConfigError(f"the config must be a mapping, got {type(config).__name__}.")
-    return check_config(config)
+    return resolve_data_paths(check_config(config), Path(path).parent)
+
+
+def resolve_data_paths(config: dict[str, Any], base: str | os.PathLike) -> dict[str, Any]:
+    """`config` with each relative data file it names (demonstrations, prompts, preferences, and an
+    objective's own preferences under rl.reward) read from `base`, the config file's folder, so a folder
+    holding a config and its data runs from anywhere. Model folders and output_dir stay relative to
+    where the command runs.
+
+    A file found only relative to the current folder (how configs were read before) is still used, with a
+    warning, rather than failing a config that used to run.
+    """
+    import warnings
+
+    def resolve(where: str, value: Any) -> Any:
+        if not isinstance(value, (str, os.PathLike)) or Path(value).is_absolute():
+            return value
+        beside_config = Path(base) / value
+        if not beside_config.exists() and Path(value).exists():
+            warnings.warn(
+                f"{where}: {value} is not beside the config (in {base}); reading it from the current folder. "
+                "Config paths are relative to the config's folder: write it as "
+                f"{os.path.relpath(Path(value).resolve(), Path(base).resolve())}.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return str(Path(value).resolve())
+        return str(beside_config.resolve())
+
+    config = dict(config)
+    for key in DATA_FILES:
+        if config.get(key):
+            config[key] = resolve(key, config[key])
+    rl = config.get("rl")
+    if isinstance(rl, dict) and isinstance(rl.get("reward"), dict):
+        rewards = {}
+        for name, entry in rl["reward"].items():
+            if isinstance(entry, dict) and entry.get("preferences"):
+                entry = {
+                    **entry,
+                    "preferences": resolve(f"rl.reward.{name}.preferences", entry["preferences"]),
+                }
+            rewards[name] = entry
+        config["rl"] = {**rl, "reward": rewards}
+    return config
 
 
 def write_config(

@@ -9,7 +9,8 @@
 The folder gets `config.yaml` and the data the stages used: `demonstrations.jsonl` (SFT's),
 `prompts.jsonl` (RL's, with an `objective` column when a `RoutedReward` picks the reward model per
 prompt) and the preference data each reward model and DPO fitted on: a store's labels (every label with
-its criterion, annotator and verdict, in `labels.jsonl`) or a list of pairs (`pairs_<name>.jsonl`).
+its criterion, annotator and verdict, in `labels.jsonl`) or a list of pairs (`pairs_<name>.jsonl`). The
+config names them relative to its own folder, so the folder can be copied to a cluster and run there.
 
 Each stage's section holds the steps it has taken and the settings that differ from what the Lab fills
 in by itself (the config's defaults and the preset's), so the same config also runs on another preset or
@@ -106,7 +107,7 @@ def save_recipe(
     `evaluate=N` has the run answer the task's test prompts N times before and after DPO/RL.
     `output_dir` is where `rlhf-lab train` will write (default `folder`/run)."""
     from rlhf_lab.bundled import TASKS
-    from rlhf_lab.headless_config import check_config, load_user_data, write_config
+    from rlhf_lab.headless_config import check_config, load_user_data, resolve_data_paths, write_config
 
     if sft is None and dpo is None and rl is None:
         raise RecipeError("save_recipe needs at least one stage: sft=, dpo= or rl=.")
@@ -143,7 +144,7 @@ def save_recipe(
     path = folder / "config.yaml"
     notes = ["Where its run will differ from the notebook's:", *(f"- {note}" for note in draft.notes)]
     write_config(config, path, [HEADER, *(notes if draft.notes else [])])
-    load_user_data(config)  # the checks `rlhf-lab train` runs on the data before it loads a model
+    load_user_data(resolve_data_paths(config, folder))  # `rlhf-lab train`'s checks before a model loads
     return Recipe(path, config, [path, *written], draft.notes)
 
 
@@ -392,7 +393,7 @@ class _Draft:
 
     def add(self, name: str, rows: list[dict[str, Any]]) -> str:
         self.rows[name] = rows
-        return str(self.folder / name)
+        return name  # the config reads its data files from its own folder
 
     def preferences(self, source: Any, name: str, lab: Any) -> tuple[str, str | None]:
         """(file, criterion or None) that give a config's reward model or DPO the pairs of `source`."""
@@ -416,15 +417,15 @@ class _Draft:
     def _store(self, store: Any) -> str:
         if id(store) not in self.stores:
             filename = "labels.jsonl" if not self.stores else f"labels_{len(self.stores) + 1}.jsonl"
-            self.stores[id(store)] = (str(self.folder / filename), store)
+            self.stores[id(store)] = (filename, store)
         return self.stores[id(store)][0]
 
     def write(self) -> list[Path]:
         self.folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for path, store in self.stores.values():
-            store.to_jsonl(path)
-            written.append(Path(path))
+        for filename, store in self.stores.values():
+            store.to_jsonl(self.folder / filename)
+            written.append(self.folder / filename)
         for name, rows in self.rows.items():
             path = self.folder / name
             with open(path, "w", encoding="utf-8") as f:

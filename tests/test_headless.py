@@ -185,13 +185,13 @@ def test_zero_steps_build_and_save_the_stages_without_training(tmp_path, capsys)
     assert (tmp_path / "run" / "rl" / "stage.json").is_file()
 
 
-def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
+def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys, monkeypatch):
     data = _user_files(tmp_path / "data")
     config = {
         "preset": "tiny",
-        "demonstrations": str(data / "demos.jsonl"),
-        "prompts": str(data / "prompts.parquet"),
-        "preferences": str(data / "prefs.jsonl"),
+        "demonstrations": "data/demos.jsonl",  # relative to the config's folder, run from another one
+        "prompts": "data/prompts.parquet",
+        "preferences": "data/prefs.jsonl",
         "output_dir": str(tmp_path / "run"),
         "sft": {"steps": 1, "batch_size": 2},
         "reward_model": {"epochs": 1, "batch_size": 4},
@@ -200,9 +200,15 @@ def test_headless_run_on_user_files_logs_and_exports(tmp_path, capsys):
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["train", str(path), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["task"] is None and summary["data"]["prompts"].endswith("prompts.parquet")
+    ran = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())  # runs again from anywhere
+    assert ran["demonstrations"] == str(data / "demos.jsonl") and ran["preferences"] == str(
+        data / "prefs.jsonl"
+    )
     assert summary["rl"]["steps"] == 1 and summary["reward_model"]["n_train_pairs"] > 0
     export = tmp_path / "run" / "export"
     assert summary["exports"] == {
@@ -235,6 +241,35 @@ def test_bad_user_files_fail_before_training_and_name_the_row(tmp_path):
         check_config({"prompts": "p.jsonl", "rl": {"reward": "gold"}})
     with pytest.raises(ValueError, match="unknown tracker"):
         check_config({"task": "positive_review", "log_to": "mlflow"})
+
+
+def test_data_paths_are_read_from_the_configs_folder(tmp_path, monkeypatch):
+    from rlhf_lab.headless_config import load_user_data
+
+    (tmp_path / "exp" / "data").mkdir(parents=True)
+    (tmp_path / "exp" / "data" / "prefs.jsonl").write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+    )
+    (tmp_path / "old.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    (tmp_path / "anywhere.jsonl").write_text('{"prompt": "p", "response": "r"}\n')
+    config = {
+        "task": "positive_review",
+        "preferences": "data/prefs.jsonl",
+        "demonstrations": str(tmp_path / "anywhere.jsonl"),  # absolute: as written
+        "output_dir": "runs/x",  # outputs and model folders: relative to where the command runs
+        "rl": {"reward": {"mine": {"preferences": "old.jsonl"}, "task": {}}},
+    }
+    path = tmp_path / "exp" / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)  # old.jsonl is here, not beside the config: found, with a warning
+    with pytest.warns(FutureWarning, match=r"rl.reward.mine.preferences: old.jsonl is not beside the config"):
+        loaded = load_config(path)
+    assert loaded["preferences"] == str(tmp_path / "exp" / "data" / "prefs.jsonl")
+    assert loaded["demonstrations"] == str(tmp_path / "anywhere.jsonl") and loaded["output_dir"] == "runs/x"
+    assert loaded["rl"]["reward"] == {"mine": {"preferences": str(tmp_path / "old.jsonl")}, "task": {}}
+    monkeypatch.chdir(tmp_path / "exp")  # neither beside the config nor here: the error names the former
+    with pytest.raises(ValueError, match=f"{tmp_path / 'exp' / 'old.jsonl'}: no such file"):
+        load_user_data(load_config(path))
 
 
 def test_trackers_are_closed_when_a_stage_raises(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def test_sft_and_ppo_on_the_gold_judge_replay_to_the_same_weights(lab, tmp_path)
     assert train(load_config(recipe.path))["param_sha256"] == params_sha256(ppo.params)
 
 
-def test_a_reward_model_on_the_store_replays_to_the_same_weights(lab, tmp_path):
+def test_a_reward_model_on_the_store_replays_to_the_same_weights(lab, tmp_path, monkeypatch):
     _label(lab)
     rm = _fitted(lab)
     rloo = lab.rl(_prompts(), reward=rm, estimator="rloo", **SMALL_RL)
@@ -85,10 +85,15 @@ def test_a_reward_model_on_the_store_replays_to_the_same_weights(lab, tmp_path):
     assert "task" not in config  # no gold judge anywhere: none to name
     assert config["rl"]["reward"] == "rm" and config["rl"]["estimator"] == "rloo"
     assert config["reward_model"] == {"batch_size": 4, "split": [1.0, 0.0, 0.0], "steps": rm.step_count}
-    assert config["preferences"] == str(tmp_path / "r" / "labels.jsonl")
+    assert config["preferences"] == "labels.jsonl"  # beside the config: the folder runs from anywhere
     assert len((tmp_path / "r" / "labels.jsonl").read_text().splitlines()) == lab.store.count() == 12
     assert recipe.exports_to_trl and "TRL 1.16" in str(recipe) and recipe.command in str(recipe)
-    summary = train(load_config(recipe.path))
+    moved = tmp_path / "cluster" / "r"  # copied elsewhere and run from another folder: the same run
+    moved.parent.mkdir()
+    recipe.path.parent.rename(moved)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    summary = train(load_config(moved / "config.yaml"))
     assert summary["reward_model"]["steps"] == rm.step_count
     assert summary["param_sha256"] == params_sha256(rloo.params)
 
@@ -158,8 +163,7 @@ def test_weighted_objectives_keep_their_weights_and_hard_pairs_become_a_pairs_fi
 
     reward = _read(recipe)["rl"]["reward"]
     assert reward["store"] == {"weight": 0.5, "steps": on_store.step_count}
-    path = str(tmp_path / "r" / "pairs_mine.jsonl")
-    assert reward["mine"] == {"weight": 1.0, "steps": on_pairs.step_count, "preferences": path}
+    assert reward["mine"] == {"weight": 1.0, "steps": on_pairs.step_count, "preferences": "pairs_mine.jsonl"}
     written = [json.loads(line) for line in (tmp_path / "r" / "pairs_mine.jsonl").read_text().splitlines()]
     assert written == pairs
     assert _read(recipe)["rl"]["steps"] == 0  # built, never stepped: a config that builds it again
@@ -194,7 +198,7 @@ def test_dpo_reads_the_stores_labels(lab, tmp_path):
     dpo.step(1, progress=False)
     config = _read(lab.save_recipe(tmp_path / "r", dpo=dpo))
     assert config["dpo"] == {"steps": 1, "beta": 0.2, "batch_size": 4, "seed": 0}
-    assert config["preferences"] == str(tmp_path / "r" / "labels.jsonl")
+    assert config["preferences"] == "labels.jsonl"
     on_one_criterion = lab.dpo(lab.store.pairs(criterion="harmlessness"))
     with pytest.raises(RecipeError, match="dpo: its pairs are the 'harmlessness' labels"):
         lab.save_recipe(tmp_path / "r2", dpo=on_one_criterion)
