@@ -62,7 +62,8 @@ rlhf_lab.rl.distributed). Ranks start from identical weights and stay identical;
 the checkpoints and prints the summary, every rank writes output_dir/ranks/rank<r>.json with a
 SHA-256 of its trained weights. An error that stops one rank (kl_limit, a NaN) stops every rank at
 the same step boundary, before any weights change (rlhf_lab.rl.distributed.stopping_together).
-Limit: RL metrics are rank 0's own (not averaged).
+`evaluate:` splits the test prompts between the ranks and gathers the answers. Limit: RL metrics are
+rank 0's own (not averaged).
 """
 
 from __future__ import annotations
@@ -208,7 +209,10 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         evaluation = evaluate_settings(config)
         if evaluation:
             length = (config.get("rl") or {}).get("max_new_tokens")  # None: the lab's default, as RL's
-            held_out = {"samples": evaluation["samples"], "seed": seed, "max_new_tokens": length}
+            # Each rank answers its share of the prompts; all of them get every answer.
+            held_out = dict(
+                samples=evaluation["samples"], seed=seed, max_new_tokens=length, rank=rank, world=world
+            )
             test_prompts, before = held_out_answers(lab, task, **held_out)
 
         if config.get("dpo"):

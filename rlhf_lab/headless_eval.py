@@ -55,15 +55,34 @@ def check_evaluate(config: dict[str, Any]) -> None:
 
 
 def held_out_answers(
-    lab: Any, task: str, *, samples: int, seed: int, max_new_tokens: int | None = None
+    lab: Any,
+    task: str,
+    *,
+    samples: int,
+    seed: int,
+    max_new_tokens: int | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[list[str], list[str]]:
     """(prompts, answers): each of the task's test prompts `samples` times, answered by the policy now
-    (`max_new_tokens` None: the lab's default length)."""
+    (`max_new_tokens` None: the lab's default length).
+
+    Under N processes (`rank` of `world`) each answers every N-th prompt and every rank gets all the
+    answers, in prompt order: N times less generation than each answering all. The answers then depend on
+    N (a batch's sampling draws come from one generator), as the RL run itself does.
+    """
     from rlhf_lab.bundled import load_prompts
 
     prompts = [row["prompt"] for row in load_prompts(task, "test")] * samples
     length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
-    return prompts, lab.generate(prompts, seed=seed, **length)
+    answers = lab.generate(prompts[rank::world], seed=seed, **length)
+    if world == 1:
+        return prompts, answers
+    import torch.distributed as dist
+
+    shards: list[list[str]] = [[] for _ in range(world)]
+    dist.all_gather_object(shards, answers)
+    return prompts, [shards[i % world][i // world] for i in range(len(prompts))]
 
 
 def gold_wins(judge: Any, prompts: list[str], before: list[str], after: list[str]) -> list[float]:

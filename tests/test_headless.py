@@ -11,6 +11,7 @@ import pytest
 import yaml
 from rl_toy import ONE_RLOO_STEP
 
+from rlhf_lab.bundled import load_prompts
 from rlhf_lab.cli import main
 from rlhf_lab.headless import check_config, load_config
 
@@ -123,11 +124,39 @@ def test_a_config_exported_from_a_notebook_stage_runs(tmp_path, capsys, tiny_lab
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sft"]["steps"] == 1
 
 
+def test_ranks_answer_their_share_of_the_held_out_prompts_and_all_get_every_answer(monkeypatch):
+    import torch.distributed as dist
+
+    from rlhf_lab.headless_eval import held_out_answers
+
+    class Policy:  # each answer names its prompt, so their order shows
+        def __init__(self):
+            self.asked = []
+
+        def generate(self, prompts, seed, **_):
+            self.asked.append(list(prompts))
+            return [f"answer to {prompt} ({seed})" for prompt in prompts]
+
+    prompts, alone = held_out_answers(Policy(), "positive_review", samples=2, seed=5)
+    for rank in range(3):
+        policy = Policy()
+
+        def all_gather_object(out, own, rank=rank, policy=policy):  # what 3 ranks would send each other
+            assert own == policy.generate(prompts[rank::3], seed=5)
+            out[:] = [Policy().generate(prompts[r::3], seed=5) for r in range(3)]
+
+        monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+        shared = held_out_answers(policy, "positive_review", samples=2, seed=5, rank=rank, world=3)
+        assert shared == (prompts, alone)  # every answer, in prompt order
+        assert policy.asked[0] == prompts[rank::3]  # it generated only its third
+
+
 @pytest.mark.slow
 def test_two_ranks_end_with_identical_weights(tmp_path):
     """accelerate launch, 2 CPU processes (gloo): gradients averaged, so the weights match bit for bit."""
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(dict(TINY_RL, output_dir=str(tmp_path / "run"))))
+    config = dict(TINY_RL, output_dir=str(tmp_path / "run"), evaluate={"samples": 1})
+    path.write_text(yaml.safe_dump(config))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
@@ -141,6 +170,8 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     assert ranks[0]["scores_first"] != ranks[1]["scores_first"]  # each rank trained on its own rollouts
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["param_sha256"] == ranks[0]["param_sha256"]
+    test_prompts = len(load_prompts("positive_review", "test"))  # answered half by each rank, all judged
+    assert summary["evaluation"]["answers"] == summary["evaluation"]["test_prompts"] == test_prompts
     assert (tmp_path / "run" / "rl" / "stage.json").is_file()
 
 
