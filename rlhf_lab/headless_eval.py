@@ -85,24 +85,16 @@ def held_out_answers(
     return prompts, [shards[i % world][i // world] for i in range(len(prompts))]
 
 
-def gold_wins(judge: Any, prompts: list[str], before: list[str], after: list[str]) -> list[float]:
-    """Per comparison: 1 if the gold judge prefers `after`, 0.5 for a tie, 0 if it prefers `before`."""
-    wins = []
-    for prompt, a, b in zip(prompts, after, before):
-        score_a, score_b = judge.score(prompt, a), judge.score(prompt, b)
-        wins.append(1.0 if score_a > score_b else 0.5 if score_a == score_b else 0.0)
-    return wins
-
-
 def compare(task: str, prompts: list[str], before: list[str], after: list[str]) -> dict[str, Any]:
     """The gold judge's verdict on the same prompts answered before and after (see the module docstring);
     `rlhf-lab demo` reports it too."""
+    from rlhf_lab.gold_comparison import gold_wins
     from rlhf_lab.objectives import refusal_rates
     from rlhf_lab.raters import get_judge
     from rlhf_lab.reward.evaluation import wilson_interval
 
     judge = get_judge(task)
-    wins = gold_wins(judge, prompts, before, after)
+    wins = gold_wins(judge, prompts, after, before)
     win_rate = sum(wins) / len(wins)
     out: dict[str, Any] = {
         "test_prompts": len(set(prompts)),

@@ -1,0 +1,78 @@
+"""Policies compared on held-out prompts by a gold judge: means and win rates with their 95% intervals."""
+
+import math
+
+import pytest
+
+from rlhf_lab.gold_comparison import compare_on_gold, mean_interval, score_answers, verdicts
+
+
+class LengthJudge:
+    """Scores an answer by its word count: longer is better."""
+
+    def score(self, prompt, answer):
+        return len(answer.split())
+
+
+PROMPTS = [f"prompt {i}" for i in range(40)]
+
+
+def test_win_rates_count_ties_half_and_carry_wilson_intervals():
+    answers = {
+        "SFT": ["two words"] * 40,
+        "longer": ["three words here"] * 30 + ["two words"] * 10,  # 30 wins, 10 ties
+        "shorter": ["one"] * 40,
+        "same": ["two words"] * 40,
+    }
+    table = score_answers(LengthJudge(), PROMPTS, answers)
+    assert table.attrs["baseline"] == "SFT" and list(table.index) == list(answers)
+    assert table.loc["longer", "win rate vs SFT"] == pytest.approx(35 / 40)
+    low, high = table.loc["longer", "win rate vs SFT 95% interval"]
+    assert 0.5 < low < 35 / 40 < high < 1
+    assert table.loc["shorter", "win rate vs SFT"] == 0 and table.loc["same", "win rate vs SFT"] == 0.5
+    assert (
+        math.isnan(table.loc["SFT", "win rate vs SFT"])
+        and table.loc["SFT", "win rate vs SFT 95% interval"] is None
+    )
+    assert table.loc["longer", "gold score"] == pytest.approx(2.75)
+    assert table.loc["same", "gold score 95% interval"] == (2.0, 2.0)  # no spread, no width
+    lines = verdicts(table).splitlines()
+    assert lines[0].startswith("longer: the gold judge prefers its answer to SFT's in 88% of 40 comparisons")
+    assert lines[0].endswith(": better than SFT.")
+    assert lines[1].endswith(": worse than SFT.")
+    assert lines[2].endswith("no difference shown (the interval includes 50%).")
+
+
+def test_a_mean_interval_is_two_standard_errors_wide_each_side():
+    low, high = mean_interval([0.0, 1.0] * 50)  # mean 0.5, sd 0.5025, n 100
+    assert (low, high) == pytest.approx((0.5 - 1.96 * 0.050252, 0.5 + 1.96 * 0.050252), abs=1e-5)
+    assert all(math.isnan(x) for x in mean_interval([1.0]))
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="longer: 3 answers for 40 prompts"):
+        score_answers(LengthJudge(), PROMPTS, {"SFT": ["a"] * 40, "longer": ["a b"] * 3})
+    with pytest.raises(ValueError, match="baseline 'base' is not among"):
+        score_answers(LengthJudge(), PROMPTS, {"SFT": ["a"] * 40}, baseline="base")
+    with pytest.raises(ValueError, match="at least one policy"):
+        score_answers(LengthJudge(), PROMPTS, {})
+
+
+def test_the_same_model_with_the_same_seed_ties_every_answer():
+    from rlhf_lab import Lab
+    from rlhf_lab.raters import get_judge
+
+    lab = Lab.from_preset("tiny", store=":memory:")
+    lab.snapshot("start")
+    table = compare_on_gold(
+        lab,
+        PROMPTS[:6],
+        {"start": lab.snapshots["start"], "now": None},
+        get_judge("positive_review"),
+        samples=2,
+        max_new_tokens=6,
+    )
+    assert table.loc["now", "answers"] == 12 and table.loc["now", "win rate vs start"] == 0.5
+    assert table.loc["now", "gold score"] == table.loc["start", "gold score"]
+    with pytest.raises(ValueError, match="samples must be at least 1"):
+        compare_on_gold(lab, PROMPTS, {"now": None}, get_judge("positive_review"), samples=0)
