@@ -16,7 +16,10 @@ config carries its LoRA hyper-parameters (SFTConfig.lora_r, RLConfig.lora_r, ...
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,17 @@ import torch
 LORA_R = 16
 LORA_ALPHA = 32
 LORA_TARGET_MODULES = "all-linear"
+
+
+@contextlib.contextmanager
+def _without_peft_deprecation_noise() -> Iterator[None]:
+    """peft 0.21's PeftModel reads `model.is_gradient_checkpointing` (peft/peft_model.py), an alias that
+    transformers 5 deprecated: a FutureWarning a LoRA user can do nothing about, so it is left out."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def is_peft_model(model: Any) -> bool:
@@ -58,7 +72,8 @@ def wrap_lora(
         # GPT-2 stores its projections as Conv1D (transposed weights).
         fan_in_fan_out=getattr(getattr(model, "config", None), "model_type", "") == "gpt2",
     )
-    return get_peft_model(model, config)
+    with _without_peft_deprecation_noise():
+        return get_peft_model(model, config)
 
 
 def save_base(model: torch.nn.Module, path: str | Path, tokenizer: Any | None = None) -> None:
@@ -80,4 +95,5 @@ def load_lora(base: str | Path | torch.nn.Module, adapter: str | Path) -> torch.
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(base)
-    return PeftModel.from_pretrained(base, adapter, is_trainable=True)
+    with _without_peft_deprecation_noise():
+        return PeftModel.from_pretrained(base, adapter, is_trainable=True)

@@ -118,6 +118,20 @@ def test_config_object_is_copied(tiny_tok):
     assert stage.config.batch_size == 2
 
 
+def test_lora_wrapping_and_loading_show_no_upstream_deprecation_noise(tiny_tok, tmp_path):
+    import warnings
+
+    from rlhf_lab.lora import load_lora, save_base, wrap_lora
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        policy = wrap_lora(tiny_policy(tiny_tok, seed=0), r=4, alpha=8)
+        save_base(policy, tmp_path / "base")
+        policy.save_pretrained(tmp_path / "adapter")
+        load_lora(tmp_path / "base", tmp_path / "adapter")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+
 def test_lora_trains_the_adapter_only_and_merges(tiny_tok, tmp_path):
     torch.manual_seed(0)
     policy = tiny_policy(tiny_tok, seed=0)
