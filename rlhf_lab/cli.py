@@ -260,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train", help="headless training from a YAML config (accelerate launch for N ranks)"
     )
-    train.add_argument("config", help="YAML file: preset, task, sft/reward_model/rl sections, output_dir")
+    train.add_argument(
+        "config",
+        help="YAML file: preset, task, sft/reward_model/rl sections, output_dir; data files named with a "
+        "relative path are read from the file's folder",
+    )
     train.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars (stderr)")
     train.set_defaults(func=_train)
