@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     if args.output_dir:
         config["output_dir"] = args.output_dir
-    train(config, progress=not args.quiet)  # prints the one-line JSON summary (rank 0)
+    train(config, progress=not args.quiet, resume=args.resume)  # prints the one-line JSON summary (rank 0)
     return 0
 
 
@@ -267,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars (stderr)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir from its checkpoints (the same config; steps may grow)",
+    )
     train.set_defaults(func=_train)
 
     export_trl = sub.add_parser(

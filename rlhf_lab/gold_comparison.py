@@ -52,6 +52,7 @@ def score_answers(
     """The table for answers already generated: `answers` maps each policy's name to its answers to
     `prompts` (the same prompts, in order, with the same seed); `baseline` (default: the first policy)
     is what the others' win rates are measured against."""
+    _check_prompts(prompts)
     if not answers:
         raise ValueError("score_answers needs the answers of at least one policy.")
     baseline = next(iter(answers)) if baseline is None else baseline
@@ -94,8 +95,9 @@ def compare_on_gold(
 ) -> pd.DataFrame:
     """Each of `models` (name -> model; None = the lab's policy now) answers every prompt `samples` times
     with sampling seed `seed`, then `score_answers`. More answers narrow the intervals."""
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1, got {samples!r}.")
+    _check_prompts(prompts)
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a whole number of at least 1, got {samples!r}.")
     asked = list(prompts) * samples
     answers = {
         name: lab.generate(asked, model=model, seed=seed, **generate_kwargs) for name, model in models.items()
@@ -124,6 +126,14 @@ def verdicts(table: pd.DataFrame) -> str:
             f"{row['answers']} comparisons (95% interval {low:.0%}-{high:.0%}; a tie counts half): {verdict}."
         )
     return "\n".join(lines)
+
+
+def _check_prompts(prompts: Sequence[str]) -> None:
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(
+            f"prompts must be a non-empty list of prompt texts, got {str(prompts)[:80]!r}: one prompt is too few "
+            "to compare policies on."
+        )
 
 
 def _rounded(interval: tuple[float, float]) -> tuple[float, float]:

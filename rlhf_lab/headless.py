@@ -2,6 +2,7 @@
 
     $ rlhf-lab train examples/ppo_tiny.yaml
     $ accelerate launch --multi_gpu --num_processes 2 -m rlhf_lab.cli train examples/ppo_tiny.yaml
+    $ rlhf-lab train examples/ppo_tiny.yaml --resume     # a run that stopped, from its checkpoints
 
     >>> from rlhf_lab.headless import load_config, train
     >>> summary = train(load_config("examples/ppo_tiny.yaml"))
@@ -42,6 +43,9 @@ is an error before any model loads, naming the section and the field)::
       batch_size: 8               # ...any RLConfig field (beta, learning_rate, max_new_tokens, ...)
     log_to: tensorboard           # or wandb / trackio, a list of them, or {backend: wandb, project: x}
     export: true                  # write output_dir/export/{policy,reward_model} (rlhf_lab.export)
+    checkpoint_every: 50          # SFT, DPO and RL save every 50 steps too, not only at the end; after a
+                                  # crash `rlhf-lab train CONFIG --resume` goes on from there
+                                  # (rlhf_lab.headless_resume)
     evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after DPO/RL
                                   # (win rate with its 95% interval; see rlhf_lab.headless_eval)
 
@@ -77,6 +81,7 @@ from typing import Any
 
 import torch
 
+from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_config: the public API here)
     DATA_FILES,
     check_config,
@@ -88,6 +93,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     write_config,
 )
 from rlhf_lab.headless_eval import compare, evaluate_settings, held_out_answers
+from rlhf_lab.headless_resume import RunProgress, check_same_run, run_steps, unwrapped
 from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
 
 RANK_SEED_STRIDE = 1000  # rank r samples with seed + 1000 * r
@@ -134,15 +140,20 @@ def _objectives_last(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict
     }
 
 
-def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+def train(config: dict[str, Any], *, progress: bool = False, resume: bool = False) -> dict[str, Any]:
     """Build the stages via Lab, run them, save checkpoints and exports; returns the summary dict.
 
-    `progress=True` shows a tqdm bar per stage (rank 0 only).
+    `progress=True` shows a tqdm bar per stage (rank 0 only). `resume=True` picks up the run that
+    output_dir holds where its checkpoints left it (rlhf_lab.headless_resume).
     """
     from rlhf_lab.bundled import load_demos, load_prompts, preference_pairs
     from rlhf_lab.lab import Lab
     from rlhf_lab.raters import get_judge
+    from rlhf_lab.reward.stage import RewardModelStage
+    from rlhf_lab.rl import RLStage
     from rlhf_lab.rl.distributed import params_sha256
+    from rlhf_lab.stages.dpo import DPOStage
+    from rlhf_lab.stages.sft import SFTStage
 
     config = check_config(dict(config))
     started = time.perf_counter()
@@ -151,6 +162,14 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
     task = config.get("task")
     out = Path(config.get("output_dir") or "rlhf_lab_runs/headless")
     user_data = load_user_data(config)  # bad rows fail here, before any model loads
+    ran_config = resolve_data_paths(config, Path.cwd())  # what output_dir/config.yaml holds
+    if resume:
+        check_same_run(ran_config, out / "config.yaml")
+    if rank == 0:  # written first, so that a run that stops can be resumed
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(ran_config, out / "config.yaml")
+    saves = RunProgress(out, resume=resume, writer=rank == 0)
+    every = config.get("checkpoint_every")
     show = progress and rank == 0
     threads = config.get("threads") or (max(1, (os.cpu_count() or 1) // world) if world > 1 else None)
     lab_kwargs = {
@@ -189,20 +208,50 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
     # The trackers are closed however the run ends: a stage that raises still flushes its rows.
     try:
 
+        def save(stage: Any, name: str) -> Any:
+            """Rank 0's checkpoint of `stage` under out/<name>, recorded as this run's."""
+            if rank != 0:
+                return None
+
+            def write() -> None:
+                stage.save(out / name)
+                saves.record(name)
+
+            return write
+
+        def resumed(name: str, load: Any, trains_policy: bool = True) -> Any:
+            """The stage this run saved under out/<name> (on --resume), its policy made the lab's; or None."""
+            folder = saves.saved(name)
+            if folder is None:
+                return None
+            if name != "sft" and trains_policy and (config.get("sft") or {}).get("lora"):
+                if not (config.get(name) or {}).get("lora"):
+                    raise ConfigError(
+                        f"--resume: the {name} checkpoint holds a policy that carries the SFT stage's LoRA "
+                        f"layers (sft.lora: true, {name} without its own adapter), which loading cannot rebuild "
+                        "yet. Start a new run (another output_dir)"
+                        + (", or give rl its own adapter (rl.lora: true)." if name == "rl" else ".")
+                    )
+            stage = load(folder)
+            saves.resumed[name] = stage.step_count
+            if trains_policy:  # the stages after it start from its policy, as from one trained here
+                lab.policy = unwrapped(stage.policy)
+            return stage
+
         def train_policy(name: str, stage: Any, steps: int) -> Any:
-            """SFT or DPO: `steps` steps, the loss summarised, the checkpoint saved under out/<name>."""
+            """SFT or DPO: up to `steps` steps, the loss summarised, checkpoints saved under out/<name>."""
             watch(stage)
-            rows = stage.step(steps, progress=show)
+            rows = run_steps(stage, steps, name=name, every=every, save=save(stage, name), progress=show)
             loss = f"loss/{name}"
             summary[name] = {"steps": steps, **_first_last(rows, loss, "loss")}
-            if rank == 0:
-                stage.save(out / name)
             return stage
 
         if config.get("sft"):
             own, sft_cfg = section_settings(config, "sft")
             sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
-            sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
+            sft = resumed("sft", lambda path: SFTStage.load(path, device=lab.device, clock=lab.clock))
+            if sft is None:
+                sft = lab.sft(user_data.get("demos") or load_demos(task), **sft_cfg)
             last_policy_stage = train_policy("sft", sft, own["steps"])
 
         # The policy DPO and RL start from, answering the test prompts: the same on every rank.
@@ -218,21 +267,32 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
         if config.get("dpo"):
             own, dpo_cfg = section_settings(config, "dpo")
             dpo_cfg.setdefault("seed", seed)
-            dpo = lab.dpo(
-                user_data["preferences"] if "preferences" in user_data else preference_pairs(task), **dpo_cfg
+            pairs = user_data["preferences"] if "preferences" in user_data else preference_pairs(task)
+            dpo = resumed(
+                "dpo", lambda path: DPOStage.load(path, data=pairs, device=lab.device, clock=lab.clock)
             )
+            if dpo is None:
+                dpo = lab.dpo(pairs, **dpo_cfg)
             last_policy_stage = train_policy("dpo", dpo, own["steps"])
 
         def fit_reward_model(objective: RewardObjective) -> Any:
             """A reward model fitted on the objective's pairs, summarised, saved under out/<folder>, exported."""
             rm_own, rm_cfg = section_settings({"reward_model": objective.settings}, "reward_model")
             pairs = user_data["objective_pairs"][objective.name]
-            rm = lab.reward_model(pairs, pretrained=rm_own["pretrained"], **rm_cfg)
+            rm = resumed(
+                objective.folder,
+                lambda path: RewardModelStage.load(path, data=pairs, device=lab.device, clock=lab.clock),
+                trains_policy=False,
+            )
+            if rm is None:
+                rm = lab.reward_model(pairs, pretrained=rm_own["pretrained"], **rm_cfg)
             watch(rm, prefix="" if objective.name is None else f"{objective.name}/")  # helpful/rm/accuracy
             # A pre-trained model is topped up with your labels (warm_start_steps), as rm.fit() does in a
             # notebook; any other starts from its backbone.
             warm = rm_own["pretrained"] is not None
-            if rm_own["fit"]:
+            if objective.folder in saves.resumed:  # fitted before the run stopped
+                fit = {**(rm.fits[-1] if rm.fits else {}), "resumed": True}
+            elif rm_own["fit"]:
                 fit = rm.fit(epochs=rm_own["epochs"], warm_start=warm, progress=show)
             else:  # the pre-trained weights as they are
                 fit = {"steps": 0, "pretrained": rm_own["pretrained"]}
@@ -241,8 +301,8 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
                 summary["reward_model"] = fitted
             else:
                 summary.setdefault("reward_models", {})[objective.name] = fitted
-            if rank == 0:
-                rm.save(out / objective.folder)
+            if objective.folder not in saves.resumed and rank == 0:
+                save(rm, objective.folder)()  # a checkpoint of the fit, the run's first of this model
             if export:
                 exports[objective.folder] = str(rm.export(out / "export" / objective.folder))
             return rm
@@ -261,12 +321,21 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
                 reward = combined_reward(models, config, user_data.get("routes"))
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
-            rl = lab.rl(prompts[rank::world], reward, estimator=estimator, gold=judge, **rl_cfg)
+            share = prompts[rank::world]
+            rl = resumed(
+                "rl",
+                lambda path: RLStage.load(
+                    path, reward=reward, gold=judge, prompts=share, device=lab.device, clock=lab.clock
+                ),
+            )
+            if rl is None:
+                rl = lab.rl(share, reward, estimator=estimator, gold=judge, **rl_cfg)
             if world > 1:
-                # Built identically on every rank; from here on each rank samples differently.
-                torch.manual_seed(seed + RANK_SEED_STRIDE * rank)
+                # Built identically on every rank; from here on each rank samples differently (a resumed
+                # run: differently from the run before it, whose random state was rank 0's).
+                torch.manual_seed(seed + RANK_SEED_STRIDE * rank + rl.step_count)
             watch(rl)
-            rows = rl.step(steps, progress=show)
+            rows = run_steps(rl, steps, name="rl", every=every, save=save(rl, "rl"), progress=show)
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),
@@ -277,8 +346,6 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
                 "rl_config": {k: v for k, v in dataclasses.asdict(rl.config).items() if k in rl_cfg},
             }
             trained = rl.params
-            if rank == 0:
-                rl.save(out / "rl")
             last_policy_stage = rl
         else:
             trained = list(lab.policy.parameters())
@@ -294,6 +361,8 @@ def train(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
     if exports:
         summary["exports"] = exports
 
+    if saves.resumed:
+        summary["resumed"] = saves.resumed  # stage: the steps its checkpoint had taken
     summary["param_sha256"] = params_sha256(trained)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["output_dir"] = str(out)

@@ -14,6 +14,7 @@ from typing import Any
 
 from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_eval import check_evaluate
+from rlhf_lab.headless_resume import check_checkpoint_every
 from rlhf_lab.headless_rewards import check_reward, objective_pairs, prompt_routes, reward_objectives
 
 TOP_LEVEL = {
@@ -34,6 +35,7 @@ TOP_LEVEL = {
     "log_to",
     "export",
     "evaluate",
+    "checkpoint_every",
 }
 DATA_FILES = ("demonstrations", "prompts", "preferences")
 
@@ -137,6 +139,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
             "rl.reward: gold needs a bundled task (its gold judge); use reward: rm with preferences."
         )
     tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
+    check_checkpoint_every(config)
     check_evaluate(config)
     check_stage_settings(config)
     return config

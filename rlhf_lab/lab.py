@@ -126,6 +126,12 @@ class Lab:
             self._store = PreferenceStore(Path(path))
         return self._store
 
+    @property
+    def has_store(self) -> bool:
+        """Whether this lab was given a preference store or has opened one; reading `store` opens (and may
+        create) the default one, so code that only wants to know asks this."""
+        return self._store is not None
+
     def new_reward_backbone(self, seed: int | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """A fresh reward model (scalar head) of this lab's reward family, on the lab's device."""
         model, tokenizer = load_reward_backbone(

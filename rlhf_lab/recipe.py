@@ -400,7 +400,7 @@ class _Draft:
         if hasattr(source, "to_jsonl") and hasattr(source, "labels"):  # a preference store
             return self._store(source), None
         records = _pair_records(source, name)
-        store = lab.store if lab._store is not None else None
+        store = lab.store if lab.has_store else None
         criterion = _criterion_of(source, store)
         if criterion is not ...:
             return self._store(store), criterion

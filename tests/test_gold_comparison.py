@@ -56,6 +56,12 @@ def test_bad_input_names_the_problem():
         score_answers(LengthJudge(), PROMPTS, {"SFT": ["a"] * 40}, baseline="base")
     with pytest.raises(ValueError, match="at least one policy"):
         score_answers(LengthJudge(), PROMPTS, {})
+    with pytest.raises(
+        ValueError, match="prompts must be a non-empty list of prompt texts, got 'one prompt'"
+    ):
+        score_answers(LengthJudge(), "one prompt", {"SFT": ["a"] * 10})
+    with pytest.raises(ValueError, match="prompts must be a non-empty list"):
+        score_answers(LengthJudge(), [], {"SFT": []})
 
 
 def test_the_same_model_with_the_same_seed_ties_every_answer():
@@ -74,5 +80,5 @@ def test_the_same_model_with_the_same_seed_ties_every_answer():
     )
     assert table.loc["now", "answers"] == 12 and table.loc["now", "win rate vs start"] == 0.5
     assert table.loc["now", "gold score"] == table.loc["start", "gold score"]
-    with pytest.raises(ValueError, match="samples must be at least 1"):
+    with pytest.raises(ValueError, match="samples must be a whole number of at least 1"):
         compare_on_gold(lab, PROMPTS, {"now": None}, get_judge("positive_review"), samples=0)

@@ -222,3 +222,15 @@ def test_sampling_the_pad_token_from_an_unpadded_batch_raises_no_mask_warning(ti
     with caplog.at_level(logging.WARNING):  # the warning is real without our filter: this test can fail
         lab.policy.transformer(input_ids=torch.tensor([[5, pad]]))
     assert [r for r in caplog.records if "attention_mask" in r.getMessage()]
+
+
+def test_has_store_asks_without_opening_the_default_store(tmp_path, monkeypatch):
+    from rlhf_lab import Lab
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RLHF_LAB_STORE", raising=False)
+    lab = Lab.from_preset("tiny")
+    assert not lab.has_store and not (tmp_path / "rlhf_lab_labels.sqlite").exists()
+    lab.store.count()
+    assert lab.has_store and (tmp_path / "rlhf_lab_labels.sqlite").exists()
+    assert Lab.from_preset("tiny", store=":memory:").has_store

@@ -446,8 +446,11 @@ class RLStage(Stage):
         reward: Any = None,
         gold: Any = None,
         device: str | torch.device | None = None,
+        prompts: list[str] | None = None,
         **kwargs: Any,
     ) -> RLStage:
+        """`prompts`: train on these instead of the saved ones (a data-parallel rank's own share); their
+        order is replayed to where the checkpoint's run was."""
         from rlhf_lab.device import choose_device
 
         if reward is None:
@@ -457,12 +460,18 @@ class RLStage(Stage):
         config = config_from_dict(RLConfig, meta["config"])
         device = choose_device(device)
         models = load_models(folder, config, device)
-        prompts = json.loads((folder / "prompts.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / "prompts.json").read_text(encoding="utf-8"))
+        own = prompts is not None and list(prompts) != saved
         tokenizer, policy = models.pop("tokenizer"), models.pop("policy")
-        stage = cls(policy, tokenizer, prompts, reward, config=config, gold=gold, **models, **kwargs)
+        stage = cls(
+            policy, tokenizer, prompts if own else saved, reward, config=config, gold=gold, **models, **kwargs
+        )
         load_value_head(folder, stage, device)
         load_training_state(folder, stage.optimizer)
         load_loop_state(folder, stage)
+        if own:  # each step drew batch_size prompts from the order (PromptOrder depends on nothing else)
+            stage.order = PromptOrder(len(stage.prompts), seed=config.seed or 0)
+            stage.order.take(meta["step_count"] * config.batch_size)
         stage.sample_buffer.load(folder / "samples.jsonl")
         return stage
 

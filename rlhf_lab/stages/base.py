@@ -39,6 +39,7 @@ import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
 from rlhf_lab.hparams import whole_number
+from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.progress import progress_bar, wait_with_progress
 from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages import them from here)
     FORMAT,
@@ -427,7 +428,7 @@ class Stage(ABC):
         check_save_target(path)
 
         def fill(staging: Path) -> None:
-            with self._step_lock:
+            with self._step_lock, quiet_loading():  # no per-shard bars from transformers in a cell or log
                 self._save_state(staging)
                 meta = {
                     "class": type(self).__name__,
@@ -464,7 +465,8 @@ class Stage(ABC):
             raise StageError(f"{path} holds a {meta['class']} checkpoint, which this version does not know.")
         if cls is not Stage and not issubclass(target, cls):
             raise StageError(f"{path} holds a {meta['class']} checkpoint, not a {cls.__name__}.")
-        stage = target._from_checkpoint(path, meta, **kwargs)
+        with quiet_loading():
+            stage = target._from_checkpoint(path, meta, **kwargs)
         stage.step_count = meta["step_count"]
         stage.hparam_changes = [(step, changes) for step, changes in meta.get("hparam_changes", [])]
         stage._elapsed = meta.get("elapsed_s", 0.0)

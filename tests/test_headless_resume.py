@@ -1,0 +1,160 @@
+"""`rlhf-lab train --resume`: a run that stopped continues from its checkpoints to the same weights."""
+
+import json
+
+import pytest
+import yaml
+from rl_toy import ONE_RLOO_STEP
+
+from rlhf_lab.cli import main
+from rlhf_lab.errors import ConfigError
+from rlhf_lab.headless import train
+from rlhf_lab.headless_resume import RunProgress, run_steps
+from rlhf_lab.rl import RLStage
+
+CONFIG = {
+    "preset": "tiny",
+    "task": "positive_review",
+    "seed": 0,
+    "checkpoint_every": 2,
+    "sft": {"steps": 2, "batch_size": 2},
+    "reward_model": {"steps": 6, "batch_size": 8},
+    "rl": {**ONE_RLOO_STEP, "steps": 4, "reward": "rm"},
+    "export": False,
+}
+
+
+def _killed_after(monkeypatch, calls):
+    """RLStage.step raises on its call number `calls + 1`, as a job killed mid-run would stop."""
+    step, seen = RLStage.step, []
+
+    def killed(self, *args, **kwargs):
+        seen.append(1)
+        if len(seen) > calls:
+            raise KeyboardInterrupt("the job was killed")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(RLStage, "step", killed)
+
+
+def test_a_killed_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path, monkeypatch):
+    whole = train({**CONFIG, "output_dir": str(tmp_path / "whole")})
+    assert "resumed" not in whole
+
+    run = {**CONFIG, "output_dir": str(tmp_path / "run")}
+    with monkeypatch.context() as patch:
+        _killed_after(patch, calls=1)  # RL's first 2 steps are saved, then the job dies
+        with pytest.raises(KeyboardInterrupt):
+            train(run)
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["saved"] == [
+        "sft",
+        "reward_model",
+        "rl",
+    ]
+    resumed = train(run, resume=True)
+    assert resumed["resumed"] == {"sft": 2, "reward_model": 6, "rl": 2}
+    assert resumed["param_sha256"] == whole["param_sha256"]
+    assert resumed["rl"]["steps"] == 4 and resumed["rl"]["scores_first"] == whole["rl"]["scores_first"]
+    assert resumed["reward_model"]["resumed"] is True
+
+
+def test_a_checkpoint_it_cannot_rebuild_is_refused_by_name(tmp_path, monkeypatch):
+    run = {**CONFIG, "output_dir": str(tmp_path / "run"), "sft": {**CONFIG["sft"], "lora": True}}
+    run["rl"] = {**CONFIG["rl"], "reward": "gold"}
+    run.pop("reward_model")
+    with monkeypatch.context() as patch:
+        _killed_after(patch, calls=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(run)
+    with pytest.raises(
+        ConfigError, match=r"the rl checkpoint holds a policy that carries the SFT stage's LoRA"
+    ):
+        train(run, resume=True)
+
+
+def test_resume_refuses_another_config_and_a_folder_without_a_run(tmp_path):
+    config = {**CONFIG, "output_dir": str(tmp_path / "run"), "rl": {**CONFIG["rl"], "steps": 2}}
+    train(config)
+    longer = {**config, "rl": {**config["rl"], "steps": 4}, "checkpoint_every": 1}  # more steps: allowed
+    assert train(longer, resume=True)["resumed"]["rl"] == 2
+    with pytest.raises(ConfigError, match=r"differs from the run in .* in rl, seed; resuming would mix"):
+        train({**longer, "seed": 1, "rl": {**longer["rl"], "beta": 0.5}}, resume=True)
+    with pytest.raises(ConfigError, match="rl.steps is 2, but its checkpoint has taken 4 steps"):
+        train(config, resume=True)
+    with pytest.raises(ConfigError, match="holds no run to resume"):
+        train({**config, "output_dir": str(tmp_path / "empty")}, resume=True)
+
+
+def test_a_fresh_run_never_resumes_an_older_runs_checkpoints(tmp_path):
+    progress = RunProgress(tmp_path, resume=False, writer=True)
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "stage.json").write_text("{}")  # left by an earlier run
+    assert progress.saved("sft") is None
+    progress.record("sft")
+    assert RunProgress(tmp_path, resume=True, writer=False).saved("sft") == tmp_path / "sft"
+    assert RunProgress(tmp_path, resume=False, writer=True).saved("sft") is None  # a new run starts over
+
+
+def test_steps_are_taken_in_chunks_with_a_save_after_each():
+    class Stage:
+        step_count, rows, taken = 1, [], []
+
+        def step(self, n, progress):
+            self.taken.append(n)
+            self.step_count += n
+
+    saves, stage = [], Stage()
+    run_steps(stage, 8, name="rl", every=3, save=lambda: saves.append(stage.step_count), progress=False)
+    assert stage.taken == [3, 3, 1] and saves == [4, 7, 8]
+    with pytest.raises(ConfigError, match="checkpoint_every must be a whole number"):
+        train({**CONFIG, "checkpoint_every": 0})  # checked before any model loads
+
+
+def test_the_cli_resumes(tmp_path, capsys):
+    config = {**CONFIG, "output_dir": str(tmp_path / "run"), "sft": {"steps": 1, "batch_size": 2}}
+    config.pop("rl"), config.pop("reward_model")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--quiet"]) == 0
+    config["sft"]["steps"] = 2
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--quiet", "--resume"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["resumed"] == {"sft": 1} and summary["sft"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = {
+        **CONFIG,
+        "output_dir": str(tmp_path / "run"),
+        "rl": {**CONFIG["rl"], "reward": "gold", "steps": 2},
+    }
+    config.pop("reward_model")
+    path = tmp_path / "c.yaml"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    command = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    ]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--main_process_port", "0", "-m", "rlhf_lab.cli", "train", str(path), "--quiet"]
+    for steps, extra in ((2, []), (4, ["--resume"])):
+        config["rl"]["steps"] = steps
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run(
+            command + extra, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["resumed"] == {"sft": 2, "rl": 2} and summary["rl"]["steps"] == 4
+    ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"] == summary["param_sha256"]
