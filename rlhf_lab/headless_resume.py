@@ -9,8 +9,8 @@ output_dir/<stage> (atomically: a crash during a save leaves the one before). `-
 output_dir holds a run of the same config, loads every stage that has a checkpoint instead of training it
 again (a fitted reward model as it is; SFT, DPO or RL with their optimizer, prompt order and random
 state) and takes each the rest of its steps. On one process the resumed run ends with the same weights as
-one that never stopped. Under N processes every rank loads rank 0's checkpoint and draws its own prompts
-afresh, so the run goes on from the same weights with another sample order.
+one that never stopped. Under N processes every rank loads rank 0's checkpoint and replays its own share
+of the prompts to where it was; only the sampling's random state differs from a run that never stopped.
 
 Raising a stage's `steps` and resuming continues a finished run for more steps; any other change to
 the config is refused, since the checkpoints would then mix two experiments.
