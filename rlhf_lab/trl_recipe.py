@@ -264,6 +264,8 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
 
     def add(kind: str, trainer: str, section: dict[str, Any], dataset: str, **extra: Any) -> None:
         args, lora = stage_args(kind, section if preset is None else with_preset(kind, section, preset), seed)
+        if config.get("checkpoint_every"):  # Trainer checkpoints, for train_trl.py --resume
+            args.update(save_strategy="steps", save_steps=config["checkpoint_every"])
         stages.append(
             {"kind": kind, "trainer": trainer, "dataset": dataset, "args": args, "lora": lora, **extra}
         )
@@ -320,6 +322,8 @@ def _readme(recipe: dict[str, Any]) -> str:
         "pip install 'trl>=1.16,<1.17' accelerate peft datasets",
         "accelerate launch train_trl.py                 # all GPUs of this machine (accelerate config for DeepSpeed)",
         "python train_trl.py --cpu --max-steps 2        # a quick check",
+        "accelerate launch train_trl.py --resume        # after a crash: keeps finished stages; with the config's",
+        "                                               # checkpoint_every the stopped one resumes from its checkpoint",
         "```",
         "",
         "Stages, in order (each one's output folder is the next one's model): "

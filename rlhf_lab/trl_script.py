@@ -2,6 +2,8 @@
 
     accelerate launch train_trl.py                  # every GPU of the machine; DeepSpeed via `accelerate config`
     python train_trl.py --cpu --max-steps 2         # a quick check on a laptop
+    accelerate launch train_trl.py --resume         # after a crash: finished stages are kept, the stopped
+                                                    # one goes on from its last checkpoint (checkpoint_every)
 
 Reads recipe.json next to this file: the starting policy, then stages (sft, dpo, reward, rl) with the
 TRL config arguments rlhf-lab mapped from the lab's settings. Each stage trains from the previous
@@ -96,7 +98,12 @@ def reward_model_function(folder: str, name: str, route: str | None = None):
     return reward
 
 
-def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, overrides: dict) -> str:
+DONE = "done.json"  # written into a stage's folder once its model is saved there
+
+
+def run_stage(
+    stage: dict, policy: str, reward_models: dict, out: Path, overrides: dict, resume: bool = False
+) -> str:
     import trl
     from datasets import load_dataset
     from peft import LoraConfig
@@ -104,6 +111,9 @@ def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, override
     kind = stage["kind"]
     name = f"{kind}_{stage['name']}" if stage.get("name") else kind  # one folder per named reward model
     args = {**stage["args"], **overrides, "output_dir": str(out / name)}
+    folder = Path(args["output_dir"])
+    if resume and (folder / DONE).is_file():
+        return str(folder)  # finished before the run stopped
     if "max_steps" in overrides:
         args.pop("num_train_epochs", None)
     data = load_dataset("json", data_files=str(HERE / stage["dataset"]), split="train")
@@ -129,16 +139,18 @@ def run_stage(stage: dict, policy: str, reward_models: dict, out: Path, override
         else:
             reward = reward_models[None] if stage["reward"] == "rm" else gold_reward(stage["task"])
         trainer = trainer_cls(model=policy, reward_funcs=reward, args=config_cls(**args), **common)
-    trainer.train()
-    folder = args["output_dir"]
+    # Trainer picks the newest checkpoint-<step> folder in output_dir (save_steps: the config's checkpoint_every)
+    checkpoints = resume and any(folder.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if checkpoints else None)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # peft: write one plain model
         model = trainer.accelerator.unwrap_model(model).merge_and_unload()
     if trainer.accelerator.is_main_process:
         model.save_pretrained(folder, safe_serialization=True)
         trainer.processing_class.save_pretrained(folder)
+        (folder / DONE).write_text(json.dumps({"stage": name, "steps": trainer.state.global_step}))
     trainer.accelerator.wait_for_everyone()
-    return folder
+    return str(folder)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", default=None, help="default: outputs/ next to this file")
     parser.add_argument("--max-steps", type=int, default=None, help="cap every stage (a quick check)")
     parser.add_argument("--cpu", action="store_true", help="use_cpu=True, bf16 off")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished stages; the stopped one goes on from its last checkpoint",
+    )
     args = parser.parse_args(argv)
     recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
     out = Path(args.output_dir) if args.output_dir else HERE / recipe["output_dir"]
@@ -157,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides.update(use_cpu=True, bf16=False)
     policy, reward_models = _path(recipe["policy"]), {}
     for stage in recipe["stages"]:
-        folder = run_stage(stage, policy, reward_models, out, overrides)
+        folder = run_stage(stage, policy, reward_models, out, overrides, resume=args.resume)
         if stage["kind"] == "reward":
             reward_models[stage.get("name")] = folder
         else:

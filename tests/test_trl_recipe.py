@@ -153,3 +153,33 @@ def test_the_grpo_example_exports(tmp_path):
     example = Path(__file__).resolve().parent.parent / "examples" / "grpo_tiny.yaml"
     recipe = export_trl(load_config(example), tmp_path)
     assert [s["trainer"] for s in recipe["stages"]] == ["SFTTrainer", "RewardTrainer", "GRPOTrainer"]
+
+
+@pytest.mark.slow  # one TRL SFTTrainer run of 1 step, then a resumed one: ~15 s on 2 cores
+def test_the_generated_script_resumes_a_stopped_stage_from_its_checkpoint(tmp_path):
+    config = {"preset": "tiny", "task": "positive_review", "checkpoint_every": 1, "sft": {"steps": 2}}
+    recipe = export_trl(config, tmp_path / "out")
+    assert (
+        recipe["stages"][0]["args"]["save_strategy"] == "steps"
+        and recipe["stages"][0]["args"]["save_steps"] == 1
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    script = [sys.executable, str(tmp_path / "out" / "train_trl.py"), "--cpu"]
+
+    def run(*extra):
+        done = subprocess.run(script + list(extra), env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((tmp_path / "out" / "outputs" / "sft" / "done.json").read_text())
+
+    sft = tmp_path / "out" / "outputs" / "sft"
+    assert run("--max-steps", "1")["steps"] == 1
+    first = (sft / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns
+    (sft / "done.json").unlink()  # as if the job died before the end
+    assert run("--max-steps", "2", "--resume")["steps"] == 2
+    # Step 2 was taken from checkpoint-1, which a run starting over would have written again.
+    assert (sft / "checkpoint-2").is_dir() and (
+        sft / "checkpoint-1" / "trainer_state.json"
+    ).stat().st_mtime_ns == first
+    finished = (sft / "model.safetensors").stat().st_mtime_ns
+    assert run("--max-steps", "2", "--resume")["steps"] == 2
+    assert (sft / "model.safetensors").stat().st_mtime_ns == finished  # a finished stage is kept as it is
