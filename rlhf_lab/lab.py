@@ -26,14 +26,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
 from rlhf_lab.generation import Prompt, generate, is_single_prompt
 from rlhf_lab.models.helpers import freeze
-from rlhf_lab.models.presets import (
-    Preset,
-    defaults_on_device,
-    get_preset,
-    load_policy,
-    load_reward_backbone,
-    stage_defaults,
-)
+from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
+from rlhf_lab.preset_settings import defaults_on_device, stage_defaults
 from rlhf_lab.stages.base import StepClock
 
 __all__ = ["DEFAULT_STORE", "Lab", "freeze"]

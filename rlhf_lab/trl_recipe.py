@@ -98,8 +98,9 @@ COMMON = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "lr_sc
 
 def with_preset(kind: str, section: dict[str, Any], preset: str) -> dict[str, Any]:
     """A config section with the settings it leaves out filled from `preset` as the Lab fills them
-    (rlhf_lab.models.presets.stage_defaults), on a GPU: "cpu_" defaults do not apply to an accelerate run."""
-    from rlhf_lab.models.presets import defaults_on_device, get_preset, stage_defaults
+    (rlhf_lab.preset_settings.stage_defaults), on a GPU: "cpu_" defaults do not apply to an accelerate run."""
+    from rlhf_lab.models.presets import get_preset
+    from rlhf_lab.preset_settings import defaults_on_device, stage_defaults
 
     defaults = defaults_on_device(get_preset(preset).defaults, on_cpu=False, cpu_bf16_native=False)
     filled = stage_defaults(

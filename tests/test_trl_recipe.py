@@ -100,7 +100,8 @@ def test_export_maps_the_preset_budget_as_the_lab_spends_it():
 
 
 def test_cpu_only_preset_defaults_apply_on_a_cpu_only():
-    from rlhf_lab.models.presets import PRESETS, defaults_on_device
+    from rlhf_lab.models.presets import PRESETS
+    from rlhf_lab.preset_settings import defaults_on_device
 
     smollm2 = PRESETS["smollm2-135m"].defaults
     on_cpu = defaults_on_device(smollm2, on_cpu=True, cpu_bf16_native=True)
