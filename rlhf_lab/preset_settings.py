@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhf_lab.rl.config import GROUP_ESTIMATORS
+from rlhf_lab.rl.config import samples_per_prompt as answers_per_prompt
 
 # The fields of each stage's config that a Lab fills from its preset's defaults (field: preset key) unless
 # the caller gives them; every stage also gets "mixed_precision".
@@ -56,6 +56,7 @@ def stage_defaults(
     keys = {**PRESET_FIELDS[section], "mixed_precision": "mixed_precision"}
     filled = {name: defaults[key] for name, key in keys.items() if key in defaults}
     if section == "rl" and "rollouts_per_step" in defaults:
-        k = samples_per_prompt or (4 if estimator in GROUP_ESTIMATORS else 1)
+        # A 0 takes the default here too: RLConfig then refuses it with its own message.
+        k = answers_per_prompt(estimator, samples_per_prompt or None)
         filled["batch_size"] = max(1, defaults["rollouts_per_step"] // k)
     return filled

@@ -145,7 +145,8 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
         section.pop(own, None)
     section.setdefault("seed", seed)
     config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
-    values = asdict(make_config(None, config_cls, section).validate())
+    stage_config = make_config(None, config_cls, section).validate()
+    values = asdict(stage_config)
     if kind != "reward":
         values["steps"] = steps
     args = {**COMMON, **_mapped(kind, values)}
@@ -158,11 +159,7 @@ def stage_args(kind: str, section: dict[str, Any], seed: int) -> tuple[dict[str,
         if values["epochs"] is None:  # the lab fits `steps` optimizer steps unless epochs are set
             args["max_steps"] = values["steps"]
     elif kind == "rl":
-        k, minibatches = (
-            values["samples_per_prompt"] or (4 if values["estimator"] in ("grpo", "rloo") else 1),
-            1,
-        )
-        rollouts = values["batch_size"] * k
+        k, rollouts, minibatches = stage_config.k, stage_config.rollouts_per_step, 1
         if rollouts % values["num_minibatches"] == 0:
             minibatches = values["num_minibatches"]
         args.update(

@@ -19,6 +19,16 @@ from rlhf_lab.lora import LORA_ALPHA, LORA_R, LORA_TARGET_MODULES
 
 ESTIMATORS = ("ppo", "rloo", "grpo", "reinforce")
 GROUP_ESTIMATORS = ("rloo", "grpo")
+
+
+def samples_per_prompt(estimator: str, given: int | None = None) -> int:
+    """Answers drawn per prompt: `given`, else 4 for the group estimators (they compare answers to one
+    prompt) and 1 for the others."""
+    if given is not None:
+        return given
+    return 4 if estimator in GROUP_ESTIMATORS else 1
+
+
 COMPILE_UPDATE_MODES = (False, True, "default", "reduce-overhead")
 """What RLConfig.compile_update takes: off, on (inductor's default mode), or a torch.compile mode."""
 
@@ -186,9 +196,7 @@ class RLConfig:
     @property
     def k(self) -> int:
         """Samples per prompt, with the estimator's default filled in."""
-        if self.samples_per_prompt is not None:
-            return self.samples_per_prompt
-        return 4 if self.estimator in GROUP_ESTIMATORS else 1
+        return samples_per_prompt(self.estimator, self.samples_per_prompt)
 
     @property
     def rollouts_per_step(self) -> int:
