@@ -26,15 +26,21 @@ from rlhf_lab.reward.evaluation import wilson_interval
 Z_95 = 1.96
 
 
+def gold_scores(judge: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """The gold judge's score of each answer to its prompt."""
+    return [judge.score(prompt, answer) for prompt, answer in zip(prompts, answers, strict=True)]
+
+
+def wins_over(scores: Sequence[float], baseline_scores: Sequence[float]) -> list[float]:
+    """Per prompt: 1 where `scores` beats `baseline_scores`, 0.5 for a tie, else 0."""
+    return [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline_scores, strict=True)]
+
+
 def gold_wins(
     judge: Any, prompts: Sequence[str], answers: Sequence[str], baseline: Sequence[str]
 ) -> list[float]:
     """Per prompt: 1 if the gold judge scores `answers` above `baseline`, 0.5 for a tie, else 0."""
-    wins = []
-    for prompt, a, b in zip(prompts, answers, baseline, strict=True):
-        score_a, score_b = judge.score(prompt, a), judge.score(prompt, b)
-        wins.append(1.0 if score_a > score_b else 0.5 if score_a == score_b else 0.0)
-    return wins
+    return wins_over(gold_scores(judge, prompts, answers), gold_scores(judge, prompts, baseline))
 
 
 def mean_interval(values: Sequence[float], z: float = Z_95) -> tuple[float, float]:
@@ -62,18 +68,18 @@ def score_answers(
         if len(texts) != len(prompts):
             raise ValueError(f"{name}: {len(texts)} answers for {len(prompts)} prompts; give one per prompt.")
     win_column = f"win rate vs {baseline}"
+    scores = {name: gold_scores(judge, prompts, texts) for name, texts in answers.items()}  # each once
     rows = []
-    for name, texts in answers.items():
-        gold = [judge.score(p, a) for p, a in zip(prompts, texts)]
+    for name, gold in scores.items():
         row = {
-            "answers": len(texts),
+            "answers": len(gold),
             "gold score": float(np.mean(gold)),
             "gold score 95% interval": _rounded(mean_interval(gold)),
             win_column: math.nan,
             f"{win_column} 95% interval": None,
         }
         if name != baseline:
-            wins = gold_wins(judge, prompts, texts, answers[baseline])
+            wins = wins_over(gold, scores[baseline])
             row[win_column] = sum(wins) / len(wins)
             row[f"{win_column} 95% interval"] = _rounded(wilson_interval(row[win_column], len(wins)))
         rows.append({"policy": name, **row})

@@ -88,19 +88,20 @@ def held_out_answers(
 def compare(task: str, prompts: list[str], before: list[str], after: list[str]) -> dict[str, Any]:
     """The gold judge's verdict on the same prompts answered before and after (see the module docstring);
     `rlhf-lab demo` reports it too."""
-    from rlhf_lab.gold_comparison import gold_wins
+    from rlhf_lab.gold_comparison import gold_scores, wins_over
     from rlhf_lab.objectives import refusal_rates
     from rlhf_lab.raters import get_judge
     from rlhf_lab.reward.evaluation import wilson_interval
 
     judge = get_judge(task)
-    wins = gold_wins(judge, prompts, after, before)
+    scores_before, scores_after = gold_scores(judge, prompts, before), gold_scores(judge, prompts, after)
+    wins = wins_over(scores_after, scores_before)
     win_rate = sum(wins) / len(wins)
     out: dict[str, Any] = {
         "test_prompts": len(set(prompts)),
         "answers": len(prompts),
-        "gold_before": sum(judge.score(p, r) for p, r in zip(prompts, before)) / len(prompts),
-        "gold_after": sum(judge.score(p, r) for p, r in zip(prompts, after)) / len(prompts),
+        "gold_before": sum(scores_before) / len(prompts),
+        "gold_after": sum(scores_after) / len(prompts),
         "gold_win_rate": win_rate,
         "gold_win_rate_ci": list(wilson_interval(win_rate, len(wins))),
     }
