@@ -162,10 +162,12 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
     task = config.get("task")
     out = Path(config.get("output_dir") or "rlhf_lab_runs/headless")
     user_data = load_user_data(config)  # bad rows fail here, before any model loads
-    ran_config = resolve_data_paths(config, Path.cwd())  # what output_dir/config.yaml holds
+    # `rlhf-lab train <output_dir>/config.yaml` runs it again: its data paths made absolute, as a copy
+    # beside the outputs would read relative ones from output_dir.
+    ran_config = resolve_data_paths(config, Path.cwd())
     if resume:
         check_same_run(ran_config, out / "config.yaml")
-    if rank == 0:  # written first, so that a run that stops can be resumed
+    if rank == 0:  # written before training, so that a run that stops can be resumed
         out.mkdir(parents=True, exist_ok=True)
         write_config(ran_config, out / "config.yaml")
     saves = RunProgress(out, resume=resume, writer=rank == 0)
@@ -208,16 +210,11 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
     # The trackers are closed however the run ends: a stage that raises still flushes its rows.
     try:
 
-        def save(stage: Any, name: str) -> Any:
-            """Rank 0's checkpoint of `stage` under out/<name>, recorded as this run's."""
-            if rank != 0:
-                return None
-
-            def write() -> None:
+        def checkpoint(stage: Any, name: str) -> None:
+            """Rank 0 saves `stage` under out/<name>, recorded as this run's checkpoint."""
+            if rank == 0:
                 stage.save(out / name)
                 saves.record(name)
-
-            return write
 
         def resumed(name: str, load: Any, trains_policy: bool = True) -> Any:
             """The stage this run saved under out/<name> (on --resume), its policy made the lab's; or None."""
@@ -241,7 +238,9 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
         def train_policy(name: str, stage: Any, steps: int) -> Any:
             """SFT or DPO: up to `steps` steps, the loss summarised, checkpoints saved under out/<name>."""
             watch(stage)
-            rows = run_steps(stage, steps, name=name, every=every, save=save(stage, name), progress=show)
+            rows = run_steps(
+                stage, steps, name=name, every=every, save=lambda: checkpoint(stage, name), progress=show
+            )
             loss = f"loss/{name}"
             summary[name] = {"steps": steps, **_first_last(rows, loss, "loss")}
             return stage
@@ -301,8 +300,8 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                 summary["reward_model"] = fitted
             else:
                 summary.setdefault("reward_models", {})[objective.name] = fitted
-            if objective.folder not in saves.resumed and rank == 0:
-                save(rm, objective.folder)()  # a checkpoint of the fit, the run's first of this model
+            if objective.folder not in saves.resumed:
+                checkpoint(rm, objective.folder)
             if export:
                 exports[objective.folder] = str(rm.export(out / "export" / objective.folder))
             return rm
@@ -335,7 +334,9 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                 # run: differently from the run before it, whose random state was rank 0's).
                 torch.manual_seed(seed + RANK_SEED_STRIDE * rank + rl.step_count)
             watch(rl)
-            rows = run_steps(rl, steps, name="rl", every=every, save=save(rl, "rl"), progress=show)
+            rows = run_steps(
+                rl, steps, name="rl", every=every, save=lambda: checkpoint(rl, "rl"), progress=show
+            )
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),
@@ -379,9 +380,6 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
         torch.distributed.barrier()
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        # `rlhf-lab train <output_dir>/config.yaml` runs it again: its data paths made absolute, as a copy
-        # beside the outputs would read relative ones from output_dir.
-        write_config(resolve_data_paths(config, Path.cwd()), out / "config.yaml")
         print(json.dumps(summary), flush=True)
     if world > 1:
         torch.distributed.destroy_process_group()

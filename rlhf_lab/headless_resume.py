@@ -105,12 +105,14 @@ def run_steps(
     *,
     name: str,
     every: int | None,
-    save: Callable[[], Any] | None,
+    save: Callable[[], Any],
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Take `stage` from its step count to `steps`, saving (`save`, rank 0's) every `every` steps and at the
-    end; returns every metric row of the stage, those of a run before a resumption included."""
-    remaining = steps - stage.step_count
+    """Take `stage` from its step count to `steps`, calling `save` (rank 0's checkpoint) every `every` steps
+    and at the end; returns every metric row of the stage, those of a run before a resumption included. A
+    resumed stage with no steps left is saved already, so it is not written again."""
+    start = stage.step_count
+    remaining = steps - start
     if remaining < 0:
         raise ConfigError(
             f"{name}.steps is {steps}, but its checkpoint has taken {stage.step_count} steps already: raise "
@@ -120,9 +122,9 @@ def run_steps(
         chunk = min(every or remaining, remaining)
         stage.step(chunk, progress=progress)
         remaining -= chunk
-        if save is not None and remaining > 0:
+        if remaining > 0:
             save()
-    if save is not None:
+    if stage.step_count > start or start == 0:  # start == 0: a fresh stage, even of 0 steps, is saved
         save()
     return stage.rows
 

@@ -106,6 +106,12 @@ def test_steps_are_taken_in_chunks_with_a_save_after_each():
     saves, stage = [], Stage()
     run_steps(stage, 8, name="rl", every=3, save=lambda: saves.append(stage.step_count), progress=False)
     assert stage.taken == [3, 3, 1] and saves == [4, 7, 8]
+    run_steps(stage, 8, name="rl", every=3, save=lambda: saves.append(stage.step_count), progress=False)
+    assert saves == [4, 7, 8]  # resumed with nothing left to take: its checkpoint is not written again
+    fresh = Stage()
+    fresh.step_count = 0
+    run_steps(fresh, 0, name="sft", every=3, save=lambda: saves.append("fresh"), progress=False)
+    assert saves[-1] == "fresh"  # a fresh stage of 0 steps is still saved, as before checkpoint_every
     with pytest.raises(ConfigError, match="checkpoint_every must be a whole number"):
         train({**CONFIG, "checkpoint_every": 0})  # checked before any model loads
 
