@@ -328,3 +328,21 @@ def test_the_stop_button_during_step_says_what_is_kept(capsys):
     assert "Interrupted in step 3: the 2 step(s) before it in this call are kept" in capsys.readouterr().out
     assert stage.step_count == 2 and len(stage.history) == 2
     assert stage.step(1)[0]["step"] == 3  # the stage goes on from there
+
+
+def test_saving_and_loading_a_stage_print_no_transformers_progress_bars(tmp_path, capfd):
+    from rlhf_lab import Lab
+    from rlhf_lab.bundled import load_demos
+    from rlhf_lab.reward.stage import RewardModelStage
+    from rlhf_lab.stages.sft import SFTStage
+
+    lab = Lab.from_preset("tiny", store=":memory:")
+    sft = lab.sft(load_demos("positive_review")[:4], batch_size=2)
+    rm = lab.reward_model([{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 4, batch_size=2)
+    capfd.readouterr()
+    sft.save(tmp_path / "sft")
+    rm.save(tmp_path / "rm")
+    SFTStage.load(tmp_path / "sft")
+    RewardModelStage.load(tmp_path / "rm")
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "Loading weights" not in err, err[-500:]

@@ -15,7 +15,6 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rlhf_lab.device import choose_device
-from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.reward.config import RMConfig
 from rlhf_lab.reward.pairs import PairRecord
 from rlhf_lab.stages.base import (
@@ -30,8 +29,7 @@ from rlhf_lab.stages.base import (
 
 def save_rm_state(stage: Any, folder: Path) -> None:
     """Write `stage`'s model, optimizer, pair snapshot and split assignment into `folder`."""
-    with quiet_loading():
-        save_model(folder, "reward", stage.model, stage.tokenizer)
+    save_model(folder, "reward", stage.model, stage.tokenizer)
     save_training_state(folder, stage.optimizer)
     with open(folder / "data.jsonl", "w", encoding="utf-8") as f:
         for pair in stage.pairs:
@@ -61,9 +59,8 @@ def load_rm_stage(
 ) -> Any:
     """A `cls` (RewardModelStage) rebuilt from `folder`; `data=store` re-attaches a live store."""
     source = model_path(folder, "reward")
-    with quiet_loading():
-        model = AutoModelForSequenceClassification.from_pretrained(source).to(choose_device(device))
-        tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source).to(choose_device(device))
+    tokenizer = AutoTokenizer.from_pretrained(source)
     with open(folder / "data.jsonl", encoding="utf-8") as f:
         snapshot = [PairRecord(**json.loads(line)) for line in f if line.strip()]
     config = config_from_dict(RMConfig, meta["config"])

@@ -49,7 +49,6 @@ from rlhf_lab.lora import (
     save_base,
     wrap_lora,
 )
-from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.optim import adamw, clip_gradients, decay_groups, optimizer_params
 from rlhf_lab.stages.base import (
     Stage,
@@ -318,11 +317,10 @@ class SFTStage(Stage):
 
     # ------------------------------------------------------------------ checkpoints
     def _save_state(self, folder: Path) -> None:
-        with quiet_loading():
-            # For a PeftModel, save_pretrained writes the adapter only (adapter_model.safetensors).
-            save_model(folder, "policy", self.model, self.tokenizer)
-            if self.is_lora and self.config.lora_save_base:
-                save_base(self.model, model_path(folder, "base"))
+        # For a PeftModel, save_pretrained writes the adapter only (adapter_model.safetensors).
+        save_model(folder, "policy", self.model, self.tokenizer)
+        if self.is_lora and self.config.lora_save_base:
+            save_base(self.model, model_path(folder, "base"))
         save_training_state(folder, self.optimizer)
         save_demos(self.demos, folder / "demos.jsonl")
         (folder / "sft_state.json").write_text(json.dumps({"samples_seen": self.samples_seen}))
@@ -340,19 +338,18 @@ class SFTStage(Stage):
     ) -> SFTStage:
         config = config_from_dict(SFTConfig, meta["config"])
         source = model_path(folder, "policy")
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            if config.lora:
-                if policy is None:
-                    if not model_path(folder, "base").is_dir():
-                        raise FileNotFoundError(
-                            f"{folder} holds only a LoRA adapter (lora_save_base=False): pass a fresh "
-                            "copy of the base model, SFTStage.load(path, policy=load_policy(...)[0])."
-                        )
-                    policy = model_path(folder, "base")
-                model = load_lora(policy, source)
-            else:
-                model = AutoModelForCausalLM.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if config.lora:
+            if policy is None:
+                if not model_path(folder, "base").is_dir():
+                    raise FileNotFoundError(
+                        f"{folder} holds only a LoRA adapter (lora_save_base=False): pass a fresh "
+                        "copy of the base model, SFTStage.load(path, policy=load_policy(...)[0])."
+                    )
+                policy = model_path(folder, "base")
+            model = load_lora(policy, source)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source)
         model.to(choose_device(device))
         demos = load_demos(folder / "demos.jsonl", max_chars=10**12)
         stage = cls(model, tokenizer, demos, config, clock=clock, **kwargs)
