@@ -81,7 +81,6 @@ from typing import Any
 
 import torch
 
-from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_config: the public API here)
     DATA_FILES,
     check_config,
@@ -221,14 +220,6 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             folder = saves.saved(name)
             if folder is None:
                 return None
-            if name != "sft" and trains_policy and (config.get("sft") or {}).get("lora"):
-                if not (config.get(name) or {}).get("lora"):
-                    raise ConfigError(
-                        f"--resume: the {name} checkpoint holds a policy that carries the SFT stage's LoRA "
-                        f"layers (sft.lora: true, {name} without its own adapter), which loading cannot rebuild "
-                        "yet. Start a new run (another output_dir)"
-                        + (", or give rl its own adapter (rl.lora: true)." if name == "rl" else ".")
-                    )
             stage = load(folder)
             saves.resumed[name] = stage.step_count
             if trains_policy:  # the stages after it start from its policy, as from one trained here

@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import os
 import random
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, overload
 
@@ -25,14 +27,22 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
 from rlhf_lab.generation import Prompt, generate, is_single_prompt
+from rlhf_lab.lora import fold_adapter_layers, has_adapter_layers, is_peft_model
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.models.presets import Preset, get_preset, load_policy, load_reward_backbone
+from rlhf_lab.notices import LabNotice
 from rlhf_lab.preset_settings import defaults_on_device, stage_defaults
 from rlhf_lab.stages.base import StepClock
 
 __all__ = ["DEFAULT_STORE", "Lab", "freeze"]
 
 DEFAULT_STORE = "rlhf_lab_labels.sqlite"
+
+
+_STARTS_FROM_IT = (
+    "so it starts from the adapted model, takes it as its reference and trains all weights "
+    "(with lora=True: a fresh adapter)."
+)
 
 
 class Lab:
@@ -79,6 +89,7 @@ class Lab:
         self.clock = StepClock()
         self.snapshots: dict[str, PreTrainedModel] = {}
         self._store = store
+        self._lora_stages: weakref.WeakSet = weakref.WeakSet()  # stages whose adapter sits in the policy
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -140,7 +151,9 @@ class Lab:
         """Keep a frozen copy of the current policy under `name` (e.g. before RL)."""
         if not isinstance(name, str) or not name.strip():
             raise TypeError(f"A snapshot's name must be non-empty text, like 'sft', got {name!r}.")
-        self.snapshots[name] = freeze(copy.deepcopy(self.policy))
+        kept = copy.deepcopy(self.policy)
+        fold_adapter_layers(kept)  # a LoRA SFT's adapter, folded in: a snapshot is always one plain model
+        self.snapshots[name] = freeze(kept)
         return self.snapshots[name]
 
     def restore(self, name: str = "sft") -> PreTrainedModel:
@@ -152,8 +165,45 @@ class Lab:
             raise KeyError(
                 f"No snapshot {name!r}; snapshots: {sorted(self.snapshots)}. Call lab.snapshot() first."
             )
+        self._fold_adapter(f"restoring {name!r}", then="whose weights then replace them.")
         self.policy.load_state_dict(self.snapshots[name].state_dict())
         return self.policy
+
+    def _fold_adapter(self, before: str, then: str = _STARTS_FROM_IT) -> None:
+        """Fold an earlier stage's LoRA adapter into the policy before `before` (a new stage, a restore).
+
+        The adapter's layers sit inside the policy, so a stage started on it would otherwise train
+        only that adapter (peft froze every other weight), and a LoRA stage's "adapter off"
+        reference would be the model from before that adapter. Folded, the new stage starts from the
+        adapted model, keeps it as its reference, and trains what it was asked to: all weights, or
+        with lora=True a fresh adapter. TRL's recipes merge between stages too (`merge_and_unload`).
+        """
+        if not has_adapter_layers(self.policy):
+            return
+        from rlhf_lab.errors import StageBusyError
+
+        holders = [s for s in self._lora_stages if _adapter_of(s) is not None]
+        holders = [s for s in holders if _adapter_of(s).get_base_model() is self.policy]
+        for stage in holders:
+            if stage.run_in_flight:
+                raise StageBusyError(
+                    f"{stage.name} is still running with its LoRA adapter in the policy: stop() it before {before}."
+                )
+        for stage in holders:
+            if hasattr(stage, "merge"):
+                stage.merge()  # SFT goes on, training all weights
+            else:
+                stage.release()  # RL: its adapter is gone, so it keeps only its history and samples
+        names = " and ".join(sorted({stage.name for stage in holders})) or "an earlier stage"
+        released = sorted({stage.name for stage in holders if stage.released})
+        fold_adapter_layers(self.policy)
+        warnings.warn(
+            f"the policy carries the LoRA adapter of {names}; it is folded into the weights before {before}, "
+            + then
+            + (f" {' and '.join(released)} is finished: its history and samples stay." if released else ""),
+            LabNotice,
+            stacklevel=3,
+        )
 
     def _snapshot_like_policy(self, config: dict[str, Any]) -> PreTrainedModel | None:
         """A snapshot whose weights equal the policy's now, to be a new stage's frozen reference.
@@ -207,7 +257,11 @@ class Lab:
         from rlhf_lab.stages.sft import SFTStage
 
         config = {**self.preset_settings("sft"), **config}
-        return SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
+        self._fold_adapter("this SFT stage")
+        stage = SFTStage(self.policy, self.tokenizer, demos, clock=self.clock, **config)
+        if stage.is_lora:
+            self._lora_stages.add(stage)
+        return stage
 
     def reward_model(
         self, data: Any = None, *, seed: int | None = None, pretrained: str | None = None, **config: Any
@@ -265,16 +319,24 @@ class Lab:
         from rlhf_lab.rl import RLStage
 
         config = {**self.preset_settings("rl", estimator, config.get("samples_per_prompt")), **config}
+        self._fold_adapter(f"this {estimator.upper()} stage")
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
-        return RLStage(
+        stage = RLStage(
             self.policy, self.tokenizer, prompts, reward, estimator=estimator, clock=self.clock, **config
         )
+        if stage.uses_lora:
+            self._lora_stages.add(stage)
+        return stage
 
     def dpo(self, data: Any = None, **config: Any):
         """DPO (or IPO) on `data` or the lab's preference store, reference = a frozen copy of the policy."""
         from rlhf_lab.stages.dpo import DPOStage
 
         config = {**self.preset_settings("dpo"), **config}
+        self._fold_adapter(
+            "this DPO stage",
+            then="so it starts from the adapted model, takes it as its reference and trains all weights.",
+        )
         config.setdefault("ref_policy", self._snapshot_like_policy(config))
         return DPOStage(
             self.policy, self.tokenizer, self.store if data is None else data, clock=self.clock, **config
@@ -327,3 +389,9 @@ class Lab:
     def __repr__(self) -> str:
         name = self.preset.name if self.preset else type(self.policy).__name__
         return f"<Lab {name} on {self.device} ({self.dtype}), lab_step={self.clock.value}>"
+
+
+def _adapter_of(stage: Any) -> Any:
+    """The peft model holding `stage`'s adapter (SFT keeps it in `model`, RL in `policy`), or None."""
+    model = getattr(stage, "model", None) if hasattr(stage, "merge") else stage.policy
+    return model if is_peft_model(model) else None

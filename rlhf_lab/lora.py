@@ -97,3 +97,48 @@ def load_lora(base: str | Path | torch.nn.Module, adapter: str | Path) -> torch.
         base = AutoModelForCausalLM.from_pretrained(base)
     with _without_peft_deprecation_noise():
         return PeftModel.from_pretrained(base, adapter, is_trainable=True)
+
+
+def has_adapter_layers(model: torch.nn.Module) -> bool:
+    """True when peft's LoRA layers sit inside `model` itself: a plain model some peft wrapper (an SFT
+    stage's) injected an adapter into. A peft wrapper is not "plain": it answers `is_peft_model`."""
+    return not is_peft_model(model) and any(
+        hasattr(module, "base_layer") and hasattr(module, "lora_A") for module in model.modules()
+    )
+
+
+def check_no_foreign_adapter(policy: torch.nn.Module, stage: str) -> None:
+    """Refuse a policy that carries another stage's LoRA layers (a ValueError saying what to do): a
+    stage on it would train only that adapter, against a reference from before it."""
+    if has_adapter_layers(policy):
+        raise ValueError(
+            f"The policy carries a LoRA adapter that another stage put in it (an SFT stage with lora=True): "
+            f"fold it in first (sft.merge()), or create the {stage} stage from the Lab (lab.{stage}(...)), "
+            "which folds it for you."
+        )
+
+
+def fold_adapter_layers(model: torch.nn.Module) -> int:
+    """Merge the LoRA layers inside `model` into their base layers and put the plain layers back, in
+    place; every weight trains again afterwards. Returns how many layers were folded.
+
+    What peft's `merge_and_unload` does (peft/tuners/tuners_utils.py, `_unload_and_optionally_merge`,
+    peft 0.21), for a model whose peft wrapper is not at hand, e.g. a deep copy of one.
+
+        >>> snapshot = copy.deepcopy(lab.policy)       # still carries the SFT stage's adapter layers
+        >>> fold_adapter_layers(snapshot)              # 24: one plain model, the adapter's update in it
+    """
+    names = [
+        name
+        for name, module in model.named_modules()
+        if hasattr(module, "base_layer") and hasattr(module, "lora_A")
+    ]
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        layer = getattr(parent, child)
+        layer.merge()
+        setattr(parent, child, layer.get_base_layer())
+    if names:
+        model.requires_grad_(True)  # peft froze the base weights for the adapter's sake
+    return len(names)

@@ -58,18 +58,22 @@ def test_a_killed_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path,
     assert resumed["reward_model"]["resumed"] is True
 
 
-def test_a_checkpoint_it_cannot_rebuild_is_refused_by_name(tmp_path, monkeypatch):
-    run = {**CONFIG, "output_dir": str(tmp_path / "run"), "sft": {**CONFIG["sft"], "lora": True}}
-    run["rl"] = {**CONFIG["rl"], "reward": "gold"}
-    run.pop("reward_model")
+@pytest.mark.parametrize("rl_lora", [False, True], ids=["rl-all-weights", "rl-own-adapter"])
+def test_a_run_after_lora_sft_resumes_to_the_same_weights(tmp_path, monkeypatch, rl_lora):
+    # RL starts from the SFT adapter folded into the weights, so its checkpoint holds one plain model
+    # (plus, with rl.lora, RL's own adapter) that loading rebuilds.
+    config = {**CONFIG, "sft": {**CONFIG["sft"], "lora": True}, "rl": {**CONFIG["rl"], "reward": "gold"}}
+    config["rl"]["lora"] = rl_lora
+    config.pop("reward_model")
+    whole = train({**config, "output_dir": str(tmp_path / "whole")})
+    run = {**config, "output_dir": str(tmp_path / "run")}
     with monkeypatch.context() as patch:
         _killed_after(patch, calls=1)
         with pytest.raises(KeyboardInterrupt):
             train(run)
-    with pytest.raises(
-        ConfigError, match=r"the rl checkpoint holds a policy that carries the SFT stage's LoRA"
-    ):
-        train(run, resume=True)
+    resumed = train(run, resume=True)
+    assert resumed["resumed"] == {"sft": 2, "rl": 2}
+    assert resumed["param_sha256"] == whole["param_sha256"]
 
 
 def test_resume_refuses_another_config_and_a_folder_without_a_run(tmp_path):

@@ -170,6 +170,10 @@ def test_lora_trains_the_adapter_only_and_merges(tiny_tok, tmp_path):
     resumed = SFTStage.load(tmp_path / "lora")
     assert resumed.is_lora and resumed.step_count == 30
     assert resumed.evaluate() == pytest.approx(stage.evaluate(), rel=1e-4)
+    mlp = policy.transformer.h[0].mlp.c_fc.weight  # had no adapter: after merge() every weight trains
+    start = mlp.detach().clone()
+    stage.step(1, progress=False)
+    assert not torch.equal(mlp, start)
 
 
 def test_lora_checkpoint_without_base_needs_the_base(tiny_tok, tmp_path):

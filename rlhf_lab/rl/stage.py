@@ -51,7 +51,7 @@ import torch
 from rlhf_lab.chat import format_prompt
 from rlhf_lab.device import autocast_for
 from rlhf_lab.errors import StageError
-from rlhf_lab.lora import is_peft_model, wrap_lora
+from rlhf_lab.lora import check_no_foreign_adapter, is_peft_model, wrap_lora
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw
 from rlhf_lab.rl.advantages import estimator_advantages
@@ -148,6 +148,7 @@ class RLStage(Stage):
         self.gold = gold
 
         # Models. The reference is a frozen deep copy unless given, or the adapter-off policy with LoRA.
+        check_no_foreign_adapter(policy, "rl")
         wants_value_model = config.estimator == "ppo" and (
             config.value == "separate" or value_model is not None
         )

@@ -42,7 +42,7 @@ from rlhf_lab.chat import format_prompt, response_suffix
 from rlhf_lab.device import autocast_for
 from rlhf_lab.generation import generate
 from rlhf_lab.hparams import above, at_least, between, check_fields
-from rlhf_lab.lora import is_peft_model
+from rlhf_lab.lora import check_no_foreign_adapter, is_peft_model
 from rlhf_lab.models.helpers import freeze
 from rlhf_lab.optim import adamw, clip_gradients
 from rlhf_lab.reward.pairs import PairRecord, as_pair_records
@@ -183,8 +183,8 @@ class DPOStage(Stage):
     """DPO/IPO on preference pairs from a store or a list, against a frozen reference.
 
     The reference is a frozen deep copy of `policy` taken here, unless `ref_policy` is given; a
-    LoRA (PEFT) policy uses itself with the adapter disabled instead (no copy). Note that a LoRA
-    adapter trained *before* DPO is then not part of the reference.
+    LoRA (PEFT) policy uses itself with the adapter disabled instead (no copy). A policy that
+    carries another stage's adapter (a LoRA SFT's) is refused: `lab.dpo` folds that adapter in first.
     """
 
     name: ClassVar[str] = "dpo"
@@ -207,6 +207,7 @@ class DPOStage(Stage):
         self.policy = policy
         self.tokenizer = tokenizer
         self.device = next(policy.parameters()).device
+        check_no_foreign_adapter(policy, "dpo")
         self.uses_lora = is_peft_model(policy)
         if ref_policy is not None:
             self.ref_policy: PreTrainedModel | None = freeze(ref_policy)

@@ -253,6 +253,7 @@ class SFTStage(Stage):
             if not self.is_lora:
                 return self.model
             self.model = self.model.merge_and_unload()
+            self.model.requires_grad_(True)  # peft froze the base weights; from now on they all train
             self.config.lora = False
             self.optimizer = self._make_optimizer()
             return self.model
