@@ -36,16 +36,26 @@ Prompt = str | list[dict[str, str]]
 
 
 def is_single_prompt(prompts: Any) -> bool:
-    """Whether `prompts` is one prompt (a string, or one conversation of chat messages), not a list."""
+    """Whether `prompts` is one prompt (a string, or one conversation of chat messages), not a list.
+
+    A list of prompt records ({"prompt": ..., ...}, as `rlhf_lab.bundled.load_prompts` returns) is a list.
+    """
     return isinstance(prompts, str) or (
-        isinstance(prompts, list) and bool(prompts) and all(isinstance(m, dict) for m in prompts)
+        isinstance(prompts, list)
+        and bool(prompts)
+        and all(isinstance(m, dict) for m in prompts)
+        and not all("prompt" in m and "role" not in m for m in prompts)
     )
 
 
 def prompt_list(prompts: Any) -> list[Prompt]:
     """`prompts` as a list, or a TypeError/ValueError that names the first bad prompt and why.
 
-    Each prompt is non-empty text or a conversation (a non-empty list of {"role", "content"} dicts).
+    Each prompt is non-empty text or a conversation (a non-empty list of {"role", "content"} dicts);
+    a prompt record (a dict with a "prompt" field, e.g. from `load_prompts`) stands for its prompt.
+
+        >>> prompt_list(load_prompts("positive_review"))[0]
+        'Write a positive review of a family film about a stolen painting.'
     """
     if is_single_prompt(prompts):
         raise TypeError(
@@ -55,7 +65,7 @@ def prompt_list(prompts: Any) -> list[Prompt]:
         raise TypeError(
             f"prompts must be a list of prompts (strings or chat conversations), got {type(prompts).__name__}."
         )
-    prompts = list(prompts)
+    prompts = [p["prompt"] if isinstance(p, Mapping) and "prompt" in p else p for p in prompts]
     for i, prompt in enumerate(prompts):
         conversation = (
             isinstance(prompt, list)

@@ -58,7 +58,7 @@ def score_answers(
     """The table for answers already generated: `answers` maps each policy's name to its answers to
     `prompts` (the same prompts, in order, with the same seed); `baseline` (default: the first policy)
     is what the others' win rates are measured against."""
-    _check_prompts(prompts)
+    prompts = _prompt_texts(prompts)
     if not answers:
         raise ValueError("score_answers needs the answers of at least one policy.")
     baseline = next(iter(answers)) if baseline is None else baseline
@@ -101,7 +101,7 @@ def compare_on_gold(
 ) -> pd.DataFrame:
     """Each of `models` (name -> model; None = the lab's policy now) answers every prompt `samples` times
     with sampling seed `seed`, then `score_answers`. More answers narrow the intervals."""
-    _check_prompts(prompts)
+    prompts = _prompt_texts(prompts)
     if not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a whole number of at least 1, got {samples!r}.")
     asked = list(prompts) * samples
@@ -134,12 +134,16 @@ def verdicts(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _check_prompts(prompts: Sequence[str]) -> None:
+def _prompt_texts(prompts: Sequence[Any]) -> list[str]:
+    """The prompts' texts (a record from `load_prompts` stands for its "prompt"), or a ValueError."""
+    if isinstance(prompts, (list, tuple)):
+        prompts = [p["prompt"] if isinstance(p, Mapping) and "prompt" in p else p for p in prompts]
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(
             f"prompts must be a non-empty list of prompt texts, got {str(prompts)[:80]!r}: one prompt is too few "
             "to compare policies on."
         )
+    return list(prompts)
 
 
 def _rounded(interval: tuple[float, float]) -> tuple[float, float]:

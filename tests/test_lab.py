@@ -149,6 +149,27 @@ def test_generate_takes_one_prompt_or_a_list(tiny_lab_for_generate):
     assert isinstance(both, list) and len(both) == 2
 
 
+def test_prompt_records_stand_for_their_prompts(tiny_lab_for_generate):
+    # What load_prompts returns goes straight in: it used to be taken for one chat conversation.
+    from rlhf_lab.bundled import load_prompts
+    from rlhf_lab.gold_comparison import score_answers
+
+    lab = tiny_lab_for_generate
+    records = load_prompts("positive_review")[:2]
+    texts = [r["prompt"] for r in records]
+    assert lab.generate(records, seed=0, max_new_tokens=4) == lab.generate(texts, seed=0, max_new_tokens=4)
+    stage = lab.rl(records, reward=_length_reward, estimator="rloo", batch_size=4, max_new_tokens=4)
+    assert stage.prompts == texts
+
+    class Length:
+        def score(self, prompt, answer):
+            assert isinstance(prompt, str)
+            return float(len(answer))
+
+    table = score_answers(Length(), records, {"SFT": ["a", "bb"], "RL": ["abc", "b"]})
+    assert table.loc["RL", "win rate vs SFT"] == 0.5
+
+
 def test_the_low_level_generate_refuses_one_string(tiny_lab_for_generate):
     # a string is iterable: without the check, its characters would become prompts one by one
     from rlhf_lab.generation import generate

@@ -362,6 +362,12 @@ def test_pairs_from_dataframe_and_bad_rows(tiny_tok):
     # Positional tuples are refused, not guessed: (prompt, a, b) of an unlabelled pair would become a label.
     with pytest.raises(ValueError, match=r"pair 0: is a tuple of 3 values; a pair needs named fields"):
         read_pairs([("Write a review.", "good film", "bad film")])
+    # The bundled rated pairs (and pairs still to label) carry "responses": the error says what turns them into pairs.
+    rated = {"prompt": "Write a review.", "responses": ["good film", "bad film"], "judgements": {"gold": "A"}}
+    with pytest.raises(
+        ValueError, match=r"pair 0: has 'responses' but no .*preference_pairs\(task, rater='gold'\)"
+    ):
+        read_pairs([rated])
     record = collections.namedtuple("Record", "prompt chosen rejected")
     assert read_pairs([record("Write a review.", "good film", "bad film")])[0].chosen == "good film"
     with pytest.raises(ValueError, match="loss must be one of"):

@@ -100,6 +100,8 @@ def _record(row: Any, index: int) -> PairRecord:
                 f"is a {type(row).__name__} of {len(row)} values; a pair needs named fields: "
                 "{'prompt': ..., 'chosen': ..., 'rejected': ...} (a dict, a DataFrame row or a record)"
             )
+        if isinstance(row, Mapping) and "responses" in row and "chosen" not in row:
+            raise ValueError(_UNORIENTED)
         prompt, chosen, rejected = _text(row, "prompt"), _text(row, "chosen"), _text(row, "rejected")
         if chosen == rejected:
             raise ValueError("chosen and rejected are identical; there is nothing to prefer")
@@ -112,6 +114,13 @@ def _record(row: Any, index: int) -> PairRecord:
     except ValueError as exc:
         raise ValueError(f"pair {index}: {exc}") from None
     return PairRecord(prompt, chosen, rejected, target, margin)
+
+
+_UNORIENTED = (
+    "has 'responses' but no 'chosen'/'rejected': it is a pair to label (lab.label(items) writes the labels "
+    "to the store, which the stages read), or a rated pair from rlhf_lab.bundled.load_preferences, which "
+    "preference_pairs(task, rater='gold') turns into chosen/rejected by one rater's judgement"
+)
 
 
 def _missing(value: Any) -> bool:
