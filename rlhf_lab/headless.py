@@ -46,6 +46,9 @@ is an error before any model loads, naming the section and the field)::
     checkpoint_every: 50          # SFT, DPO and RL save every 50 steps too, not only at the end; after a
                                   # crash `rlhf-lab train CONFIG --resume` goes on from there
                                   # (rlhf_lab.headless_resume)
+    flywheel: {rounds: 3, pairs: 16}  # with rl.reward: rm, as lab 08: between RL rounds a simulated
+                                  # annotator labels the policy's answers and the reward model is refitted
+                                  # (rlhf_lab.headless_flywheel)
     evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after DPO/RL
                                   # (win rate with its 95% interval; see rlhf_lab.headless_eval)
 
@@ -81,6 +84,7 @@ from typing import Any
 
 import torch
 
+from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_config: the public API here)
     DATA_FILES,
     check_config,
@@ -92,6 +96,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     write_config,
 )
 from rlhf_lab.headless_eval import compare, evaluate_settings, held_out_answers
+from rlhf_lab.headless_flywheel import Flywheel, flywheel_settings, round_ends
 from rlhf_lab.headless_resume import RunProgress, check_same_run, run_steps, unwrapped
 from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
 
@@ -236,6 +241,7 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             summary[name] = {"steps": steps, **_first_last(rows, loss, "loss")}
             return stage
 
+        flywheel: Flywheel | None = None
         if config.get("sft"):
             own, sft_cfg = section_settings(config, "sft")
             sft_cfg.setdefault("seed", seed)  # a config exported from a notebook may carry its own
@@ -269,6 +275,8 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             """A reward model fitted on the objective's pairs, summarised, saved under out/<folder>, exported."""
             rm_own, rm_cfg = section_settings({"reward_model": objective.settings}, "reward_model")
             pairs = user_data["objective_pairs"][objective.name]
+            if flywheel:  # each round's labels join the data
+                pairs = flywheel.data(pairs)
             rm = resumed(
                 objective.folder,
                 lambda path: RewardModelStage.load(path, data=pairs, device=lab.device, clock=lab.clock),
@@ -302,6 +310,13 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             steps, reward_kind = own["steps"], own["reward"]
             estimator = rl_cfg.pop("estimator", "ppo")
             judge = get_judge(task) if task else None
+            prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
+            if flywheel_settings(config):  # before the reward model: a resumed run's labels are its data too
+                where = out / "flywheel" if rank == 0 else None
+                settings = flywheel_settings(config)
+                flywheel = Flywheel(
+                    lab, judge, prompts, settings, rl_steps=steps, seed=seed, folder=where, resume=resume
+                )
             if reward_kind == "gold":
                 reward: Any = _gold_reward(judge)
             else:
@@ -309,7 +324,6 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                     objective.name: fit_reward_model(objective) for objective in reward_objectives(config)
                 }
                 reward = combined_reward(models, config, user_data.get("routes"))
-            prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             rl_cfg.setdefault("seed", seed)  # same seed on every rank: identical value head and reference
             share = prompts[rank::world]
             rl = resumed(
@@ -325,9 +339,27 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                 # run: differently from the run before it, whose random state was rank 0's).
                 torch.manual_seed(seed + RANK_SEED_STRIDE * rank + rl.step_count)
             watch(rl)
-            rows = run_steps(
-                rl, steps, name="rl", every=every, save=lambda: checkpoint(rl, "rl"), progress=show
-            )
+            ends = round_ends(steps, flywheel.settings["rounds"]) if flywheel else [steps]
+            for number, end in enumerate(ends, 1):
+                if flywheel and rl.step_count > end and flywheel.rounds_done < number:
+                    raise ConfigError(
+                        f"--resume: rl has taken {rl.step_count} steps, past the end of flywheel round "
+                        f"{number} (step {end}), which it never finished: rl.steps changed. Keep it, or start "
+                        "a new run (another output_dir)."
+                    )
+                if rl.step_count <= end:
+                    rows = run_steps(
+                        rl, end, name="rl", every=every, save=lambda: checkpoint(rl, "rl"), progress=show
+                    )
+                if flywheel and number < len(ends) and flywheel.rounds_done < number:
+                    flywheel.turn(models[None], rl, progress=show)  # label, refit, RL goes on against it
+                    checkpoint(models[None], "reward_model")
+                    if rank == 0:
+                        flywheel.commit()
+                    if export:
+                        exports["reward_model"] = str(models[None].export(out / "export" / "reward_model"))
+            if flywheel:
+                summary["flywheel"] = flywheel.rows
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),

@@ -14,6 +14,7 @@ from typing import Any
 
 from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_eval import check_evaluate
+from rlhf_lab.headless_flywheel import check_flywheel
 from rlhf_lab.headless_resume import check_checkpoint_every
 from rlhf_lab.headless_rewards import check_reward, objective_pairs, prompt_routes, reward_objectives
 
@@ -36,6 +37,7 @@ TOP_LEVEL = {
     "export",
     "evaluate",
     "checkpoint_every",
+    "flywheel",
 }
 DATA_FILES = ("demonstrations", "prompts", "preferences")
 
@@ -141,6 +143,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     tracking_specs(config.get("log_to"), Path("."))  # checks the backend names
     check_checkpoint_every(config)
     check_evaluate(config)
+    check_flywheel(config)
     check_stage_settings(config)
     return config
 

@@ -250,6 +250,12 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
                 "pre-training on the bundled pairs would be lost; leave pretrained out of the exported config "
                 "or train this recipe with `rlhf-lab train`."
             )
+    if config.get("flywheel"):
+        raise ConfigError(
+            "flywheel: TRL's trainers pay RL with one fixed reward model, so the rounds of labelling and "
+            "refitting between RL steps cannot be exported; leave flywheel out of the exported config or train "
+            "this recipe with `rlhf-lab train`."
+        )
     estimator = _rl_estimator(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

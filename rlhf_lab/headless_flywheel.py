@@ -1,0 +1,204 @@
+"""`flywheel:` in a headless config: lab 08's loop without a notebook. RL trains against a reward model;
+between rounds the policy answers some training prompts twice, a simulated annotator labels the pairs,
+the reward model is refitted on everything labelled so far, and RL goes on against it.
+
+    task: positive_review
+    rl: {reward: rm, steps: 30}
+    flywheel:
+      rounds: 3          # rl.steps in 3 rounds; after each round but the last: label, refit, go on
+      pairs: 16          # pairs of the policy's own answers labelled per round
+      flip_prob: 0.1     # the annotator: the task's gold judge, each verdict flipped with this chance
+
+Before each refit the reward model is graded on the round's new pairs against the gold judge (pairs it
+scores as a tie left out): how well it judges what the policy writes *now*, the drift the flywheel is
+there to catch. summary.json gets one row per round under `flywheel`, the accuracy with its 95% Wilson
+interval. The labels go to output_dir/flywheel/state.json after each round, so `--resume` goes on with
+them and the refitted reward model (its checkpoint is saved after each refit).
+
+    >>> from rlhf_lab.headless_flywheel import round_ends
+    >>> round_ends(10, 3)        # the RL step count at which each round ends
+    [4, 7, 10]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rlhf_lab.errors import ConfigError
+
+FLYWHEEL_KEYS: dict[str, Any] = {"rounds": 3, "pairs": 16, "flip_prob": 0.1}
+MAX_PAIRS = 4096
+
+
+def flywheel_settings(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The `flywheel` settings with defaults filled in, or None when the config has none."""
+    value = config.get("flywheel")
+    if value is None or value is False:
+        return None
+    return {**FLYWHEEL_KEYS, **(value if isinstance(value, dict) else {})}
+
+
+def check_flywheel(config: dict[str, Any]) -> None:
+    """ConfigError naming the field for a `flywheel` that cannot run."""
+    value = config.get("flywheel")
+    if value is None or value is False:
+        return
+    if value is not True and not isinstance(value, dict):
+        raise ConfigError(f"flywheel must be a mapping of settings (or true), got {value!r}.")
+    unknown = set(value if isinstance(value, dict) else {}) - set(FLYWHEEL_KEYS)
+    if unknown:
+        raise ConfigError(f"flywheel: unknown setting(s) {sorted(unknown)}; known: {sorted(FLYWHEEL_KEYS)}.")
+    settings = flywheel_settings(config)
+    for key, least, most in (("rounds", 2, 1000), ("pairs", 1, MAX_PAIRS)):
+        number = settings[key]
+        if isinstance(number, bool) or not isinstance(number, int) or not least <= number <= most:
+            raise ConfigError(
+                f"flywheel.{key} must be a whole number from {least} to {most}, got {number!r}."
+            )
+    flip = settings["flip_prob"]
+    if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
+        raise ConfigError(f"flywheel.flip_prob must be a number from 0 to 0.5, got {flip!r}.")
+    if "task" not in config:
+        raise ConfigError("flywheel needs a bundled task: its gold judge is the simulated annotator.")
+    rl = config.get("rl") or {}
+    if rl.get("reward", "gold") != "rm":
+        raise ConfigError(
+            "flywheel refits the reward model RL is paid by: it needs rl.reward: rm (one reward model), "
+            f"got {rl.get('reward', 'gold')!r}."
+        )
+    steps = rl.get("steps", 10)
+    if isinstance(steps, int) and steps < settings["rounds"]:
+        raise ConfigError(
+            f"flywheel.rounds is {settings['rounds']} but rl.steps is {steps}: each round needs an RL step."
+        )
+
+
+def round_ends(steps: int, rounds: int) -> list[int]:
+    """The RL step count at the end of each round: `steps` split as evenly as it goes, earlier rounds
+    taking the remainder."""
+    size, extra = divmod(steps, rounds)
+    ends, total = [], 0
+    for r in range(rounds):
+        total += size + (1 if r < extra else 0)
+        ends.append(total)
+    return ends
+
+
+class WithFlywheelLabels:
+    """A reward model's data: the config's pairs (a list or a preference store) and the pairs the flywheel
+    labelled, read again on each fit. (Not named `labels`: a source with `.labels` reads as a store.)"""
+
+    def __init__(self, base: Any, added: list[dict[str, Any]]) -> None:
+        self.base, self.added = base, added
+
+    def pairs(self, ties: str = "exclude", both_bad: str = "exclude", soft: bool = True) -> list[Any]:
+        from rlhf_lab.reward.pairs import read_pairs
+
+        return [*read_pairs(self.base, ties=ties, both_bad=both_bad, soft=soft), *self.added]
+
+
+class Flywheel:
+    """Labels the policy's answers between RL rounds and refits the reward model on them.
+
+    `folder` (rank 0's output_dir/flywheel, else None) keeps the labels and the rounds' rows; the reward
+    model reads `labels` through `data(pairs)`, so each round's new labels join its data.
+    """
+
+    def __init__(
+        self,
+        lab: Any,
+        judge: Any,
+        prompts: list[str],
+        settings: dict[str, Any],
+        *,
+        rl_steps: int,
+        seed: int,
+        folder: Path | None,
+        resume: bool,
+    ) -> None:
+        from rlhf_lab.raters import NoisyRater
+
+        self.lab, self.judge, self.prompts = lab, judge, prompts
+        self.settings, self.rl_steps, self.seed, self.folder = settings, rl_steps, seed, folder
+        self.rater = NoisyRater(judge, flip_prob=settings["flip_prob"], seed=seed, name="sim-rater")
+        self.rows: list[dict[str, Any]] = []
+        self.labels: list[dict[str, Any]] = []  # every pair labelled so far: the reward model's data has them
+        state = folder / "state.json" if folder is not None else None
+        if resume and state is not None and state.exists():
+            saved = json.loads(state.read_text(encoding="utf-8"))
+            if saved["rl_steps"] != rl_steps:
+                raise ConfigError(
+                    f"--resume: this run's flywheel rounds were laid out over rl.steps = {saved['rl_steps']}, "
+                    f"not {rl_steps}; with a flywheel rl.steps stays as it was (or start a new output_dir)."
+                )
+            self.rows, self.labels = saved["rounds"], saved["labels"]
+
+    def data(self, pairs: Any) -> WithFlywheelLabels:
+        """The reward model's data: `pairs` and every label this flywheel adds."""
+        return WithFlywheelLabels(pairs, self.labels)
+
+    @property
+    def rounds_done(self) -> int:
+        return len(self.rows)
+
+    def turn(self, rm: Any, rl: Any, *, progress: bool = False) -> dict[str, Any]:
+        """One round's end: answer, grade the reward model, label, refit, hand RL the refitted model."""
+        from rlhf_lab.reward.evaluation import wilson_interval
+
+        round_ = self.rounds_done + 1
+        count = self.settings["pairs"]
+        start = (round_ - 1) * count
+        prompts = [self.prompts[(start + i) % len(self.prompts)] for i in range(count)]
+        seed = self.seed + 1000 * round_  # two answers per prompt, seeded: a resumed run draws the same
+        first = self.lab.generate(prompts, seed=seed)
+        second = self.lab.generate(prompts, seed=seed + 1)
+        items = [(p, a, b) for p, a, b in zip(prompts, first, second) if a.strip() and b.strip() and a != b]
+        accuracy, graded = self._accuracy(rm, items)
+        new = []
+        for prompt, a, b in items:
+            verdict = self.rater(prompt, a, b).judgement.value
+            if verdict in ("A", "B"):
+                chosen, rejected = (a, b) if verdict == "A" else (b, a)
+                new.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": round_})
+        self.labels.extend(new)
+        fit = rm.fit(progress=progress)
+        rl.set_reward(rm)
+        low, high = wilson_interval(accuracy, graded) if graded else (float("nan"), float("nan"))
+        row = {
+            "round": round_,
+            "after_rl_step": rl.step_count,
+            "pairs_labelled": len(new),
+            "labels_total": len(rm.pairs),
+            "rm_accuracy_on_new_pairs": accuracy,
+            "new_pairs_graded": graded,
+            "rm_accuracy_95_interval": [round(low, 3), round(high, 3)],
+            "rm_val_accuracy_after_refit": fit.get("val_accuracy"),
+        }
+        self.rows.append(row)
+        return row
+
+    def commit(self) -> None:
+        """Write the rounds and labels so far (atomically: a crash leaves the previous state whole)."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / "state.json.tmp"
+        temporary.write_text(
+            json.dumps({"rl_steps": self.rl_steps, "rounds": self.rows, "labels": self.labels}),
+            encoding="utf-8",
+        )
+        os.replace(temporary, self.folder / "state.json")
+
+    def _accuracy(self, rm: Any, items: list[tuple[str, str, str]]) -> tuple[float, int]:
+        """How often `rm` orders the pairs as the gold judge does (gold ties left out), and on how many."""
+        gold = [self.judge.score(p, a) - self.judge.score(p, b) for p, a, b in items]
+        kept = [(item, margin) for item, margin in zip(items, gold) if margin != 0]
+        if not kept:
+            return float("nan"), 0
+        prompts, first, second = (list(column) for column in zip(*[item for item, _ in kept]))
+        margins = rm.score_pairs(prompts, first, second).tolist()
+        agree = sum((ours > 0) == (theirs > 0) for ours, (_, theirs) in zip(margins, kept))
+        return agree / len(kept), len(kept)
