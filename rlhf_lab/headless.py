@@ -347,15 +347,14 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                         f"{number} (step {end}), which it never finished: rl.steps changed. Keep it, or start "
                         "a new run (another output_dir)."
                     )
-                if rl.step_count <= end:
+                if not flywheel or rl.step_count <= end:  # a round it had ended before it stopped: skipped
                     rows = run_steps(
                         rl, end, name="rl", every=every, save=lambda: checkpoint(rl, "rl"), progress=show
                     )
                 if flywheel and number < len(ends) and flywheel.rounds_done < number:
                     flywheel.turn(models[None], rl, progress=show)  # label, refit, RL goes on against it
                     checkpoint(models[None], "reward_model")
-                    if rank == 0:
-                        flywheel.commit()
+                    flywheel.commit()  # rank 0 writes: the others have no folder
                     if export:
                         exports["reward_model"] = str(models[None].export(out / "export" / "reward_model"))
             if flywheel:
