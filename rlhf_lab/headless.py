@@ -312,10 +312,16 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             judge = get_judge(task) if task else None
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
             if flywheel_settings(config):  # before the reward model: a resumed run's labels are its data too
-                where = out / "flywheel" if rank == 0 else None
-                settings = flywheel_settings(config)
                 flywheel = Flywheel(
-                    lab, judge, prompts, settings, rl_steps=steps, seed=seed, folder=where, resume=resume
+                    lab,
+                    judge,
+                    prompts,
+                    flywheel_settings(config),
+                    rl_steps=steps,
+                    seed=seed,
+                    folder=out / "flywheel",
+                    writer=rank == 0,
+                    resume=resume,
                 )
             if reward_kind == "gold":
                 reward: Any = _gold_reward(judge)
@@ -354,7 +360,7 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                 if flywheel and number < len(ends) and flywheel.rounds_done < number:
                     flywheel.turn(models[None], rl, progress=show)  # label, refit, RL goes on against it
                     checkpoint(models[None], "reward_model")
-                    flywheel.commit()  # rank 0 writes: the others have no folder
+                    flywheel.commit()  # rank 0 writes it
                     if export:
                         exports["reward_model"] = str(models[None].export(out / "export" / "reward_model"))
             if flywheel:

@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rlhf_lab.errors import ConfigError
 
 FLYWHEEL_KEYS: dict[str, Any] = {"rounds": 3, "pairs": 16, "flip_prob": 0.1}
@@ -103,7 +105,7 @@ class WithFlywheelLabels:
 class Flywheel:
     """Labels the policy's answers between RL rounds and refits the reward model on them.
 
-    `folder` (rank 0's output_dir/flywheel, else None) keeps the labels and the rounds' rows; the reward
+    `folder` (output_dir/flywheel, written by the `writer` rank) keeps the labels and the rounds' rows; the reward
     model reads `labels` through `data(pairs)`, so each round's new labels join its data.
     """
 
@@ -116,18 +118,20 @@ class Flywheel:
         *,
         rl_steps: int,
         seed: int,
-        folder: Path | None,
+        folder: Path,
+        writer: bool,
         resume: bool,
     ) -> None:
         from rlhf_lab.raters import NoisyRater
 
         self.lab, self.judge, self.prompts = lab, judge, prompts
-        self.settings, self.rl_steps, self.seed, self.folder = settings, rl_steps, seed, folder
+        self.settings, self.rl_steps, self.seed = settings, rl_steps, seed
+        self.folder, self.writer = folder, writer
         self.rater = NoisyRater(judge, flip_prob=settings["flip_prob"], seed=seed, name="sim-rater")
         self.rows: list[dict[str, Any]] = []
         self.labels: list[dict[str, Any]] = []  # every pair labelled so far: the reward model's data has them
-        state = folder / "state.json" if folder is not None else None
-        if resume and state is not None and state.exists():
+        state = folder / "state.json"  # every rank reads it: they all go on from the same labels
+        if resume and state.exists():
             saved = json.loads(state.read_text(encoding="utf-8"))
             if saved["rl_steps"] != rl_steps:
                 raise ConfigError(
@@ -153,8 +157,12 @@ class Flywheel:
         start = (round_ - 1) * count
         prompts = [self.prompts[(start + i) % len(self.prompts)] for i in range(count)]
         seed = self.seed + 1000 * round_  # two answers per prompt, seeded: a resumed run draws the same
-        first = self.lab.generate(prompts, seed=seed)
-        second = self.lab.generate(prompts, seed=seed + 1)
+        cfg = rl.config  # answers as RL samples them: its length and sampling settings
+        sampling = dict(
+            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p
+        )
+        first = self.lab.generate(prompts, seed=seed, **sampling)
+        second = self.lab.generate(prompts, seed=seed + 1, **sampling)
         items = [(p, a, b) for p, a, b in zip(prompts, first, second) if a.strip() and b.strip() and a != b]
         accuracy, graded = self._accuracy(rm, items)
         new = []
@@ -164,17 +172,20 @@ class Flywheel:
                 chosen, rejected = (a, b) if verdict == "A" else (b, a)
                 new.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": round_})
         self.labels.extend(new)
-        fit = rm.fit(progress=progress)
+        with torch.random.fork_rng():  # the same refit on every rank, and RL's random stream left as it was
+            torch.manual_seed(seed)
+            fit = rm.fit(progress=progress)
         rl.set_reward(rm)
-        low, high = wilson_interval(accuracy, graded) if graded else (float("nan"), float("nan"))
         row = {
             "round": round_,
             "after_rl_step": rl.step_count,
             "pairs_labelled": len(new),
             "labels_total": len(rm.pairs),
-            "rm_accuracy_on_new_pairs": accuracy,
+            "rm_accuracy_on_new_pairs": accuracy if graded else None,  # None: the gold judge tied them all
             "new_pairs_graded": graded,
-            "rm_accuracy_95_interval": [round(low, 3), round(high, 3)],
+            "rm_accuracy_95_interval": [round(x, 3) for x in wilson_interval(accuracy, graded)]
+            if graded
+            else None,
             "rm_val_accuracy_after_refit": fit.get("val_accuracy"),
         }
         self.rows.append(row)
@@ -182,7 +193,7 @@ class Flywheel:
 
     def commit(self) -> None:
         """Write the rounds and labels so far (atomically: a crash leaves the previous state whole)."""
-        if self.folder is None:
+        if not self.writer:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         temporary = self.folder / "state.json.tmp"
