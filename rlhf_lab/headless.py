@@ -96,7 +96,7 @@ from rlhf_lab.headless_config import (  # noqa: F401  (load_config and check_con
     write_config,
 )
 from rlhf_lab.headless_eval import compare, evaluate_settings, held_out_answers
-from rlhf_lab.headless_flywheel import Flywheel, flywheel_settings, round_ends
+from rlhf_lab.headless_flywheel import Flywheel, flywheel_settings, rl_sampling, round_ends
 from rlhf_lab.headless_resume import RunProgress, check_same_run, run_steps, unwrapped
 from rlhf_lab.headless_rewards import RewardObjective, combined_reward, describe_reward, reward_objectives
 
@@ -323,6 +323,8 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                     writer=rank == 0,
                     resume=resume,
                 )
+                flywheel.label_first(rl_sampling({**lab.preset_settings("rl", estimator), **rl_cfg}))
+                flywheel.commit()
             if reward_kind == "gold":
                 reward: Any = _gold_reward(judge)
             else:
@@ -364,7 +366,7 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                     if export:
                         exports["reward_model"] = str(models[None].export(out / "export" / "reward_model"))
             if flywheel:
-                summary["flywheel"] = flywheel.rows
+                summary["flywheel"] = {"first_labels": flywheel.first_labels, "rounds": flywheel.rows}
             summary["rl"] = {
                 "estimator": estimator,
                 "reward": describe_reward(config),

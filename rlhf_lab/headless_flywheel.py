@@ -8,12 +8,16 @@ the reward model is refitted on everything labelled so far, and RL goes on again
       rounds: 3          # rl.steps in 3 rounds; after each round but the last: label, refit, go on
       pairs: 16          # pairs of the policy's own answers labelled per round
       flip_prob: 0.1     # the annotator: the task's gold judge, each verdict flipped with this chance
+      first_pairs: 64    # round 0: pairs of the SFT policy's answers labelled before the first fit
+      only_own_labels: true   # the reward model learns from these labels alone, not the task's pairs
 
 Before each refit the reward model is graded on the round's new pairs against the gold judge (pairs it
 scores as a tie left out): how well it judges what the policy writes *now*, the drift the flywheel is
-there to catch. summary.json gets one row per round under `flywheel`, the accuracy with its 95% Wilson
-interval. The labels go to output_dir/flywheel/state.json after each round, so `--resume` goes on with
-them and the refitted reward model (its checkpoint is saved after each refit).
+there to catch. summary.json gets one row per round under `flywheel.rounds`, the accuracy with its 95%
+Wilson interval. Lab 08 starts the same way: the first reward model learns from labels of the SFT
+policy's own answers (`first_pairs`, `only_own_labels`), not from other models' text. The labels go to
+output_dir/flywheel/state.json after each round, so `--resume` goes on with them and the refitted reward
+model (its checkpoint is saved after each refit).
 
     >>> from rlhf_lab.headless_flywheel import round_ends
     >>> round_ends(10, 3)        # the RL step count at which each round ends
@@ -31,8 +35,15 @@ import torch
 
 from rlhf_lab.errors import ConfigError
 
-FLYWHEEL_KEYS: dict[str, Any] = {"rounds": 3, "pairs": 16, "flip_prob": 0.1}
+FLYWHEEL_KEYS: dict[str, Any] = {
+    "rounds": 3,
+    "pairs": 16,
+    "flip_prob": 0.1,
+    "first_pairs": 0,
+    "only_own_labels": False,
+}
 MAX_PAIRS = 4096
+SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p")  # RL's settings the pairs are sampled with
 
 
 def flywheel_settings(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -54,7 +65,7 @@ def check_flywheel(config: dict[str, Any]) -> None:
     if unknown:
         raise ConfigError(f"flywheel: unknown setting(s) {sorted(unknown)}; known: {sorted(FLYWHEEL_KEYS)}.")
     settings = flywheel_settings(config)
-    for key, least, most in (("rounds", 2, 1000), ("pairs", 1, MAX_PAIRS)):
+    for key, least, most in (("rounds", 2, 1000), ("pairs", 1, MAX_PAIRS), ("first_pairs", 0, MAX_PAIRS)):
         number = settings[key]
         if isinstance(number, bool) or not isinstance(number, int) or not least <= number <= most:
             raise ConfigError(
@@ -63,6 +74,15 @@ def check_flywheel(config: dict[str, Any]) -> None:
     flip = settings["flip_prob"]
     if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
         raise ConfigError(f"flywheel.flip_prob must be a number from 0 to 0.5, got {flip!r}.")
+    if not isinstance(settings["only_own_labels"], bool):
+        raise ConfigError(
+            f"flywheel.only_own_labels must be true or false, got {settings['only_own_labels']!r}."
+        )
+    if settings["only_own_labels"] and not settings["first_pairs"]:
+        raise ConfigError(
+            "flywheel.only_own_labels leaves the reward model's first fit without pairs: set first_pairs "
+            "(pairs of the SFT policy's answers, labelled before it)."
+        )
     if "task" not in config:
         raise ConfigError("flywheel needs a bundled task: its gold judge is the simulated annotator.")
     rl = config.get("rl") or {}
@@ -76,6 +96,14 @@ def check_flywheel(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"flywheel.rounds is {settings['rounds']} but rl.steps is {steps}: each round needs an RL step."
         )
+
+
+def rl_sampling(settings: dict[str, Any]) -> dict[str, Any]:
+    """The sampling settings (length, temperature, top-k, top-p) of an RL section: its own, else RLConfig's."""
+    from rlhf_lab.rl.config import RLConfig
+
+    defaults = RLConfig()
+    return {key: settings.get(key, getattr(defaults, key)) for key in SAMPLING}
 
 
 def round_ends(steps: int, rounds: int) -> list[int]:
@@ -129,6 +157,8 @@ class Flywheel:
         self.folder, self.writer = folder, writer
         self.rater = NoisyRater(judge, flip_prob=settings["flip_prob"], seed=seed, name="sim-rater")
         self.rows: list[dict[str, Any]] = []
+        self.first_labels = 0  # pairs labelled in round 0
+        self.started = False  # whether round 0 is behind it
         self.labels: list[dict[str, Any]] = []  # every pair labelled so far: the reward model's data has them
         state = folder / "state.json"  # every rank reads it: they all go on from the same labels
         if resume and state.exists():
@@ -138,11 +168,23 @@ class Flywheel:
                     f"--resume: this run's flywheel rounds were laid out over rl.steps = {saved['rl_steps']}, "
                     f"not {rl_steps}; with a flywheel rl.steps stays as it was (or start a new output_dir)."
                 )
-            self.rows, self.labels = saved["rounds"], saved["labels"]
+            self.rows, self.labels, self.first_labels = (
+                saved["rounds"],
+                saved["labels"],
+                saved["first_labels"],
+            )
+            self.started = True
 
     def data(self, pairs: Any) -> WithFlywheelLabels:
-        """The reward model's data: `pairs` and every label this flywheel adds."""
-        return WithFlywheelLabels(pairs, self.labels)
+        """The reward model's data: `pairs` (none with only_own_labels) and every label this flywheel adds."""
+        return WithFlywheelLabels([] if self.settings["only_own_labels"] else pairs, self.labels)
+
+    def label_first(self, sampling: dict[str, Any]) -> None:
+        """Round 0, before the reward model's first fit: label `first_pairs` pairs of the policy's answers
+        (once: a resumed run has them from its state)."""
+        if self.settings["first_pairs"] and not self.started:
+            self.first_labels = len(self._label(0, self.settings["first_pairs"], 0, sampling)[1])
+            self.started = True
 
     @property
     def rounds_done(self) -> int:
@@ -154,24 +196,11 @@ class Flywheel:
 
         round_ = self.rounds_done + 1
         count = self.settings["pairs"]
-        start = (round_ - 1) * count
-        prompts = [self.prompts[(start + i) % len(self.prompts)] for i in range(count)]
-        seed = self.seed + 1000 * round_  # two answers per prompt, seeded: a resumed run draws the same
-        cfg = rl.config  # answers as RL samples them: its length and sampling settings
-        sampling = dict(
-            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p
-        )
-        first = self.lab.generate(prompts, seed=seed, **sampling)
-        second = self.lab.generate(prompts, seed=seed + 1, **sampling)
-        items = [(p, a, b) for p, a, b in zip(prompts, first, second) if a.strip() and b.strip() and a != b]
+        start = self.settings["first_pairs"] + (round_ - 1) * count  # prompts not labelled before
+        sampling = {key: getattr(rl.config, key) for key in SAMPLING}
+        items, new = self._label(round_, count, start, sampling)
         accuracy, graded = self._accuracy(rm, items)
-        new = []
-        for prompt, a, b in items:
-            verdict = self.rater(prompt, a, b).judgement.value
-            if verdict in ("A", "B"):
-                chosen, rejected = (a, b) if verdict == "A" else (b, a)
-                new.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": round_})
-        self.labels.extend(new)
+        seed = self.seed + 1000 * round_
         with torch.random.fork_rng():  # the same refit on every rank, and RL's random stream left as it was
             torch.manual_seed(seed)
             fit = rm.fit(progress=progress)
@@ -191,6 +220,25 @@ class Flywheel:
         self.rows.append(row)
         return row
 
+    def _label(
+        self, round_: int, count: int, start: int, sampling: dict[str, Any]
+    ) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+        """Two answers to each of `count` prompts from `start` on (seeded: a resumed run draws the same),
+        the pairs that differ, and the annotator's labels of them (ties left out), added to `labels`."""
+        prompts = [self.prompts[(start + i) % len(self.prompts)] for i in range(count)]
+        seed = self.seed + 1000 * round_
+        first = self.lab.generate(prompts, seed=seed, **sampling)
+        second = self.lab.generate(prompts, seed=seed + 1, **sampling)
+        items = [(p, a, b) for p, a, b in zip(prompts, first, second) if a.strip() and b.strip() and a != b]
+        new = []
+        for prompt, a, b in items:
+            verdict = self.rater(prompt, a, b).judgement.value
+            if verdict in ("A", "B"):
+                chosen, rejected = (a, b) if verdict == "A" else (b, a)
+                new.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": round_})
+        self.labels.extend(new)
+        return items, new
+
     def commit(self) -> None:
         """Write the rounds and labels so far (atomically: a crash leaves the previous state whole)."""
         if not self.writer:
@@ -198,7 +246,14 @@ class Flywheel:
         self.folder.mkdir(parents=True, exist_ok=True)
         temporary = self.folder / "state.json.tmp"
         temporary.write_text(
-            json.dumps({"rl_steps": self.rl_steps, "rounds": self.rows, "labels": self.labels}),
+            json.dumps(
+                {
+                    "rl_steps": self.rl_steps,
+                    "first_labels": self.first_labels,
+                    "rounds": self.rows,
+                    "labels": self.labels,
+                }
+            ),
             encoding="utf-8",
         )
         os.replace(temporary, self.folder / "state.json")

@@ -39,6 +39,8 @@ def test_rounds_split_the_rl_steps():
         ({"flywheel": {"pairs": 0}}, "flywheel.pairs must be a whole number from 1"),
         ({"flywheel": {"flip_prob": 0.7}}, "flywheel.flip_prob must be a number from 0 to 0.5"),
         ({"flywheel": "yes"}, "flywheel must be a mapping"),
+        ({"flywheel": {"only_own_labels": "yes", "first_pairs": 8}}, "only_own_labels must be true or false"),
+        ({"flywheel": {"only_own_labels": True}}, "leaves the reward model's first fit without pairs"),
         ({"rl": {**CONFIG["rl"], "reward": "gold"}}, "it needs rl.reward: rm"),
         ({"rl": {**CONFIG["rl"], "steps": 1}}, "flywheel.rounds is 2 but rl.steps is 1"),
     ],
@@ -50,20 +52,36 @@ def test_a_flywheel_that_cannot_run_is_refused_before_any_model_loads(change, ma
 
 def test_each_round_labels_the_policys_answers_and_refits(tmp_path):
     summary = train({**CONFIG, "output_dir": str(tmp_path / "run")})
-    (row,) = summary["flywheel"]  # two rounds: labels between them, none after the last
+    assert summary["flywheel"]["first_labels"] == 0
+    (row,) = summary["flywheel"]["rounds"]  # two rounds: labels between them, none after the last
     assert row["round"] == 1 and row["after_rl_step"] == 2 and summary["rl"]["steps"] == 4
     assert 0 < row["pairs_labelled"] <= 6 and row["new_pairs_graded"] <= 6
     accuracy, (low, high) = row["rm_accuracy_on_new_pairs"], row["rm_accuracy_95_interval"]
     assert row["new_pairs_graded"] > 0 and 0 <= low <= accuracy <= high <= 1
     state = json.loads((tmp_path / "run" / "flywheel" / "state.json").read_text())
-    assert state["rounds"] == [row] and len(state["labels"]) == row["pairs_labelled"]
+    assert (
+        state["rounds"] == [row] and len(state["labels"]) == row["pairs_labelled"] and state["rl_steps"] == 4
+    )
     assert all(label["round"] == 1 and label["chosen"] != label["rejected"] for label in state["labels"])
     bundled = len(preference_pairs("positive_review"))  # the task's pairs, then these
     assert row["labels_total"] == bundled + row["pairs_labelled"]
 
 
+def test_the_first_reward_model_can_learn_from_the_sft_policys_own_answers_alone(tmp_path):
+    flywheel = {"rounds": 2, "pairs": 6, "first_pairs": 8, "only_own_labels": True}
+    summary = train({**CONFIG, "flywheel": flywheel, "output_dir": str(tmp_path / "run")})
+    first = summary["flywheel"]["first_labels"]
+    (row,) = summary["flywheel"]["rounds"]
+    assert 0 < first <= 8 and row["labels_total"] == first + row["pairs_labelled"]  # no bundled pairs
+    state = json.loads((tmp_path / "run" / "flywheel" / "state.json").read_text())
+    assert [label["round"] for label in state["labels"]] == [0] * first + [1] * row["pairs_labelled"]
+    assert len({label["prompt"] for label in state["labels"]}) == len(
+        state["labels"]
+    )  # fresh prompts each round
+
+
 def test_a_killed_flywheel_resumes_to_the_weights_of_one_that_never_stopped(tmp_path, monkeypatch):
-    config = {**CONFIG, "checkpoint_every": 1}
+    config = {**CONFIG, "checkpoint_every": 1, "flywheel": {**CONFIG["flywheel"], "first_pairs": 4}}
     whole = train({**config, "output_dir": str(tmp_path / "whole")})
     run = {**config, "output_dir": str(tmp_path / "run")}
     step, seen = RLStage.step, []
@@ -120,7 +138,7 @@ def test_two_ranks_turn_the_flywheel_together(tmp_path):
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    (row,) = summary["flywheel"]
+    (row,) = summary["flywheel"]["rounds"]
     assert row["round"] == 1 and row["pairs_labelled"] > 0
     ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"] == summary["param_sha256"]
