@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ class Flywheel:
 
         round_ = self.rounds_done + 1
         count = self.settings["pairs"]
-        start = self.settings["first_pairs"] + (round_ - 1) * count  # prompts not labelled before
+        start = self.settings["first_pairs"] + (round_ - 1) * count  # on through the prompts, wrapping round
         sampling = {key: getattr(rl.config, key) for key in SAMPLING}
         items, new = self._label(round_, count, start, sampling)
         accuracy, graded = self._accuracy(rm, items)
@@ -218,6 +219,14 @@ class Flywheel:
             "rm_val_accuracy_after_refit": fit.get("val_accuracy"),
         }
         self.rows.append(row)
+        if progress:
+            graded_text = f"{accuracy:.2f} on {graded} new pairs" if graded else "no new pair to grade"
+            print(
+                f"flywheel round {round_}: the reward model judged as gold did {graded_text} before the refit; "
+                f"{len(new)} labelled, refitted on {len(rm.pairs)} pairs",
+                file=sys.stderr,
+                flush=True,
+            )
         return row
 
     def _label(
