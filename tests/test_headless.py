@@ -80,7 +80,7 @@ def test_an_unknown_task_is_named_with_the_bundled_ones():
         check_config({"task": "poems", "rl": {"steps": 1}})
 
 
-@pytest.mark.parametrize("name", ["ppo_tiny.yaml", "grpo_tiny.yaml"])
+@pytest.mark.parametrize("name", ["ppo_tiny.yaml", "grpo_tiny.yaml", "flywheel_tiny.yaml"])
 def test_the_example_configs_pass_the_checks(name):
     assert load_config(REPO / "examples" / name)["task"]
 
