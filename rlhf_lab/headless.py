@@ -46,9 +46,9 @@ is an error before any model loads, naming the section and the field)::
     checkpoint_every: 50          # SFT, DPO and RL save every 50 steps too, not only at the end; after a
                                   # crash `rlhf-lab train CONFIG --resume` goes on from there
                                   # (rlhf_lab.headless_resume)
-    flywheel: {rounds: 3, pairs: 16}  # with rl.reward: rm, as lab 08: between RL rounds a simulated
-                                  # annotator labels the policy's answers and the reward model is refitted
-                                  # (rlhf_lab.headless_flywheel)
+    flywheel: {first_pairs: 64, rounds: 3, pairs: 16}  # with rl.reward: rm, as lab 08: a simulated
+                                  # annotator labels the policy's answers before the reward model's first
+                                  # fit and between RL rounds, and it is refitted (rlhf_lab.headless_flywheel)
     evaluate: {samples: 4}        # the gold judge on the task's test prompts, before vs after DPO/RL
                                   # (win rate with its 95% interval; see rlhf_lab.headless_eval)
 
@@ -311,12 +311,15 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             estimator = rl_cfg.pop("estimator", "ppo")
             judge = get_judge(task) if task else None
             prompts = user_data.get("prompts") or [row["prompt"] for row in load_prompts(task, "train")]
-            if flywheel_settings(config):  # before the reward model: a resumed run's labels are its data too
+            wheel_settings = flywheel_settings(config)
+            if (
+                wheel_settings
+            ):  # before the reward model: its first labels (a resumed run's: all) are its data
                 flywheel = Flywheel(
                     lab,
                     judge,
                     prompts,
-                    flywheel_settings(config),
+                    wheel_settings,
                     rl_steps=steps,
                     seed=seed,
                     folder=out / "flywheel",

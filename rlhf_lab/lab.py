@@ -26,6 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab.device import choose_device, choose_dtype, configure_threads, cpu_has_native_bf16
+from rlhf_lab.errors import StageBusyError
 from rlhf_lab.generation import Prompt, generate, is_single_prompt
 from rlhf_lab.lora import fold_adapter_layers, has_adapter_layers, is_peft_model
 from rlhf_lab.models.helpers import freeze
@@ -180,8 +181,6 @@ class Lab:
         """
         if not has_adapter_layers(self.policy):
             return
-        from rlhf_lab.errors import StageBusyError
-
         holders = [s for s in self._lora_stages if _adapter_of(s) is not None]
         holders = [s for s in holders if _adapter_of(s).get_base_model() is self.policy]
         for stage in holders:
