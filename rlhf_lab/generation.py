@@ -48,6 +48,11 @@ def is_single_prompt(prompts: Any) -> bool:
     )
 
 
+def prompt_of(item: Any) -> Any:
+    """A prompt record's prompt (a dict with a "prompt" field, e.g. from `load_prompts`); anything else as it is."""
+    return item["prompt"] if isinstance(item, Mapping) and "prompt" in item else item
+
+
 def prompt_list(prompts: Any) -> list[Prompt]:
     """`prompts` as a list, or a TypeError/ValueError that names the first bad prompt and why.
 
@@ -65,7 +70,7 @@ def prompt_list(prompts: Any) -> list[Prompt]:
         raise TypeError(
             f"prompts must be a list of prompts (strings or chat conversations), got {type(prompts).__name__}."
         )
-    prompts = [p["prompt"] if isinstance(p, Mapping) and "prompt" in p else p for p in prompts]
+    prompts = [prompt_of(p) for p in prompts]
     for i, prompt in enumerate(prompts):
         conversation = (
             isinstance(prompt, list)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rlhf_lab.generation import prompt_of
 from rlhf_lab.reward.evaluation import wilson_interval
 
 Z_95 = 1.96
@@ -137,7 +138,7 @@ def verdicts(table: pd.DataFrame) -> str:
 def _prompt_texts(prompts: Sequence[Any]) -> list[str]:
     """The prompts' texts (a record from `load_prompts` stands for its "prompt"), or a ValueError."""
     if isinstance(prompts, (list, tuple)):
-        prompts = [p["prompt"] if isinstance(p, Mapping) and "prompt" in p else p for p in prompts]
+        prompts = [prompt_of(p) for p in prompts]
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(
             f"prompts must be a non-empty list of prompt texts, got {str(prompts)[:80]!r}: one prompt is too few "

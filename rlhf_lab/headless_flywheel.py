@@ -201,9 +201,8 @@ class Flywheel:
         sampling = {key: getattr(rl.config, key) for key in SAMPLING}
         items, new = self._label(round_, count, start, sampling)
         accuracy, graded = self._accuracy(rm, items)
-        seed = self.seed + 1000 * round_
         with torch.random.fork_rng():  # the same refit on every rank, and RL's random stream left as it was
-            torch.manual_seed(seed)
+            torch.manual_seed(self._round_seed(round_))
             fit = rm.fit(progress=progress)
         rl.set_reward(rm)
         row = {
@@ -235,7 +234,7 @@ class Flywheel:
         """Two answers to each of `count` prompts from `start` on (seeded: a resumed run draws the same),
         the pairs that differ, and the annotator's labels of them (ties left out), added to `labels`."""
         prompts = [self.prompts[(start + i) % len(self.prompts)] for i in range(count)]
-        seed = self.seed + 1000 * round_
+        seed = self._round_seed(round_)
         first = self.lab.generate(prompts, seed=seed, **sampling)
         second = self.lab.generate(prompts, seed=seed + 1, **sampling)
         items = [(p, a, b) for p, a, b in zip(prompts, first, second) if a.strip() and b.strip() and a != b]
@@ -247,6 +246,10 @@ class Flywheel:
                 new.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": round_})
         self.labels.extend(new)
         return items, new
+
+    def _round_seed(self, round_: int) -> int:
+        """The seed of a round's answers and refit: the same on every rank and in a resumed run."""
+        return self.seed + 1000 * round_
 
     def commit(self) -> None:
         """Write the rounds and labels so far (atomically: a crash leaves the previous state whole)."""
@@ -269,11 +272,12 @@ class Flywheel:
 
     def _accuracy(self, rm: Any, items: list[tuple[str, str, str]]) -> tuple[float, int]:
         """How often `rm` orders the pairs as the gold judge does (gold ties left out), and on how many."""
+        from rlhf_lab.reward.evaluation import pairwise_accuracy
+
         gold = [self.judge.score(p, a) - self.judge.score(p, b) for p, a, b in items]
-        kept = [(item, margin) for item, margin in zip(items, gold) if margin != 0]
-        if not kept:
+        graded = sum(margin != 0 for margin in gold)
+        if not graded:
             return float("nan"), 0
-        prompts, first, second = (list(column) for column in zip(*[item for item, _ in kept]))
-        margins = rm.score_pairs(prompts, first, second).tolist()
-        agree = sum((ours > 0) == (theirs > 0) for ours, (_, theirs) in zip(margins, kept))
-        return agree / len(kept), len(kept)
+        prompts, first, second = (list(column) for column in zip(*items))
+        targets = [1.0 if margin > 0 else 0.0 if margin < 0 else 0.5 for margin in gold]  # 0.5: skipped
+        return pairwise_accuracy(rm.score_pairs(prompts, first, second).tolist(), targets), graded
