@@ -2,14 +2,12 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from rl_toy import ONE_RLOO_STEP
+from two_ranks import train_on_two_ranks
 
 from rlhf_lab.bundled import load_prompts
 from rlhf_lab.cli import main
@@ -157,12 +155,7 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     path = tmp_path / "c.yaml"
     config = dict(TINY_RL, output_dir=str(tmp_path / "run"), evaluate={"samples": 1})
     path.write_text(yaml.safe_dump(config))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    accelerate = Path(sys.executable).parent / "accelerate"
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
-    command += ["-m", "rlhf_lab.cli", "train", str(path)]
-    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    done = train_on_two_ranks(path, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

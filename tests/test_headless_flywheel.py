@@ -116,26 +116,12 @@ def test_export_trl_refuses_a_flywheel_it_cannot_carry(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_turn_the_flywheel_together(tmp_path):
     """Every rank labels the same answers and refits the same reward model; the policies stay identical."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import yaml
+    from two_ranks import train_on_two_ranks
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, "output_dir": str(tmp_path / "run")}))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-    ]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", "0", "-m", "rlhf_lab.cli", "train", str(path), "--quiet"]
-    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    done = train_on_two_ranks(path, tmp_path, "--quiet", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     (row,) = summary["flywheel"]["rounds"]

@@ -135,10 +135,7 @@ def test_the_cli_resumes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from two_ranks import train_on_two_ranks
 
     config = {
         **CONFIG,
@@ -147,22 +144,10 @@ def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_pat
     }
     config.pop("reward_model")
     path = tmp_path / "c.yaml"
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-    ]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", "0", "-m", "rlhf_lab.cli", "train", str(path), "--quiet"]
     for steps, extra in ((2, []), (4, ["--resume"])):
         config["rl"]["steps"] = steps
         path.write_text(yaml.safe_dump(config))
-        done = subprocess.run(
-            command + extra, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
-        )
+        done = train_on_two_ranks(path, tmp_path, "--quiet", *extra)
         assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["resumed"] == {"sft": 2, "rl": 2} and summary["rl"]["steps"] == 4
