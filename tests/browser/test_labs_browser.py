@@ -15,7 +15,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_helpers import ALL_RUN, COUNT_RESTARTS, DEAD, KERNEL_READY, PANEL, RUN_ALL, VOILA, voila
+from browser_helpers import (
+    ALL_RUN,
+    COUNT_RESTARTS,
+    DEAD,
+    KERNEL_READY,
+    PANEL,
+    RUN_ALL,
+    VOILA,
+    run_all_cells,
+    voila,
+)
 
 from rlhf_lab.bundled import load_preferences
 from rlhf_lab.store import PreferenceStore
@@ -99,7 +109,7 @@ def test_lab02_run_all_label_restart_rerun_keeps_every_label(jupyter_lab, new_pa
     page = new_page()
     try:
         open_notebook(page, base, token, rel)
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         all_run(page, n_code_cells(path))
         labeller = page.locator(".rl-labeller").first
         # the header counts the crowd's labels, added by a cell below the labeller
@@ -179,7 +189,7 @@ def test_lab03_pause_during_run_all_stops_the_step_counter(jupyter_lab, new_page
 
     try:
         open_notebook(page, base, token, f"lab03/{path.name}")
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         status.filter(has_text=re.compile(r"running · step [3-9]")).wait_for(timeout=300_000)
         dashboard.get_by_role("button", name="Pause").click()
         status.filter(has_text="paused").wait_for(timeout=30_000)
@@ -205,7 +215,7 @@ def test_lab08_dashboard_marks_each_reward_model_refit(jupyter_lab, new_page, ar
     dashboard = page.locator(".rl-dashboard").first
     try:
         open_notebook(page, base, token, f"lab08/{path.name}")
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         all_run(page, n_code_cells(path))
         # plotly draws each annotation as an SVG text in the figure's info layer
         labels = dashboard.locator(".annotation-text")
@@ -235,7 +245,7 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
     given, by_key = 0, False
     try:
         open_notebook(page, base, token, f"lab08-person/{path.name}")
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         deadline = time.monotonic() + 400
         while not page.evaluate(ALL_RUN, n):
             assert time.monotonic() < deadline, f"Run All did not end: {page.evaluate(PROMPTS)}"
@@ -288,7 +298,7 @@ def test_lab_run_all_draws_every_output_without_an_error(name, jupyter_lab, new_
     errors_before = len(page_log)
     try:
         open_notebook(page, base, token, f"lab{name}/{path.name}")
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         all_run(page, n_code_cells(path))
         assert "Traceback" not in "".join(page.evaluate(STDERR))
         panel = page.locator(PANEL)

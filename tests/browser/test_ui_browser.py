@@ -16,7 +16,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import ALL_RUN, COUNT_RESTARTS, DEAD, KERNEL_READY, N_CODE_CELLS, PANEL, RUN_ALL
+from browser_helpers import (
+    ALL_RUN,
+    COUNT_RESTARTS,
+    DEAD,
+    KERNEL_READY,
+    N_CODE_CELLS,
+    PANEL,
+    run_all_cells,
+)
 
 from rlhf_lab.store import PreferenceStore
 
@@ -268,7 +276,7 @@ def test_a_click_after_the_kernel_died_says_so_and_records_nothing(jupyter_lab, 
     try:
         page.goto(f"{base}/lab/tree/dead/ui_fixture.ipynb?reset&token={token}")
         page.wait_for_function(KERNEL_READY, timeout=120_000)
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)
         page.wait_for_function(ALL_RUN, arg=N_CODE_CELLS, timeout=180_000)
         labeller = main_labeller(page)
         labeller.get_by_role("button", name="A is better").click()
