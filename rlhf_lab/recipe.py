@@ -200,6 +200,8 @@ def _rl_section(lab: Any, rl: Any, task: str | None, draft: _Draft, config: dict
             for row, objective in zip(prompts, rl.reward.routes(rl.prompts)):
                 row[ROUTE_COLUMN] = objective
         _reward_entries(section, config, models, fitted, route is not None)
+        if draft.scale_samples and "reward_norm_samples" not in section:
+            section["reward_norm_samples"] = draft.scale_samples
         stages = [stage for stage, _ in models.values()]
         shared = [name for name, (stage, _) in models.items() if stages.count(stage) > 1]
         if shared:
@@ -262,9 +264,11 @@ def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
     inner = reward
     while isinstance(inner, (CallableReward, OnOneScale)):
         if isinstance(inner, OnOneScale):
+            draft.scale_samples = max(draft.scale_samples, inner.n_samples)
             draft.note(
-                "OnOneScale rescaled the reward models on the answers it was given; the config's run rescales "
-                "each on its own first RL batch."
+                f"OnOneScale rescaled the reward models on the {draft.scale_samples} answers it was given; the "
+                f"config's run rescales each on as many fresh answers of its starting policy "
+                "(rl.reward_norm_samples), so on a scale fitted the same way, not on the same answers."
             )
         inner = inner.fn if isinstance(inner, CallableReward) else inner.reward
     if isinstance(inner, RewardModelStage):
@@ -386,6 +390,7 @@ class _Draft:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.stores: dict[int, tuple[str, Any]] = {}  # id(store): (path, store)
         self.notes: list[str] = []
+        self.scale_samples = 0  # answers an OnOneScale in the RL reward was fitted on (0: none)
 
     def note(self, text: str) -> None:
         if text not in self.notes:

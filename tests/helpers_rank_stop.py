@@ -1,7 +1,8 @@
 """One rank of tests/test_rl_ranks_stop.py: `python helpers_rank_stop.py RANK PORT FAULT OUT`.
 
 FAULT says how rank 1 stops at step 2: "reward" (its reward raises), "kl" (the KL limit), "nan"
-(a NaN loss). Rank 0 never fails on its own. Each rank writes what it saw to OUT/rank<r>.json.
+(a NaN loss). Rank 0 never fails on its own. Each rank writes what it saw to OUT/rank<r>.json, with
+the reward's scale fitted at step 1 (on 3 fresh answers per rank, each rank's own samples).
 """
 
 import json
@@ -22,12 +23,11 @@ from rlhf_lab.rl import RLStage  # noqa: E402
 from rlhf_lab.rl.distributed import params_sha256  # noqa: E402
 
 faulty = rank == 1
-calls = {"reward": 0}
+reward_down = False
 
 
 def reward(prompts, responses):
-    calls["reward"] += 1
-    if faulty and fault == "reward" and calls["reward"] == 2:
+    if reward_down:
         raise RuntimeError("the reward server is down")
     return [float(len(r)) for r in responses]
 
@@ -44,6 +44,8 @@ stage = RLStage(
     max_new_tokens=4,
     seed=rank,
     learning_rate=1e-3,
+    normalize_reward=True,
+    reward_norm_samples=6,
 )
 real_loss = rl_update.policy_loss
 
@@ -54,11 +56,12 @@ def nan_loss(*args, **kwargs):
 
 
 stage.step(1, progress=False)
+reward_down = faulty and fault == "reward"
 if faulty and fault == "kl":
     stage.config.kl_limit = -1.0  # any KL is above it
 if faulty and fault == "nan":
     rl_update.policy_loss = nan_loss
-result = {"rank": rank}
+result = {"rank": rank, "scale": stage.normalizer.state_dict()}
 before = params_sha256(stage.policy.parameters())
 try:
     stage.step(1, progress=False)

@@ -117,6 +117,37 @@ def test_the_fits_are_kept_refitted_for_a_new_reward_and_saved_with_the_stage(ti
     assert stage.objective_normalizers.state_dict() != fits
 
 
+class _RecordingRM(_ScaledRM):
+    """A stand-in reward model that keeps every (prompts, scores) call it answered."""
+
+    def __init__(self, offset: float, scale: float):
+        super().__init__(offset, scale)
+        self.calls = []
+
+    def __call__(self, prompts, responses, batch_size=None):
+        scores = super().__call__(prompts, responses)
+        self.calls.append((list(prompts), scores))
+        return scores
+
+
+@pytest.mark.parametrize("objectives", [False, True], ids=["one-model", "per-objective"])
+def test_reward_norm_samples_fits_the_scale_on_that_many_fresh_answers(tiny_tok, objectives):
+    rm = _RecordingRM(3.0, 2.0)
+    reward = {"rm": rm, "e": e_count} if objectives else rm
+    stage = make_stage("ppo", reward=reward, tok=tiny_tok, batch_size=4, reward_norm_samples=10)
+    stage.step(1, progress=False)
+    step_call, *fit_calls = rm.calls
+    assert [len(prompts) for prompts, _ in fit_calls] == [4, 4, 2]  # a rollout's worth at a time
+    fit_prompts = [prompt for prompts, _ in fit_calls for prompt in prompts]
+    assert fit_prompts == [stage.prompts[i % len(PROMPTS)] for i in range(10)]  # one each, in order
+    fit_scores = torch.cat([scores for _, scores in fit_calls])
+    normalizer = stage.objective_normalizers.normalizers["rm"] if objectives else stage.normalizer
+    assert normalizer.bias == pytest.approx(float(fit_scores.mean()))
+    assert normalizer.raw_std == pytest.approx(float(fit_scores.std(correction=1)))
+    stage.step(1, progress=False)
+    assert len(rm.calls) == 5  # fitted once: the second step only scores its own rollout
+
+
 def test_a_flat_objective_is_named_in_the_warning():
     reward = WeightedReward({"helpful": _ScaledRM(0.0, 1.0), "harmless": _ScaledRM(3.0, 0.0)})
     responses = ["e", "ee", "eee", "x"]

@@ -129,7 +129,9 @@ def test_routed_reward_models_from_the_stores_criteria(lab, tmp_path):
     summary = train(load_config(recipe.path))
     assert set(summary["reward_models"]) == {"helpful", "harmless"}
     assert summary["rl"]["reward"] == {"route": "objective", "objectives": ["helpful", "harmless"]}
-    assert len(recipe.notes) == 1 and "own first RL batch" in recipe.notes[0]  # OnOneScale's fit, said once
+    assert config["rl"]["reward_norm_samples"] == 4  # the scale is fitted on as many answers as OnOneScale's
+    assert summary["rl"]["rl_config"]["reward_norm_samples"] == 4
+    assert len(recipe.notes) == 1 and "on the 4 answers it was given" in recipe.notes[0]  # said once
     assert recipe.path.read_text().startswith("# Saved from a notebook")
     assert f"# - {recipe.notes[0]}" in recipe.path.read_text()
 

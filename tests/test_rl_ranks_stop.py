@@ -1,5 +1,6 @@
 """Multi-process RL: a rank that stops (reward error, KL limit, NaN loss) stops the others at the same
-step boundary, before any rank changes its weights, instead of leaving them waiting at an all-reduce."""
+step boundary, before any rank changes its weights, instead of leaving them waiting at an all-reduce.
+The ranks also share one reward scale, fitted on every rank's samples."""
 
 import json
 import os
@@ -45,3 +46,4 @@ def test_a_rank_that_stops_stops_the_other(tmp_path, fault):
     )
     assert all(r["unchanged"] and r["step_count"] == 1 for r in ranks)
     assert ranks[0]["sha"] == ranks[1]["sha"]  # still identical after the stop
+    assert ranks[0]["scale"] == ranks[1]["scale"]  # one reward scale, fitted on both ranks' samples

@@ -61,6 +61,7 @@ RL_RANGES = {
     "eval_batch_size": at_least(1),
     "logprob_chunk_rows": at_least(1),
     "keep_sample_steps": at_least(1),
+    "reward_norm_samples": at_least(2),
 }
 """Allowed values of RLConfig's numeric fields (checked by `validate()` through rlhf_lab.hparams)."""
 
@@ -120,6 +121,12 @@ class RLConfig:
     and std 1, as lm-human-preferences does, so beta means the same for every reward model (see
     rlhf_lab.rl.normalization). None = on for learned reward models, off for reward functions and gold
     judges, whose scale means something."""
+    reward_norm_samples: int | None = None
+    """How many answers of the starting policy that gain and bias are fitted on. None = the first step's
+    samples (batch_size * samples_per_prompt per rank). A number N: before the first step the policy
+    answers N prompts (in the prompts' order, one answer each, N / ranks per rank) for the fit alone, as
+    lm-human-preference-details fits on 256 samples; a larger N gives a steadier scale for a few seconds
+    of sampling. With several ranks the fit uses every rank's samples, so all ranks share one scale."""
 
     # --- PPO update ------------------------------------------------------------------
     learning_rate: float = 1e-5

@@ -1,4 +1,4 @@
-"""Data-parallel helpers: gradient averaging across ranks and a weight checksum.
+"""Data-parallel helpers: gradient averaging across ranks, a gather of scores, and a weight checksum.
 
     >>> from rlhf_lab.rl.distributed import world_size, average_gradients, params_sha256
     >>> loss.backward(); average_gradients(params)   # no-op unless torch.distributed runs > 1 rank
@@ -69,13 +69,29 @@ def params_sha256(params: Iterable[torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _collective_device() -> torch.device:
+    """Where a tensor must live for a collective: the rank's GPU under NCCL, else the CPU (gloo)."""
+    on_gpu = torch.distributed.get_backend() == "nccl"
+    return torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+
+
+def gather_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's 1-D `values` (the same length on each), concatenated in rank order, on every rank
+    (float32, on the CPU); `values` itself with one rank. Every rank must call it."""
+    n = world_size()
+    if n == 1:
+        return values
+    local = values.detach().float().reshape(-1).to(_collective_device())
+    parts = [torch.empty_like(local) for _ in range(n)]
+    torch.distributed.all_gather(parts, local)
+    return torch.cat(parts).cpu()
+
+
 def _stop_flags(stopped: bool) -> int | None:
     """All-reduce a stop flag; the lowest rank that stopped, or None. Every rank must call it."""
     dist = torch.distributed
     n = world_size()
-    on_gpu = dist.get_backend() == "nccl"
-    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
-    flag = torch.tensor([n - rank() if stopped else 0], dtype=torch.int64, device=device)
+    flag = torch.tensor([n - rank() if stopped else 0], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     top = int(flag.item())
     return None if top == 0 else n - top

@@ -24,6 +24,7 @@ Reward functions and gold judges among the objectives keep their own scale.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -110,12 +111,18 @@ class ObjectiveNormalizers:
         >>> out = norms(reward, reward(prompts, responses), prompts)   # reward: a WeightedReward
         >>> out.components["helpful"]        # mean 0, std 1 on the first samples; out.scores recombined
 
-    The RL stage calls it on the starting policy's samples first, as it fits `RewardNormalizer` on one
-    reward model, and keeps the fits afterwards.
+    The RL stage fits it (`fit`) on the starting policy's samples first, as it fits `RewardNormalizer` on
+    one reward model, and keeps the fits afterwards; a call fits any objective not fitted yet on its scores.
     """
 
     def __init__(self) -> None:
         self.normalizers: dict[str, RewardNormalizer] = {}
+
+    def fit(self, reward: Any, output: Any) -> None:
+        """Fit each learned objective of `reward` on its scores in `output` (a RewardOutput)."""
+        for name in learned_objectives(reward):
+            self.normalizers[name] = RewardNormalizer()
+            self.normalizers[name].fit(output.components[name], name=name)
 
     def __call__(self, reward: Any, output: Any, prompts: list[str]) -> Any:
         """`output` (a RewardOutput of `reward`) with each learned objective rescaled and the total
@@ -151,6 +158,42 @@ class ObjectiveNormalizers:
             self.normalizers[name].load_state_dict(values)
 
 
+def fit_sample(
+    first: Any,
+    n_fresh: int | None,
+    prompts: list[str],
+    prompt_tokens: list[list[int]],
+    answer: Callable[[list[list[int]]], list[str]],
+    reward: Callable[[list[str], list[str]], Any],
+    chunk: int,
+) -> Any:
+    """The scores a reward's scale is fitted on, every rank's (all ranks then share one scale).
+
+    `first` (a RewardOutput) holds the first step's scores. With `n_fresh` = N the policy instead answers
+    N more prompts, `chunk` at a time: this rank's share of N, one answer per prompt in the prompts'
+    order (wrapping), each scored by `reward`. `answer` samples responses for prompt token lists.
+    """
+    from rlhf_lab.rl.distributed import gather_across_ranks, world_size
+    from rlhf_lab.rl.rewards import RewardOutput, check_finite_scores
+
+    if n_fresh is not None:
+        rows = [i % len(prompts) for i in range(-(-n_fresh // world_size()))]
+        parts = []
+        for start in range(0, len(rows), chunk):
+            some = [prompts[i] for i in rows[start : start + chunk]]
+            responses = answer([prompt_tokens[i] for i in rows[start : start + chunk]])
+            parts.append(reward(some, responses))
+            check_finite_scores(parts[-1].scores, some, responses)
+        first = RewardOutput(
+            torch.cat([part.scores for part in parts]),
+            {name: torch.cat([part.components[name] for part in parts]) for name in parts[0].components},
+        )
+    return RewardOutput(
+        gather_across_ranks(first.scores),
+        {name: gather_across_ranks(scores) for name, scores in first.components.items()},
+    )
+
+
 class OnOneScale:
     """A reward rescaled to mean 0 and std 1 on given samples, so that two reward models can be added or
     routed between: each one's scale is arbitrary (Bradley-Terry fixes only differences), so a raw sum
@@ -167,6 +210,7 @@ class OnOneScale:
         from rlhf_lab.rl.rewards import as_reward
 
         self.reward = as_reward(reward)
+        self.n_samples = len(responses)  # a saved recipe fits its scale on as many (rl.reward_norm_samples)
         self.normalizer = RewardNormalizer()
         self.normalizer.fit(self.reward(list(prompts), list(responses)).scores)
 

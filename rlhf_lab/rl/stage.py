@@ -65,6 +65,7 @@ from rlhf_lab.rl.logprobs import token_logprobs
 from rlhf_lab.rl.normalization import (
     ObjectiveNormalizers,
     RewardNormalizer,
+    fit_sample,
     is_learned_reward,
     learned_objectives,
 )
@@ -313,12 +314,20 @@ class RLStage(Stage):
         are combined; `normalize_reward=True` rescales the total instead, False nothing."""
         wanted = self.config.normalize_reward
         if wanted is None and learned_objectives(self.reward):
+            if not self.objective_normalizers.fitted:
+                self.objective_normalizers.fit(self.reward, self._fit_sample(raw))
             return self.objective_normalizers(self.reward, raw, prompts)
         if not (is_learned_reward(self.reward_source) if wanted is None else wanted):
             return raw
-        if not self.normalizer.fitted:
-            self.normalizer.fit(raw.scores)  # warns in plain words when the reward is nearly flat
+        if not self.normalizer.fitted:  # warns in plain words when the reward is nearly flat
+            self.normalizer.fit(self._fit_sample(raw).scores)
         return RewardOutput(self.normalizer(raw.scores), raw.components)
+
+    def _fit_sample(self, first: RewardOutput) -> RewardOutput:
+        """The scores to fit the scale on: the first step's or `reward_norm_samples` fresh answers'."""
+        n, chunk = self.config.reward_norm_samples, self.config.rollouts_per_step
+        answer = lambda tokens: decode_responses(self.tokenizer, self._sample(tokens))  # noqa: E731
+        return fit_sample(first, n, self.prompts, self._prompt_tokens, answer, self.reward, chunk)
 
     def _dropout_off(self):
         """Eval mode for the whole step (rlhf_lab.rl.guards.dropout_off)."""
