@@ -14,9 +14,11 @@ An entry takes `weight` (default 1; not with `route`), `criterion` (keep only la
 `preferences` (its own file instead of the config's, or the bundled task's pairs) and any
 `reward_model` setting, which overrides that section for this model alone. The RL stage puts each
 reward model on one scale (mean 0, std 1 on its first step's samples) before weighting or routing,
-as `lab.ppo(prompts, reward={...})` does in a notebook. With `route: COLUMN` the prompts (your
-`prompts` file, or the task's bundled ones: helpful_harmless has `kind`: benign or harmful) need that
-column, and each value must name an objective: Llama 2's rule (Touvron et al. 2023, section 3.2.3).
+as `lab.ppo(prompts, reward={...})` does in a notebook; `rl.reward_norm_samples` fits it on more fresh
+answers, `rl.reward_scale` pins it ({name: {bias, std}}: what a recipe saved around `OnOneScale` writes).
+With `route: COLUMN` the prompts (your `prompts` file, or the task's bundled ones: helpful_harmless has
+`kind`: benign or harmful) need that column, and each value must name an objective: Llama 2's rule
+(Touvron et al. 2023, section 3.2.3).
 `rlhf-lab export-trl` carries both to TRL 1.16: one RewardTrainer per objective, then GRPO/RLOO with one
 reward function per model, each rescaled on its first batch as here, weighted by `reward_weights` or
 returning None on the prompts routed elsewhere.

@@ -194,14 +194,14 @@ def _rl_section(lab: Any, rl: Any, task: str | None, draft: _Draft, config: dict
     if is_judge(reward):
         section["reward"] = _gold(reward, task)
     else:
-        models, route = _reward_models(rl, draft)
+        models, route = _reward_models(rl)
         fitted = {name: _fitted_model(name, stage, lab, draft) for name, (stage, _) in models.items()}
         if route is not None:
             for row, objective in zip(prompts, rl.reward.routes(rl.prompts)):
                 row[ROUTE_COLUMN] = objective
         _reward_entries(section, config, models, fitted, route is not None)
-        if draft.scale_samples and "reward_norm_samples" not in section:
-            section["reward_norm_samples"] = draft.scale_samples
+        if (scale := _pinned_scale(rl)) and "reward_scale" not in section:
+            section["reward_scale"] = scale  # OnOneScale's fits: the config's run uses the same scale
         stages = [stage for stage, _ in models.values()]
         shared = [name for name, (stage, _) in models.items() if stages.count(stage) > 1]
         if shared:
@@ -237,25 +237,41 @@ def _judged_task(rl: Any) -> str | None:
     return None
 
 
-def _reward_models(rl: Any, draft: _Draft) -> tuple[dict[str, tuple[Any, float]], Any]:
+def _reward_models(rl: Any) -> tuple[dict[str, tuple[Any, float]], Any]:
     """({name: (reward-model stage, weight)}, the route or None) of an RL stage's reward."""
     from rlhf_lab.rl.rewards import CombinedReward, RoutedReward, WeightedReward
 
     reward = rl.reward
     if isinstance(reward, (WeightedReward, RoutedReward)):
-        models = {
-            name: (_stage_of(fn, f"rl reward {name!r}", draft), w) for name, (fn, w) in reward.parts.items()
-        }
+        models = {name: (_stage_of(fn, f"rl reward {name!r}"), w) for name, (fn, w) in reward.parts.items()}
         return models, getattr(reward, "route", None)
     if isinstance(reward, CombinedReward):
         raise RecipeError(
             f"rl: the reward is a {type(reward).__name__}, whose combine() is Python code; a config "
             "combines reward models by weights (rl.reward) or by a prompt column (rl.route) only."
         )
-    return {"": (_stage_of(rl.reward_source, "rl reward", draft), 1.0)}, None
+    return {"": (_stage_of(rl.reward_source, "rl reward"), 1.0)}, None
 
 
-def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
+def _pinned_scale(rl: Any) -> dict[str, Any] | None:
+    """The `rl.reward_scale` that reproduces the OnOneScale wrappers in an RL stage's reward, or None."""
+    from rlhf_lab.rl.normalization import OnOneScale
+    from rlhf_lab.rl.rewards import CallableReward, CombinedReward
+
+    def fit_of(reward: Any) -> dict[str, float] | None:
+        while isinstance(reward, CallableReward):
+            reward = reward.fn
+        if not isinstance(reward, OnOneScale):
+            return None
+        return {"bias": reward.normalizer.bias, "std": reward.normalizer.raw_std}
+
+    if not isinstance(rl.reward, CombinedReward):
+        return fit_of(rl.reward_source)
+    fits = {name: fit_of(fn) for name, (fn, _) in rl.reward.parts.items()}
+    return {name: fit for name, fit in fits.items() if fit is not None} or None
+
+
+def _stage_of(reward: Any, what: str) -> Any:
     """The reward-model stage inside `reward` (through the checks and rescaling wrappers), else RecipeError."""
     from rlhf_lab.reward.stage import RewardModelStage
     from rlhf_lab.rl.normalization import OnOneScale
@@ -263,13 +279,6 @@ def _stage_of(reward: Any, what: str, draft: _Draft) -> Any:
 
     inner = reward
     while isinstance(inner, (CallableReward, OnOneScale)):
-        if isinstance(inner, OnOneScale):
-            draft.scale_samples = max(draft.scale_samples, inner.n_samples)
-            draft.note(
-                f"OnOneScale rescaled the reward models on the {draft.scale_samples} answers it was given; the "
-                f"config's run rescales each on as many fresh answers of its starting policy "
-                "(rl.reward_norm_samples), so on a scale fitted the same way, not on the same answers."
-            )
         inner = inner.fn if isinstance(inner, CallableReward) else inner.reward
     if isinstance(inner, RewardModelStage):
         return inner
@@ -390,7 +399,6 @@ class _Draft:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.stores: dict[int, tuple[str, Any]] = {}  # id(store): (path, store)
         self.notes: list[str] = []
-        self.scale_samples = 0  # answers an OnOneScale in the RL reward was fitted on (0: none)
 
     def note(self, text: str) -> None:
         if text not in self.notes:

@@ -90,8 +90,8 @@ NOT_CARRIED = {
     "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, "
     "target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
     "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Several reward models "
-    "are each rescaled on the first batch as in the lab, by train_trl.py; under N processes each fits on "
-    "its own first batch",
+    "are each rescaled on the first batch, the lab's default, by train_trl.py (reward_norm_samples and a "
+    "pinned reward_scale are not carried over); under N processes each fits on its own first batch",
 }
 COMMON = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "lr_scheduler_type": "constant"}
 

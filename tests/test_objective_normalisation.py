@@ -148,6 +148,34 @@ def test_reward_norm_samples_fits_the_scale_on_that_many_fresh_answers(tiny_tok,
     assert len(rm.calls) == 5  # fitted once: the second step only scores its own rollout
 
 
+@pytest.mark.parametrize("objectives", [False, True], ids=["one-model", "per-objective"])
+def test_reward_scale_pins_the_scale_instead_of_fitting_it(tiny_tok, objectives):
+    rm = _RecordingRM(3.0, 2.0)
+    reward = {"rm": rm, "e": e_count} if objectives else rm
+    pair = {"bias": 1.0, "std": 4.0}
+    scale = {"rm": pair} if objectives else pair
+    stage = make_stage("ppo", reward=reward, tok=tiny_tok, batch_size=4, reward_scale=scale)
+    [row] = stage.step(1, progress=False)
+    assert len(rm.calls) == 1  # no fit: the step's own scores only
+    raw = rm.calls[0][1]
+    key = "score/rm" if objectives else "score"
+    scores = torch.tensor([s[key] for s in stage.samples(step=1)])
+    assert torch.allclose(scores, (raw - 1.0) / 4.0, atol=1e-5)
+    stage.set_reward(reward)  # a new reward model: its scale is fitted anew
+    assert not (stage.objective_normalizers.fitted if objectives else stage.normalizer.fitted)
+
+
+def test_reward_scale_that_does_not_fit_the_reward_is_refused(tiny_tok):
+    pair = {"bias": 0.0, "std": 1.0}
+    with pytest.raises(ValueError, match=r"names \['harmless'\], which are not reward-model objectives"):
+        make_stage("rloo", reward={"rm": _ScaledRM(0, 1)}, tok=tiny_tok, reward_scale={"harmless": pair})
+    with pytest.raises(ValueError, match="not one reward model"):
+        make_stage("rloo", reward={"rm": _ScaledRM(0, 1)}, tok=tiny_tok, reward_scale=pair)
+    for bad in ({"bias": 0.0}, {"rm": {"bias": 0.0, "std": 0.0}}, {"bias": float("nan"), "std": 1.0}, []):
+        with pytest.raises(ValueError, match="reward_scale"):
+            make_stage("rloo", reward=_ScaledRM(0, 1), tok=tiny_tok, reward_scale=bad)
+
+
 def test_a_flat_objective_is_named_in_the_warning():
     reward = WeightedReward({"helpful": _ScaledRM(0.0, 1.0), "harmless": _ScaledRM(3.0, 0.0)})
     responses = ["e", "ee", "eee", "x"]

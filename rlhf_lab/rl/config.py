@@ -11,7 +11,10 @@ minibatches, whitened advantages.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 from rlhf_lab.generation import MAX_NEW_TOKENS_LIMIT
 from rlhf_lab.hparams import above, at_least, between, check_fields
@@ -127,6 +130,11 @@ class RLConfig:
     answers N prompts (in the prompts' order, one answer each, N / ranks per rank) for the fit alone, as
     lm-human-preference-details fits on 256 samples; a larger N gives a steadier scale for a few seconds
     of sampling. With several ranks the fit uses every rank's samples, so all ranks share one scale."""
+    reward_scale: dict | None = None
+    """A scale pinned instead of fitted: {"bias": b, "std": s} for one reward model, or per objective
+    {"helpful": {"bias": b, "std": s}, ...} for reward models among several objectives (those not named
+    are fitted as usual). Scores become (score - bias) / std. For runs that must share one scale, as
+    `OnOneScale` does in a notebook (a saved recipe writes its fits here). `set_reward()` fits anew."""
 
     # --- PPO update ------------------------------------------------------------------
     learning_rate: float = 1e-5
@@ -277,6 +285,26 @@ class RLConfig:
             raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.learning_rate < 0:
             raise ValueError("num_epochs must be >= 1 and learning_rate >= 0.")
+        check_reward_scale(self.reward_scale)
         if self.keep_sample_steps < 1:
             raise ValueError(f"keep_sample_steps must be >= 1, got {self.keep_sample_steps}.")
         return self
+
+
+def check_reward_scale(scale: Any) -> None:
+    """ValueError unless `scale` is None, {"bias": b, "std": s}, or a mapping of names to such pairs
+    (b finite, s finite and > 0)."""
+    if scale is None:
+        return
+    lone = isinstance(scale, dict) and set(scale) == {"bias", "std"}
+    pairs = {"": scale} if lone else scale if isinstance(scale, dict) and scale else None
+    for name, pair in (pairs or {None: None}).items():
+        where = "reward_scale" + (f"[{name!r}]" if name else "")
+        values = list(pair.values()) if isinstance(pair, dict) and set(pair) == {"bias", "std"} else []
+        if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            raise ValueError(
+                f'{where} must be {{"bias": number, "std": number}} (one reward model) or a mapping of '
+                f"objective names to such pairs, got {pair!r}."
+            )
+        if not all(math.isfinite(float(v)) for v in values) or float(pair["std"]) <= 0:
+            raise ValueError(f"{where}: bias must be finite and std finite and > 0, got {pair!r}.")

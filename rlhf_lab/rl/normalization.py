@@ -119,10 +119,14 @@ class ObjectiveNormalizers:
         self.normalizers: dict[str, RewardNormalizer] = {}
 
     def fit(self, reward: Any, output: Any) -> None:
-        """Fit each learned objective of `reward` on its scores in `output` (a RewardOutput)."""
-        for name in learned_objectives(reward):
+        """Fit each learned objective of `reward` not fitted yet on its scores in `output` (a RewardOutput)."""
+        for name in self.unfitted(reward):
             self.normalizers[name] = RewardNormalizer()
             self.normalizers[name].fit(output.components[name], name=name)
+
+    def unfitted(self, reward: Any) -> list[str]:
+        """The learned objectives of `reward` that have no fit (pinned or fitted) yet."""
+        return [name for name in learned_objectives(reward) if name not in self.fitted]
 
     def __call__(self, reward: Any, output: Any, prompts: list[str]) -> Any:
         """`output` (a RewardOutput of `reward`) with each learned objective rescaled and the total
@@ -156,6 +160,38 @@ class ObjectiveNormalizers:
         for name, values in state.items():
             self.normalizers[name] = RewardNormalizer()
             self.normalizers[name].load_state_dict(values)
+
+
+def pinned(pair: dict[str, float]) -> RewardNormalizer:
+    """A normalizer fixed at (score - bias) / std: a `reward_scale` entry (RLConfig)."""
+    normalizer = RewardNormalizer()
+    std = float(pair["std"])
+    normalizer.load_state_dict(
+        {"bias": float(pair["bias"]), "gain": 1.0 / max(std, FLAT_STD), "raw_std": std}
+    )
+    return normalizer
+
+
+def pin_scale(stage: Any, scale: dict[str, Any] | None) -> None:
+    """Put `scale` (RLConfig.reward_scale) into the RL stage's normalizers, or say what does not fit."""
+    if not scale:
+        return
+    if set(scale) == {"bias", "std"}:
+        if learned_objectives(stage.reward) or not is_learned_reward(stage.reward_source):
+            raise ValueError(
+                'reward_scale {"bias", "std"} pins one reward model\'s scale; this reward is not one reward '
+                "model (name each reward-model objective instead)."
+            )
+        stage.normalizer = pinned(scale)
+        return
+    learned = learned_objectives(stage.reward)
+    if unknown := sorted(set(scale) - set(learned)):
+        raise ValueError(
+            f"reward_scale names {unknown}, which are not reward-model objectives of this reward "
+            f"(those are: {learned or 'none'})."
+        )
+    for name, pair in scale.items():
+        stage.objective_normalizers.normalizers[name] = pinned(pair)
 
 
 def fit_sample(
@@ -210,7 +246,6 @@ class OnOneScale:
         from rlhf_lab.rl.rewards import as_reward
 
         self.reward = as_reward(reward)
-        self.n_samples = len(responses)  # a saved recipe fits its scale on as many (rl.reward_norm_samples)
         self.normalizer = RewardNormalizer()
         self.normalizer.fit(self.reward(list(prompts), list(responses)).scores)
 

@@ -68,6 +68,7 @@ from rlhf_lab.rl.normalization import (
     fit_sample,
     is_learned_reward,
     learned_objectives,
+    pin_scale,
 )
 from rlhf_lab.rl.rewards import RewardOutput, as_reward, check_finite_scores, warn_if_untrained
 from rlhf_lab.rl.rollout import (
@@ -182,6 +183,7 @@ class RLStage(Stage):
         self.kl_ctl = make_kl_controller(config.beta, config.target_kl, config.kl_horizon_rollouts)
         self.normalizer = RewardNormalizer()
         self.objective_normalizers = ObjectiveNormalizers()
+        pin_scale(self, config.reward_scale)
         self._world_size = world_size()
         self.order = PromptOrder(len(self.prompts), seed=config.seed or 0)
         self.sample_buffer = SampleBuffer(config.keep_sample_steps)
@@ -314,7 +316,7 @@ class RLStage(Stage):
         are combined; `normalize_reward=True` rescales the total instead, False nothing."""
         wanted = self.config.normalize_reward
         if wanted is None and learned_objectives(self.reward):
-            if not self.objective_normalizers.fitted:
+            if self.objective_normalizers.unfitted(self.reward):
                 self.objective_normalizers.fit(self.reward, self._fit_sample(raw))
             return self.objective_normalizers(self.reward, raw, prompts)
         if not (is_learned_reward(self.reward_source) if wanted is None else wanted):
