@@ -171,6 +171,20 @@ def test_reward_scale_that_does_not_fit_the_reward_is_refused(tiny_tok):
         make_stage("rloo", reward={"rm": _ScaledRM(0, 1)}, tok=tiny_tok, reward_scale={"harmless": pair})
     with pytest.raises(ValueError, match="not one reward model"):
         make_stage("rloo", reward={"rm": _ScaledRM(0, 1)}, tok=tiny_tok, reward_scale=pair)
+    with pytest.raises(ValueError, match="normalize_reward=False switches off"):
+        make_stage("rloo", reward=_ScaledRM(0, 1), tok=tiny_tok, reward_scale=pair, normalize_reward=False)
+    with pytest.raises(ValueError, match="rescales the total"):
+        make_stage(
+            "rloo",
+            reward={"rm": _ScaledRM(0, 1)},
+            tok=tiny_tok,
+            reward_scale={"rm": pair},
+            normalize_reward=True,
+        )
+    total = make_stage(
+        "rloo", reward={"rm": _ScaledRM(0, 1)}, tok=tiny_tok, reward_scale=pair, normalize_reward=True
+    )
+    assert total.normalizer.fitted  # the total's scale, pinned
     for bad in ({"bias": 0.0}, {"rm": {"bias": 0.0, "std": 0.0}}, {"bias": float("nan"), "std": 1.0}, []):
         with pytest.raises(ValueError, match="reward_scale"):
             make_stage("rloo", reward=_ScaledRM(0, 1), tok=tiny_tok, reward_scale=bad)

@@ -131,9 +131,9 @@ class RLConfig:
     lm-human-preference-details fits on 256 samples; a larger N gives a steadier scale for a few seconds
     of sampling. With several ranks the fit uses every rank's samples, so all ranks share one scale."""
     reward_scale: dict | None = None
-    """A scale pinned instead of fitted: {"bias": b, "std": s} for one reward model, or per objective
-    {"helpful": {"bias": b, "std": s}, ...} for reward models among several objectives (those not named
-    are fitted as usual). Scores become (score - bias) / std. For runs that must share one scale, as
+    """A scale pinned instead of fitted: {"bias": b, "std": s} for one reward model (or the total, with
+    normalize_reward=True), or per objective {"helpful": {"bias": b, "std": s}, ...} for reward models
+    among several objectives (those not named are fitted as usual). Scores become (score - bias) / std. For runs that must share one scale, as
     `OnOneScale` does in a notebook (a saved recipe writes its fits here). `set_reward()` fits anew."""
 
     # --- PPO update ------------------------------------------------------------------

@@ -176,15 +176,24 @@ def pin_scale(stage: Any, scale: dict[str, Any] | None) -> None:
     """Put `scale` (RLConfig.reward_scale) into the RL stage's normalizers, or say what does not fit."""
     if not scale:
         return
-    if set(scale) == {"bias", "std"}:
-        if learned_objectives(stage.reward) or not is_learned_reward(stage.reward_source):
+    wanted = stage.config.normalize_reward
+    if wanted is False:
+        raise ValueError(
+            "reward_scale pins a scale that normalize_reward=False switches off; drop one of them."
+        )
+    learned = learned_objectives(stage.reward)
+    if set(scale) == {"bias", "std"}:  # the total's scale: one reward model, or normalize_reward=True
+        if not (wanted or (not learned and is_learned_reward(stage.reward_source))):
             raise ValueError(
                 'reward_scale {"bias", "std"} pins one reward model\'s scale; this reward is not one reward '
                 "model (name each reward-model objective instead)."
             )
         stage.normalizer = pinned(scale)
         return
-    learned = learned_objectives(stage.reward)
+    if wanted:
+        raise ValueError(
+            'normalize_reward=True rescales the total: give reward_scale as one {"bias", "std"} pair.'
+        )
     if unknown := sorted(set(scale) - set(learned)):
         raise ValueError(
             f"reward_scale names {unknown}, which are not reward-model objectives of this reward "
