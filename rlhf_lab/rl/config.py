@@ -133,8 +133,9 @@ class RLConfig:
     reward_scale: dict | None = None
     """A scale pinned instead of fitted: {"bias": b, "std": s} for one reward model (or the total, with
     normalize_reward=True), or per objective {"helpful": {"bias": b, "std": s}, ...} for reward models
-    among several objectives (those not named are fitted as usual). Scores become (score - bias) / std. For runs that must share one scale, as
-    `OnOneScale` does in a notebook (a saved recipe writes its fits here). `set_reward()` fits anew."""
+    among several objectives (those not named are fitted as usual). Scores become (score - bias) / std.
+    For runs that must share one scale, as `OnOneScale` does in a notebook (a saved recipe writes its fits
+    here). `set_reward()` fits anew."""
 
     # --- PPO update ------------------------------------------------------------------
     learning_rate: float = 1e-5

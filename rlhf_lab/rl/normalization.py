@@ -57,9 +57,7 @@ class RewardNormalizer:
         if given); its message is returned too."""
         scores = scores.detach().float().cpu()
         std = float(scores.std(correction=1)) if len(scores) > 1 else 0.0
-        self.bias = float(scores.mean())
-        self.raw_std = std
-        self.gain = 1.0 / max(std, FLAT_STD)
+        self.set(float(scores.mean()), std)
         if std < FLAT_STD:
             message = (
                 f"{'This reward model' if name is None else f'The reward model of objective {name!r}'} "
@@ -70,6 +68,10 @@ class RewardNormalizer:
             warnings.warn(message, FlatRewardWarning, stacklevel=3)
             return message
         return None
+
+    def set(self, bias: float, std: float) -> None:
+        """Map to (score - bias) / std; a nearly flat std (below FLAT_STD) is not blown up past 1 / FLAT_STD."""
+        self.bias, self.raw_std, self.gain = bias, std, 1.0 / max(std, FLAT_STD)
 
     def reset(self) -> None:
         """Forget the fit (e.g. a new reward model): the next step fits again."""
@@ -162,13 +164,18 @@ class ObjectiveNormalizers:
             self.normalizers[name].load_state_dict(values)
 
 
+def scaled_part(reward: Any, reward_source: Any, wanted: bool | None) -> str | None:
+    """What the RL stage rescales (`wanted`: RLConfig.normalize_reward): "objectives" (each reward model
+    among several, before they are combined), "total" (one reward model, or any reward with True), or None."""
+    if wanted is None and learned_objectives(reward):
+        return "objectives"
+    return "total" if (is_learned_reward(reward_source) if wanted is None else wanted) else None
+
+
 def pinned(pair: dict[str, float]) -> RewardNormalizer:
     """A normalizer fixed at (score - bias) / std: a `reward_scale` entry (RLConfig)."""
     normalizer = RewardNormalizer()
-    std = float(pair["std"])
-    normalizer.load_state_dict(
-        {"bias": float(pair["bias"]), "gain": 1.0 / max(std, FLAT_STD), "raw_std": std}
-    )
+    normalizer.set(float(pair["bias"]), float(pair["std"]))
     return normalizer
 
 
@@ -181,9 +188,8 @@ def pin_scale(stage: Any, scale: dict[str, Any] | None) -> None:
         raise ValueError(
             "reward_scale pins a scale that normalize_reward=False switches off; drop one of them."
         )
-    learned = learned_objectives(stage.reward)
     if set(scale) == {"bias", "std"}:  # the total's scale: one reward model, or normalize_reward=True
-        if not (wanted or (not learned and is_learned_reward(stage.reward_source))):
+        if scaled_part(stage.reward, stage.reward_source, wanted) != "total":
             raise ValueError(
                 'reward_scale {"bias", "std"} pins one reward model\'s scale; this reward is not one reward '
                 "model (name each reward-model objective instead)."
@@ -194,6 +200,7 @@ def pin_scale(stage: Any, scale: dict[str, Any] | None) -> None:
         raise ValueError(
             'normalize_reward=True rescales the total: give reward_scale as one {"bias", "std"} pair.'
         )
+    learned = learned_objectives(stage.reward)
     if unknown := sorted(set(scale) - set(learned)):
         raise ValueError(
             f"reward_scale names {unknown}, which are not reward-model objectives of this reward "

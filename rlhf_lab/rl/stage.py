@@ -66,9 +66,8 @@ from rlhf_lab.rl.normalization import (
     ObjectiveNormalizers,
     RewardNormalizer,
     fit_sample,
-    is_learned_reward,
-    learned_objectives,
     pin_scale,
+    scaled_part,
 )
 from rlhf_lab.rl.rewards import RewardOutput, as_reward, check_finite_scores, warn_if_untrained
 from rlhf_lab.rl.rollout import (
@@ -314,12 +313,12 @@ class RLStage(Stage):
         """The reward after normalisation (fitted on the first step's samples), or unchanged: by default a
         reward model alone is rescaled, and so is each reward model among several objectives before they
         are combined; `normalize_reward=True` rescales the total instead, False nothing."""
-        wanted = self.config.normalize_reward
-        if wanted is None and learned_objectives(self.reward):
+        part = scaled_part(self.reward, self.reward_source, self.config.normalize_reward)
+        if part == "objectives":
             if self.objective_normalizers.unfitted(self.reward):
                 self.objective_normalizers.fit(self.reward, self._fit_sample(raw))
             return self.objective_normalizers(self.reward, raw, prompts)
-        if not (is_learned_reward(self.reward_source) if wanted is None else wanted):
+        if part is None:
             return raw
         if not self.normalizer.fitted:  # warns in plain words when the reward is nearly flat
             self.normalizer.fit(self._fit_sample(raw).scores)
