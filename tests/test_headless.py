@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rl_toy import ONE_RLOO_STEP
-from two_ranks import train_on_two_ranks
+from two_ranks import train_on_two_ranks, why_it_failed
 
 from rlhf_lab.bundled import load_prompts
 from rlhf_lab.cli import main
@@ -156,7 +156,7 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     config = dict(TINY_RL, output_dir=str(tmp_path / "run"), evaluate={"samples": 1})
     path.write_text(yaml.safe_dump(config))
     done = train_on_two_ranks(path, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, why_it_failed(done)
     ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"]

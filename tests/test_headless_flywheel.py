@@ -117,12 +117,12 @@ def test_export_trl_refuses_a_flywheel_it_cannot_carry(tmp_path):
 def test_two_ranks_turn_the_flywheel_together(tmp_path):
     """Every rank labels the same answers and refits the same reward model; the policies stay identical."""
     import yaml
-    from two_ranks import train_on_two_ranks
+    from two_ranks import train_on_two_ranks, why_it_failed
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, "output_dir": str(tmp_path / "run")}))
     done = train_on_two_ranks(path, tmp_path, "--quiet", timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, why_it_failed(done)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     (row,) = summary["flywheel"]["rounds"]
     assert row["round"] == 1 and row["pairs_labelled"] > 0

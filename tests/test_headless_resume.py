@@ -135,7 +135,7 @@ def test_the_cli_resumes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_path):
-    from two_ranks import train_on_two_ranks
+    from two_ranks import train_on_two_ranks, why_it_failed
 
     config = {
         **CONFIG,
@@ -148,8 +148,32 @@ def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_pat
         config["rl"]["steps"] = steps
         path.write_text(yaml.safe_dump(config))
         done = train_on_two_ranks(path, tmp_path, "--quiet", *extra)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, why_it_failed(done)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["resumed"] == {"sft": 2, "rl": 2} and summary["rl"]["steps"] == 4
     ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"] == summary["param_sha256"]
+
+
+def test_a_failed_two_rank_run_shows_the_rank_that_crashed():
+    """The failure message of the two-rank tests leads with each rank's own first error: the crashed
+    rank's, not only the other rank's "Connection closed by peer" at the end of stderr."""
+    import subprocess
+
+    from two_ranks import why_it_failed
+
+    stderr = "\n".join(
+        [
+            "[rank1]: Traceback (most recent call last):",
+            '[rank1]:   File "stage.py", line 9, in step',
+            "[rank1]: ValueError: the crash itself",
+            "[rank1]: During handling of the above exception, another exception occurred:",
+            "[rank0]: Traceback (most recent call last):",
+            "[rank0]: RuntimeError: Connection closed by peer",
+        ]
+        + ["torchrun noise"] * 200
+    )
+    message = why_it_failed(subprocess.CompletedProcess([], 1, "", stderr), tail=100)
+    assert message.index("ValueError: the crash itself") < message.index("--- end of stderr ---")
+    assert "During handling" not in message.split("--- end")[0]
+    assert "RuntimeError: Connection closed by peer" in message.split("--- end")[0]
