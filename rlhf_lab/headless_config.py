@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rlhf_lab.config_checks import whole_number_setting
 from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_eval import check_evaluate
 from rlhf_lab.headless_flywheel import check_flywheel
@@ -212,9 +213,8 @@ def check_section(section: str, settings: dict[str, Any] | None, where: str | No
             f"{where}.fit: false leaves the reward model as it starts, which without `pretrained` is a random "
             "head: its scores would be noise."
         )
-    # A plain int, stricter than hparams.whole_number (any Integral): the count goes into summary.json.
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < least):
-        raise ConfigError(f"{where}.{count_key} must be a whole number >= {least}, got {count!r}.")
+    if count is not None:
+        whole_number_setting(count, f"{where}.{count_key}", least=least)
     try:
         stage_config = make_config(None, config_cls, fields)
         if isinstance(stage_config, RLConfig):

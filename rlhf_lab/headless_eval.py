@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhf_lab.config_checks import optional_section, whole_number_setting
 from rlhf_lab.errors import ConfigError
 
 EVALUATE_KEYS = {"samples": 4}
@@ -27,27 +28,15 @@ MAX_SAMPLES = 64
 
 def evaluate_settings(config: dict[str, Any]) -> dict[str, Any] | None:
     """The `evaluate` settings with defaults filled in, or None when the config asks for no evaluation."""
-    value = config.get("evaluate")
-    if value is None or value is False:
-        return None
-    return {**EVALUATE_KEYS, **(value if isinstance(value, dict) else {})}
+    return optional_section(config, "evaluate", EVALUATE_KEYS)
 
 
 def check_evaluate(config: dict[str, Any]) -> None:
     """ConfigError naming the field for an `evaluate` that cannot be used."""
-    value = config.get("evaluate")
-    if value is None or value is False:
+    settings = evaluate_settings(config)
+    if settings is None:
         return
-    if value is not True and not isinstance(value, dict):
-        raise ConfigError(f"evaluate must be a mapping of settings (or true), got {value!r}.")
-    unknown = set(value if isinstance(value, dict) else {}) - set(EVALUATE_KEYS)
-    if unknown:
-        raise ConfigError(f"evaluate: unknown setting(s) {sorted(unknown)}; known: {sorted(EVALUATE_KEYS)}.")
-    samples = evaluate_settings(config)["samples"]
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise ConfigError(
-            f"evaluate.samples must be a whole number from 1 to {MAX_SAMPLES}, got {samples!r}."
-        )
+    whole_number_setting(settings["samples"], "evaluate.samples", least=1, most=MAX_SAMPLES)
     if "task" not in config:
         raise ConfigError("evaluate needs a bundled task: its gold judge and held-out test prompts.")
     if not config.get("rl") and not config.get("dpo"):

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from rlhf_lab.config_checks import optional_section, whole_number_setting
 from rlhf_lab.errors import ConfigError
 
 FLYWHEEL_KEYS: dict[str, Any] = {
@@ -49,29 +50,16 @@ SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p")  # RL's settings 
 
 def flywheel_settings(config: dict[str, Any]) -> dict[str, Any] | None:
     """The `flywheel` settings with defaults filled in, or None when the config has none."""
-    value = config.get("flywheel")
-    if value is None or value is False:
-        return None
-    return {**FLYWHEEL_KEYS, **(value if isinstance(value, dict) else {})}
+    return optional_section(config, "flywheel", FLYWHEEL_KEYS)
 
 
 def check_flywheel(config: dict[str, Any]) -> None:
     """ConfigError naming the field for a `flywheel` that cannot run."""
-    value = config.get("flywheel")
-    if value is None or value is False:
-        return
-    if value is not True and not isinstance(value, dict):
-        raise ConfigError(f"flywheel must be a mapping of settings (or true), got {value!r}.")
-    unknown = set(value if isinstance(value, dict) else {}) - set(FLYWHEEL_KEYS)
-    if unknown:
-        raise ConfigError(f"flywheel: unknown setting(s) {sorted(unknown)}; known: {sorted(FLYWHEEL_KEYS)}.")
     settings = flywheel_settings(config)
+    if settings is None:
+        return
     for key, least, most in (("rounds", 2, 1000), ("pairs", 1, MAX_PAIRS), ("first_pairs", 0, MAX_PAIRS)):
-        number = settings[key]
-        if isinstance(number, bool) or not isinstance(number, int) or not least <= number <= most:
-            raise ConfigError(
-                f"flywheel.{key} must be a whole number from {least} to {most}, got {number!r}."
-            )
+        whole_number_setting(settings[key], f"flywheel.{key}", least=least, most=most)
     flip = settings["flip_prob"]
     if isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 0.5:
         raise ConfigError(f"flywheel.flip_prob must be a number from 0 to 0.5, got {flip!r}.")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rlhf_lab.config_checks import whole_number_setting
 from rlhf_lab.errors import ConfigError
 
 # Keys that do not change what is trained: they may differ between a run and its resumption.
@@ -31,9 +32,9 @@ POLICY_SECTIONS = ("sft", "dpo", "rl")
 
 
 def check_checkpoint_every(config: dict[str, Any]) -> None:
-    every = config.get("checkpoint_every")
-    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        raise ConfigError(f"checkpoint_every must be a whole number of steps (at least 1), got {every!r}.")
+    """ConfigError unless `checkpoint_every` is left out or a whole number of steps (at least 1)."""
+    if config.get("checkpoint_every") is not None:
+        whole_number_setting(config["checkpoint_every"], "checkpoint_every", least=1)
 
 
 def check_same_run(config: dict[str, Any], saved_config: Path) -> None:

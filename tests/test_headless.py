@@ -56,14 +56,14 @@ def test_bad_configs_are_rejected(bad):
         ({"rl": {"betta": 0.1}}, r"rl: Unknown RLConfig field\(s\) \['betta'\]"),
         ({"rl": {"beta": -1}}, r"rl: RLConfig.beta must be in \[0, inf\)"),
         ({"rl": {"estimator": "ppoo"}}, "rl: estimator must be one of"),
-        ({"rl": {"steps": 2.5}}, r"rl.steps must be a whole number >= 0, got 2.5"),
+        ({"rl": {"steps": 2.5}}, r"rl.steps must be a whole number of at least 0, got 2.5"),
         ({"sft": {"learning_rate": "fast"}}, "sft: SFTConfig.learning_rate must be"),
         ({"sft": {"steps": True}}, "sft.steps must be a whole number"),
         ({"dpo": {"loss_type": "sigmod"}}, "dpo: loss_type must be one of"),
         ({"reward_model": {"batch_size": 0}}, r"reward_model: RMConfig.batch_size must be in \[1, inf\)"),
         ({"reward_model": {"epochs": -1}}, "reward_model.epochs must be a whole number"),
         # 0 epochs would fail only at fit(), after SFT and DPO had trained
-        ({"reward_model": {"epochs": 0}}, r"reward_model.epochs must be a whole number >= 1, got 0"),
+        ({"reward_model": {"epochs": 0}}, r"reward_model.epochs must be a whole number of at least 1, got 0"),
     ],
 )
 def test_every_stage_setting_is_checked_before_anything_trains(section, message):

@@ -84,7 +84,7 @@ def test_objectives_read_their_weight_criterion_file_and_overrides():
         ({"reward": {"a": {"weight": float("nan")}}}, "rl.reward.a.weight must be a finite number"),
         ({"reward": {"a": [1]}}, r"rl.reward.a must be a mapping of settings \(or a weight\)"),
         ({"reward": {"a": {"learning_rate": "fast"}}}, "rl.reward.a: RMConfig.learning_rate must be"),
-        ({"reward": {"a": {"epochs": 0}}}, r"rl.reward.a.epochs must be a whole number >= 1"),
+        ({"reward": {"a": {"epochs": 0}}}, r"rl.reward.a.epochs must be a whole number of at least 1"),
         ({"reward": {"a": {"criterion": 3}}}, "rl.reward.a.criterion must be a label criterion"),
         ({"reward": {"a": {"preferences": 3}}}, "rl.reward.a.preferences must be a file path"),
         ({"reward": {"a": 1, "b": 1}, "route": 5}, "rl.route must name a column"),
