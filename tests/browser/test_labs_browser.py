@@ -207,35 +207,10 @@ def test_lab03_pause_during_run_all_stops_the_step_counter(jupyter_lab, new_page
         page.close()
 
 
-def test_lab08_dashboard_marks_each_reward_model_refit(jupyter_lab, new_page, artifacts):
-    """Run All of lab 08 (QUICK: two rounds): the rendered dashboard shows a labelled line per refit."""
-    base, token, root = jupyter_lab
-    path = copy_lab(root / "lab08", "08")
-    page = new_page()
-    dashboard = page.locator(".rl-dashboard").first
-    try:
-        open_notebook(page, base, token, f"lab08/{path.name}")
-        run_all_cells(page)
-        all_run(page, n_code_cells(path))
-        # plotly draws each annotation as an SVG text in the figure's info layer
-        labels = dashboard.locator(".annotation-text")
-        for round_ in (1, 2):
-            assert labels.filter(has_text=f"RM refit {round_}").count() >= 1
-        # and each mark as one dotted line per panel, in the shape layer
-        panels = dashboard.locator(".cartesianlayer > .subplot").count()
-        dotted = dashboard.locator(".shapelayer path[style*='stroke-dasharray']")
-        assert panels >= 4 and dotted.count() >= 2 * panels
-        dashboard.scroll_into_view_if_needed()
-        dashboard.screenshot(path=str(artifacts / "lab08-dashboard.png"))
-        assert not page.evaluate(STDERR) or "Traceback" not in "".join(page.evaluate(STDERR))
-    finally:
-        page.screenshot(path=str(artifacts / "lab08.png"))
-        page.close()
-
-
 def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_page, artifacts):
-    """SIMULATE = False: under Run All each round shows the labeller and waits; a participant labels
-    the pairs (clicks and keys), the rounds go on, and every label is in the store under their name."""
+    """SIMULATE = False: under Run All (QUICK: two rounds) each round shows the labeller and waits; a
+    participant labels the pairs (clicks and keys), the rounds go on, every label is in the store under
+    their name, and the rendered dashboard shows a labelled line per reward-model refit."""
     base, token, root = jupyter_lab
     path = copy_lab(root / "lab08-person", "08", {"SIMULATE = True  #": "SIMULATE = False  #"})
     store = path.parent / "runs" / "lab08-tiny" / "labels.sqlite"
@@ -276,6 +251,17 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
         assert "All done for now" in page.locator(".rl-labeller .rl-empty").last.inner_text()
         # both rounds were recorded in the round table, after the person's labels
         assert re.search(r"^\s*2\s+\d+", text, re.M), "round 2 missing from the round table"
+        # plotly draws each refit's annotation as an SVG text in the figure's info layer...
+        dashboard = page.locator(".rl-dashboard").first
+        labels = dashboard.locator(".annotation-text")
+        for round_ in (1, 2):
+            assert labels.filter(has_text=f"RM refit {round_}").count() >= 1
+        # ...and its mark as one dotted line per panel, in the shape layer
+        panels = dashboard.locator(".cartesianlayer > .subplot").count()
+        dotted = dashboard.locator(".shapelayer path[style*='stroke-dasharray']")
+        assert panels >= 4 and dotted.count() >= 2 * panels
+        dashboard.scroll_into_view_if_needed()
+        dashboard.screenshot(path=str(artifacts / "lab08-dashboard.png"))
     finally:
         page.screenshot(path=str(artifacts / "lab08-person.png"), full_page=True)
         page.close()

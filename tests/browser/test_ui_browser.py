@@ -30,6 +30,13 @@ from rlhf_lab.store import PreferenceStore
 
 pytestmark = pytest.mark.browser
 
+# The points of the dashboard's KL line: 0 until plotly has drawn it, which on a loaded machine can be
+# seconds after the plot's element exists.
+KL_POINTS = (
+    "() => { const g = document.querySelector('.rl-dashboard .js-plotly-plot'); "
+    "const t = g && g.data && g.data.find(t => t.meta === 'objective/kl'); return t ? t.x.length : 0; }"
+)
+
 
 @pytest.fixture(scope="module")
 def notebook(jupyter_lab, new_page, page_log):
@@ -210,17 +217,18 @@ def test_dashboard_plot_gains_points_during_a_run(notebook, artifacts):
     page, _ = notebook
     dash = page.locator(".rl-dashboard")
     dash.scroll_into_view_if_needed()
-    count = "() => { const g = document.querySelector('.rl-dashboard .js-plotly-plot'); const t = g && g.data && g.data.find(t => t.meta === 'objective/kl'); return t ? t.x.length : 0; }"
-    assert page.evaluate(count) == 3  # the rows from before display are there (late view)
+    # Once drawn, the line holds the 3 steps run before the dashboard was displayed, no more.
+    page.wait_for_function(f"() => ({KL_POINTS})() > 0", timeout=30_000)
+    assert page.evaluate(KL_POINTS) == 3
     dash.get_by_role("button", name="Run").click()
     dash.locator(".rl-dash-status", has_text="running").wait_for(timeout=30_000)
-    page.wait_for_function(f"() => ({count})() >= 15", timeout=60_000)
+    page.wait_for_function(f"() => ({KL_POINTS})() >= 15", timeout=60_000)
     dash.get_by_role("button", name="Pause").click()
     dash.locator(".rl-dash-status", has_text="paused").wait_for(timeout=30_000)
     dash.get_by_role("button", name="Stop").click()
     dash.locator(".rl-dash-status", has_text="stopped").wait_for(timeout=30_000)
     page.wait_for_timeout(500)
-    final = page.evaluate(count)
+    final = page.evaluate(KL_POINTS)
     status = dash.locator(".rl-dash-status").inner_text()
     step = int(status.split("step ")[1].split()[0])
     assert final == step  # every row, including the last ones, reached the plot
@@ -235,9 +243,10 @@ def test_a_late_view_sees_every_point(notebook, jupyter_lab, new_page):
     """A second tab (like a reload or Voila) builds its views from the kernel's synced state."""
     page, _ = notebook
     base, token, _ = jupyter_lab
-    count = "() => { const g = document.querySelector('.rl-dashboard .js-plotly-plot'); const t = g && g.data && g.data.find(t => t.meta === 'objective/kl'); return t ? t.x.length : 0; }"
-    expected = page.evaluate(count)
-    assert expected > 3
+    page.locator(".rl-dashboard").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => ({KL_POINTS})() > 0", timeout=30_000)
+    expected = page.evaluate(KL_POINTS)
+    assert expected > 3  # the 3 steps before display and those the dashboard test ran
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=30_000)
     second = new_page()
@@ -245,8 +254,8 @@ def test_a_late_view_sees_every_point(notebook, jupyter_lab, new_page):
         second.goto(f"{base}/lab/workspaces/late/tree/ui_fixture.ipynb?reset&token={token}")
         second.wait_for_function(KERNEL_READY, timeout=120_000)
         second.locator(".rl-dashboard .js-plotly-plot").wait_for(timeout=60_000)
-        second.wait_for_function(f"() => ({count})() > 0", timeout=30_000)
-        assert second.evaluate(count) == expected
+        second.wait_for_function(f"() => ({KL_POINTS})() > 0", timeout=30_000)
+        assert second.evaluate(KL_POINTS) == expected
         assert second.locator(".rl-labeller").count() == 4
         assert second.get_by_text("Error displaying widget").count() == 0
     finally:
