@@ -22,3 +22,23 @@ def tiny_lab(tmp_path):
     from rlhf_lab import Lab
 
     return Lab.from_preset("tiny", store=tmp_path / "labels.sqlite")
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection and the browser tests' own skips
+def pytest_collection_modifyitems(config, items):
+    """A lab that the browser tests Run All (test_lab_run_all_draws_every_output_without_an_error) is
+    not also run by tests/test_labs.py in the same session: the browser run checks the same things (no
+    error, no long silent cell) and more. Without chromium, or when only test_labs.py is selected,
+    test_labs.py runs every lab."""
+    in_browser = {
+        item.callspec.params["name"]
+        for item in items
+        if item.originalname == "test_lab_run_all_draws_every_output_without_an_error"
+        and not item.get_closest_marker("skip")
+    }
+    for item in items:
+        if (
+            item.originalname == "test_lab_runs_top_to_bottom"
+            and item.callspec.params["path"].name[:2] in in_browser
+        ):
+            item.add_marker(pytest.mark.skip(reason="the browser tests Run All this lab and check the same"))

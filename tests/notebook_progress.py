@@ -6,10 +6,11 @@ Used by tests/test_labs.py. Run it by hand to see a lab's cell timings (full sch
 
 "Visible progress" is output a person sees appear while the cell runs: printed text (stdout or
 stderr), a displayed object (a table, a figure, a widget such as a tqdm bar) and updates of a widget
-already on screen (a progress bar moving, a dashboard's curves). Widget messages for widgets that were
-never displayed do not count (tqdm builds its widgets before it shows them), nor does the cell's
-return value, which appears only when the cell ends. The times are the kernel's message timestamps
-(header.date) and nbclient's per-cell timing (record_timing: iopub.execute_input to shell.execute_reply).
+already on screen (a progress bar moving, a dashboard's curves); tests/kernel_progress.py's
+VisibleOutput says which messages count. The times are the kernel's message timestamps (header.date)
+and nbclient's per-cell timing (record_timing: iopub.execute_input to shell.execute_reply). The browser
+tests time their Run All the same way from inside the kernel (kernel_progress.py); `silent_cells` judges
+both.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kernel_progress import VisibleOutput, cell_row
 from nbclient import NotebookClient
-
-OUTPUT_TYPES = {"stream", "display_data", "update_display_data"}
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _seconds(stamp: Any) -> float:
@@ -39,8 +38,7 @@ class ProgressClient(NotebookClient):
         super().__init__(*args, record_timing=True, **kwargs)
         self.events: dict[int, list[float]] = {}
         self.cpu: dict[int, float] = {}  # cell index -> kernel CPU seconds it used
-        self._parent: dict[str, str] = {}  # widget model id -> the container it sits in
-        self._shown: set[str] = set()  # widget model ids that were displayed
+        self._visible = VisibleOutput()
 
     def _kernel_cpu(self) -> float | None:
         """CPU seconds the kernel process has used so far (Linux /proc), or None."""
@@ -60,37 +58,8 @@ class ProgressClient(NotebookClient):
             if before is not None and after is not None:
                 self.cpu[cell_index] = after - before
 
-    def _visible(self, model_id: str) -> bool:
-        seen = set()
-        while model_id and model_id not in seen:
-            if model_id in self._shown:
-                return True
-            seen.add(model_id)
-            model_id = self._parent.get(model_id, "")
-        return False
-
-    def _note_children(self, model_id: str, state: dict[str, Any]) -> None:
-        for child in state.get("children") or []:
-            if isinstance(child, str) and child.startswith("IPY_MODEL_"):
-                self._parent[child[len("IPY_MODEL_") :]] = model_id
-
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
-        kind, content = msg["msg_type"], msg.get("content", {})
-        visible = False
-        if kind in OUTPUT_TYPES or kind == "execute_result":
-            visible = (
-                kind != "execute_result"
-            )  # a cell's value (e.g. `dash` on its last line) shows at its end
-            view = (content.get("data") or {}).get(WIDGET_VIEW)
-            if view:
-                self._shown.add(view["model_id"])
-        elif kind in ("comm_open", "comm_msg"):
-            data = content.get("data") or {}
-            state = data.get("state") or {}
-            self._note_children(content.get("comm_id", ""), state)
-            # "update": a widget's state changed; "custom": a message to its front end (anywidget's send)
-            changed = bool(state) or data.get("method") == "custom"
-            visible = kind == "comm_msg" and changed and self._visible(content.get("comm_id", ""))
+        visible = self._visible.counts(msg["msg_type"], msg.get("content", {}))
         if visible and "date" in msg.get("header", {}):
             self.events.setdefault(cell_index, []).append(_seconds(msg["header"]["date"]))
         return super().process_message(msg, cell, cell_index)
@@ -103,22 +72,32 @@ class ProgressClient(NotebookClient):
             if cell.cell_type != "code" or "iopub.execute_input" not in timing:
                 continue
             start, end = _seconds(timing["iopub.execute_input"]), _seconds(timing["shell.execute_reply"])
-            marks = [start, *sorted(t for t in self.events.get(index, []) if start <= t <= end), end]
-            seconds = end - start
-            # pace: the share of the wall time the kernel had a CPU; 1 on an idle machine (one torch thread)
-            pace = min(1.0, self.cpu[index] / seconds) if index in self.cpu and seconds > 0 else 1.0
-            rows.append(
-                {
-                    "cell": index,
-                    "seconds": seconds,
-                    "pace": pace,
-                    "first_progress": marks[1] - start,  # == seconds when the cell showed nothing
-                    "longest_silence": max(b - a for a, b in zip(marks, marks[1:])),
-                    "progress_events": len(marks) - 2,
-                    "source": cell.source.strip().splitlines()[0][:70] if cell.source.strip() else "",
-                }
-            )
+            cpu = self.cpu.get(index, end - start)  # unknown: counted as a full pace
+            rows.append(cell_row(index, start, end, cpu, self.events.get(index, []), cell.source))
         return rows
+
+
+FIRST_PROGRESS_S = 5.0
+"""A cell shows something within this many seconds, or it ends (issue 14: no silent long cells)."""
+SILENCE_LIMIT_S = 15.0
+"""...and never goes longer than this without more: room for one step that cannot report inside
+itself (torch's import after a "Loading ..." line, one slow model call), not for a silent loop."""
+
+
+def silent_cells(report: list[dict]) -> list[dict]:
+    """The cells that showed nothing for their first FIRST_PROGRESS_S seconds, or went quiet for longer
+    than SILENCE_LIMIT_S.
+
+    Seconds are counted at the pace of an idle machine: a stretch's wall time times the share of it
+    the kernel had a CPU (`pace`, the cell's CPU time over its wall time), so a cell that waited for a
+    busy machine is not blamed for it, and one that computed silently for 5 s of CPU is.
+    """
+    return [
+        row
+        for row in report
+        if row["first_progress"] * row["pace"] > FIRST_PROGRESS_S
+        or row["longest_silence"] * row["pace"] > SILENCE_LIMIT_S
+    ]
 
 
 def describe(row: dict[str, Any]) -> str:

@@ -1,11 +1,15 @@
 """The labs: committed without outputs, and each one runs top to bottom on the tiny preset, with
-visible progress within 5 s in every cell that runs longer (tests/notebook_progress.py times them)."""
+visible progress within 5 s in every cell that runs longer (tests/notebook_progress.py times them).
+
+A lab that tests/browser/test_labs_browser.py runs with Run All in Chromium is checked there instead,
+the same way (tests/kernel_progress.py times its cells inside the kernel), when both are selected."""
 
 import json
 from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_progress import FIRST_PROGRESS_S, SILENCE_LIMIT_S, silent_cells
 
 LABS = Path(__file__).resolve().parent.parent / "labs"
 NOTEBOOKS = sorted(LABS.glob("[0-9][0-9]_*.ipynb"))
@@ -29,29 +33,6 @@ def test_lab_is_committed_clean(path):
     assert "widgets" not in nb.metadata, f"{path.name}: widget state must not be stored"
     first_code = next(c.source for c in nb.cells if c.cell_type == "code")
     assert "PRESET" in first_code, f"{path.name}: the first code cell should set PRESET (one switch CPU/GPU)"
-
-
-FIRST_PROGRESS_S = 5.0
-"""A cell shows something within this many seconds, or it ends (issue 14: no silent long cells)."""
-SILENCE_LIMIT_S = 15.0
-"""...and never goes longer than this without more: room for one step that cannot report inside
-itself (torch's import after a "Loading ..." line, one slow model call), not for a silent loop."""
-
-
-def silent_cells(report: list[dict]) -> list[dict]:
-    """The cells that showed nothing for their first FIRST_PROGRESS_S seconds, or went quiet for longer
-    than SILENCE_LIMIT_S.
-
-    Seconds are counted at the pace of an idle machine: a stretch's wall time times the share of it
-    the kernel had a CPU (`pace`, the cell's CPU time over its wall time), so a cell that waited for a
-    busy machine is not blamed for it, and one that computed silently for 5 s of CPU is.
-    """
-    return [
-        row
-        for row in report
-        if row["first_progress"] * row["pace"] > FIRST_PROGRESS_S
-        or row["longest_silence"] * row["pace"] > SILENCE_LIMIT_S
-    ]
 
 
 def test_silent_cells_counts_idle_seconds():
@@ -95,3 +76,45 @@ def test_lab_runs_top_to_bottom(path, tmp_path, monkeypatch):
         f"{SILENCE_LIMIT_S:g} s (seconds at an idle machine's pace):\n"
         + "\n".join(describe(r) for r in silent)
     )
+
+
+@pytest.mark.slow
+def test_the_kernel_times_progress_as_the_client_does(tmp_path, monkeypatch):
+    """tests/kernel_progress.py (inside the kernel: the browser tests' timing) and ProgressClient
+    (nbclient's messages: this file's) see the same progress in the same cells."""
+    from kernel_progress import log_path
+    from notebook_progress import ProgressClient
+
+    tests = Path(__file__).resolve().parent
+    config = tmp_path / "ipy" / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True)
+    config.write_text('c.InteractiveShellApp.extensions = ["kernel_progress"]\n')
+    for key, value in {
+        "IPYTHONDIR": str(tmp_path / "ipy"),
+        "PYTHONPATH": str(tests),
+        "RLHF_LAB_PROGRESS_DIR": str(tmp_path / "progress"),
+        "JPY_SESSION_NAME": "/nb/check.ipynb",
+    }.items():
+        monkeypatch.setenv(key, value)  # the kernel inherits the test's environment
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('import time\nprint("a", flush=True)\ntime.sleep(1.5)\nprint("b")'),
+        nbformat.v4.new_code_cell("time.sleep(1.0)  # silent"),
+        nbformat.v4.new_code_cell(
+            "import ipywidgets\nbar = ipywidgets.IntProgress(max=3)\ndisplay(bar)\n"
+            "for i in range(3):\n    time.sleep(0.4)\n    bar.value = i + 1"
+        ),
+    ]
+    client = ProgressClient(nb, timeout=120, kernel_name="python3", store_widget_state=False)
+    client.execute()
+    from_client = client.cell_report(nb)
+    lines = log_path(tmp_path / "progress", "/nb/check.ipynb").read_text().splitlines()
+    from_kernel = [json.loads(line) for line in lines]
+    assert len(from_kernel) == len(from_client) == 3
+    for kernel, outside in zip(from_kernel, from_client):
+        assert kernel["progress_events"] > 0 or kernel["first_progress"] == kernel["seconds"]
+        assert (kernel["progress_events"] > 0) == (outside["progress_events"] > 0), (kernel, outside)
+        assert kernel["longest_silence"] == pytest.approx(outside["longest_silence"], abs=0.4)
+    assert from_kernel[0]["longest_silence"] == pytest.approx(1.5, abs=0.4)  # between "a" and the end
+    assert from_kernel[1]["progress_events"] == 0
+    assert from_kernel[2]["progress_events"] >= 4  # the bar shown, then each of its 3 moves

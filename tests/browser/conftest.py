@@ -19,6 +19,7 @@ import pytest
 from browser_helpers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).exists()), None)
 JUPYTER_LAB = Path(sys.executable).with_name("jupyter-lab")
@@ -74,9 +75,15 @@ def jupyter_lab(tmp_path_factory):
         path = settings / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value), encoding="utf-8")
+    # Every kernel times its cells' progress (tests/kernel_progress.py) into tmp/progress: see cell_timings.
+    kernel_config = tmp / "ipy" / "profile_default" / "ipython_kernel_config.py"
+    kernel_config.parent.mkdir(parents=True)
+    kernel_config.write_text('c.InteractiveShellApp.extensions = ["kernel_progress"]\n', encoding="utf-8")
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "RLHF_LAB_PROGRESS_DIR": str(tmp / "progress"),
         "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
@@ -105,6 +112,23 @@ def jupyter_lab(tmp_path_factory):
         name="jupyter lab",
     ):
         yield base, token, notebooks
+
+
+@pytest.fixture(scope="session")
+def cell_timings(jupyter_lab):
+    """`rows(path)`: each cell's progress timing (tests/kernel_progress.py) as the kernel of the notebook
+    at `path` (relative to the server's root) ran it, one row per cell, in the order they ran."""
+    import urllib.parse
+
+    folder = jupyter_lab[2].parent / "progress"
+
+    def rows(path: str) -> list[dict]:
+        # the kernel names its notebook by its full path (jupyter_server's JPY_SESSION_NAME)
+        logs = [f for f in folder.glob("*.jsonl") if urllib.parse.unquote(f.stem).endswith("/" + path)]
+        assert len(logs) == 1, f"no single progress log for {path} in {folder}: {sorted(folder.glob('*'))}"
+        return [json.loads(line) for line in logs[0].read_text(encoding="utf-8").splitlines()]
+
+    return rows
 
 
 @pytest.fixture(scope="session")

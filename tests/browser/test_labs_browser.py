@@ -26,6 +26,7 @@ from browser_helpers import (
     run_all_cells,
     voila,
 )
+from notebook_progress import FIRST_PROGRESS_S, SILENCE_LIMIT_S, describe, silent_cells
 
 from rlhf_lab.bundled import load_preferences
 from rlhf_lab.store import PreferenceStore
@@ -268,16 +269,21 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
 
 
 # The labs no test above runs in the browser: each one's Run All (QUICK), then every output it drew.
+# tests/conftest.py leaves these out of test_labs.py's runs when this test runs them.
+RUN_ALL_LABS = ["01", "04", "05", "06", "07", "09"]
 PLOTLY_IN_MODEL = """() => { const m = window.jupyterapp.shell.currentWidget.content.model; let n = 0;
   for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i); if (c.type !== 'code') continue;
     for (let j = 0; j < c.outputs.length; j++) n += 'application/vnd.plotly.v1+json' in (c.outputs.get(j).data || {}); }
   return n; }"""
 
 
-@pytest.mark.parametrize("name", ["01", "04", "05", "06", "07", "09"])
-def test_lab_run_all_draws_every_output_without_an_error(name, jupyter_lab, new_page, page_log, artifacts):
+@pytest.mark.parametrize("name", RUN_ALL_LABS)
+def test_lab_run_all_draws_every_output_without_an_error(
+    name, jupyter_lab, new_page, page_log, artifacts, cell_timings
+):
     """No traceback, no widget that failed to load or never rendered, every plotly figure (outputs and
-    dashboards) drawn by the interactive renderer, no script error on the page."""
+    dashboards) drawn by the interactive renderer, no script error on the page; and no cell that ran
+    silently for long (the check tests/test_labs.py makes of the labs no test here runs)."""
     base, token, root = jupyter_lab
     path = copy_lab(root / f"lab{name}", name)
     page = new_page()
@@ -298,6 +304,14 @@ def test_lab_run_all_draws_every_output_without_an_error(name, jupyter_lab, new_
             plots.nth(i).scroll_into_view_if_needed()
             plots.nth(i).locator(".main-svg .cartesianlayer").first.wait_for(timeout=30_000)
         assert not [line for line in page_log[errors_before:] if "pageerror" in line], page_log
+        report = cell_timings(f"lab{name}/{path.name}")
+        print("\n".join(describe(row) for row in report))  # shown with -s or -rA: every cell's timing
+        assert len(report) == n_code_cells(path)
+        silent = silent_cells(report)
+        assert not silent, (
+            f"lab {name}: cells that showed nothing for {FIRST_PROGRESS_S:g} s, or then went quiet for "
+            f"{SILENCE_LIMIT_S:g} s (seconds at an idle machine's pace):\n" + "\n".join(map(describe, silent))
+        )
     finally:
         page.screenshot(path=str(artifacts / f"lab{name}.png"))
         page.close()
