@@ -17,7 +17,7 @@ fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/ruff" check rlhf_lab tests bench scripts
 # Two pytest-xdist workers: the tests pin torch to one thread (tests/conftest.py), so the second worker
-# uses the second core; the browser tests stay together on one worker (tests/browser/conftest.py).
+# uses the second core; each browser test module stays on one worker (tests/conftest.py's scheduler).
 # RLHF_LAB_TEST_WORKERS sets the count (0: one process); a later "-n N" argument overrides it too.
 workers="${RLHF_LAB_TEST_WORKERS:-2}"
-exec "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/pytest" -ra -n "$workers" --dist loadgroup "$@"
+exec "${RLHF_LAB_VENV:-$ROOT/.venv}/bin/pytest" -ra -n "$workers" --dist loadscope "$@"

@@ -42,3 +42,21 @@ def pytest_collection_modifyitems(config, items):
             and item.callspec.params["path"].name[:2] in in_browser
         ):
             item.add_marker(pytest.mark.skip(reason="the browser tests Run All this lab and check the same"))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown (and unused) without it
+def pytest_xdist_make_scheduler(config, log):
+    """Under `-n N --dist loadscope` (scripts/test.sh), a browser test module is one unit, run on one
+    worker in order: its tests share a page and a kernel (module-scoped fixtures) and some build on the
+    one before. Every other test is a unit of its own, so the workers stay evenly loaded. (xdist's own
+    `loadgroup` marks cannot do this with pytest 9.2, whose node ids no longer take xdist's group suffix.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.startswith("tests/browser/") else nodeid
+
+    return BrowserModulesTogether(config, log)

@@ -47,12 +47,9 @@ def pytest_collection_modifyitems(config, items):
             import playwright  # noqa: F401
         except ImportError:
             reason = "playwright is not installed"
-    for item in items:
-        if "browser" in item.keywords:
-            # Under pytest-xdist (`--dist loadgroup`), every browser test runs on one worker: they share
-            # one JupyterLab server, and two Chromiums driving kernels at once would starve each other.
-            item.add_marker(pytest.mark.xdist_group("browser"))
-            if reason:
+    if reason:
+        for item in items:
+            if "browser" in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
