@@ -46,11 +46,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown (and unused) without it
 def pytest_xdist_make_scheduler(config, log):
-    """Under `-n N --dist loadscope` (scripts/test.sh), a browser test module is one unit, run on one
-    worker in order: its tests share a page and a kernel (module-scoped fixtures) and some build on the
-    one before. Every other test is a unit of its own, so the workers stay evenly loaded. (xdist's own
-    `loadgroup` marks cannot do this with pytest 9.2, whose node ids no longer take xdist's group suffix.)"""
-    if config.getvalue("dist") != "loadscope":
+    """Under `-n N` (`--dist load`, or `loadscope` as scripts/test.sh asks), a browser test module is one
+    unit, run on one worker in order: its tests share a page and a kernel (module-scoped fixtures) and
+    some build on the one before. Every other test is a unit of its own, so the workers stay evenly
+    loaded. (xdist's own `loadgroup` marks cannot do this with pytest 9.2, whose node ids no longer take
+    xdist's group suffix.)"""
+    if config.getvalue("dist") not in ("load", "loadscope"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
