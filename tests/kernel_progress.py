@@ -2,8 +2,8 @@
 longest silence: what tests/notebook_progress.py measures from the client side, for kernels a real
 JupyterLab starts (tests/browser: Run All in Chromium).
 
-The browser tests' JupyterLab loads it in every kernel (its IPYTHONDIR's ipython_kernel_config.py) and
-sets RLHF_LAB_PROGRESS_DIR; each cell then appends one JSON row to
+The browser tests' JupyterLab starts its kernels under `kernel_env(...)`: they load it (their IPYTHONDIR's
+ipython_kernel_config.py names it) and each cell then appends one JSON row to
 `$RLHF_LAB_PROGRESS_DIR/<quoted notebook path>.jsonl` (jupyter_server names the notebook in the
 kernel's JPY_SESSION_NAME):
 
@@ -87,6 +87,21 @@ def cell_row(
 def log_path(folder: str | os.PathLike, notebook: str) -> Path:
     """Where the rows of the notebook at `notebook` (its path under the server's root) go."""
     return Path(folder) / (urllib.parse.quote(notebook, safe="") + ".jsonl")
+
+
+def kernel_env(ipython_dir: Path, progress_dir: Path) -> dict[str, str]:
+    """The environment under which every IPython kernel started loads this extension and writes its rows
+    to `progress_dir`: an IPYTHONDIR (`ipython_dir`, created) whose kernel config names the extension,
+    and this folder on PYTHONPATH so that the kernel can import it."""
+    config = ipython_dir / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('c.InteractiveShellApp.extensions = ["kernel_progress"]\n', encoding="utf-8")
+    here = str(Path(__file__).resolve().parent)
+    return {
+        "IPYTHONDIR": str(ipython_dir),
+        "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "RLHF_LAB_PROGRESS_DIR": str(progress_dir),
+    }
 
 
 class _Recorder:

@@ -82,19 +82,11 @@ def test_lab_runs_top_to_bottom(path, tmp_path, monkeypatch):
 def test_the_kernel_times_progress_as_the_client_does(tmp_path, monkeypatch):
     """tests/kernel_progress.py (inside the kernel: the browser tests' timing) and ProgressClient
     (nbclient's messages: this file's) see the same progress in the same cells."""
-    from kernel_progress import log_path
+    from kernel_progress import kernel_env, log_path
     from notebook_progress import ProgressClient
 
-    tests = Path(__file__).resolve().parent
-    config = tmp_path / "ipy" / "profile_default" / "ipython_kernel_config.py"
-    config.parent.mkdir(parents=True)
-    config.write_text('c.InteractiveShellApp.extensions = ["kernel_progress"]\n')
-    for key, value in {
-        "IPYTHONDIR": str(tmp_path / "ipy"),
-        "PYTHONPATH": str(tests),
-        "RLHF_LAB_PROGRESS_DIR": str(tmp_path / "progress"),
-        "JPY_SESSION_NAME": "/nb/check.ipynb",
-    }.items():
+    env = kernel_env(tmp_path / "ipy", tmp_path / "progress")
+    for key, value in {**env, "JPY_SESSION_NAME": "/nb/check.ipynb"}.items():
         monkeypatch.setenv(key, value)  # the kernel inherits the test's environment
     nb = nbformat.v4.new_notebook()
     nb.cells = [

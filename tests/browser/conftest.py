@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import free_port, serve
+from kernel_progress import kernel_env
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ROOT / "tests"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).exists()), None)
 JUPYTER_LAB = Path(sys.executable).with_name("jupyter-lab")
@@ -72,20 +72,15 @@ def jupyter_lab(tmp_path_factory):
         path = settings / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value), encoding="utf-8")
-    # Every kernel times its cells' progress (tests/kernel_progress.py) into tmp/progress: see cell_timings.
-    kernel_config = tmp / "ipy" / "profile_default" / "ipython_kernel_config.py"
-    kernel_config.parent.mkdir(parents=True)
-    kernel_config.write_text('c.InteractiveShellApp.extensions = ["kernel_progress"]\n', encoding="utf-8")
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "RLHF_LAB_PROGRESS_DIR": str(tmp / "progress"),
+        # every kernel times its cells' progress (tests/kernel_progress.py) into tmp/progress: cell_timings
+        **kernel_env(tmp / "ipy", tmp / "progress"),
         "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "rt"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "ws"),
-        "IPYTHONDIR": str(tmp / "ipy"),
     }
     base = f"http://127.0.0.1:{port}"
     with serve(
