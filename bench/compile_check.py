@@ -90,11 +90,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     parser.add_argument("--steps", type=int, default=2, help="PPO steps per mode (default 2)")
     parser.add_argument("--smoke", action="store_true", help="CPU, smaller batch (CI)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["default", "reduce-overhead"],
+        default=["default", "reduce-overhead"],
+        help="compiled modes to check against eager (default: both)",
+    )
     args = parser.parse_args(argv)
     device = choose_device("cpu" if args.smoke else (None if args.device == "auto" else args.device))
 
+    wanted = [False] + [True if name == "default" else name for name in args.modes]
     runs = {}
-    for mode in MODES:
+    for mode in [m for m in MODES if m in wanted]:
         try:
             runs[mode] = run_mode(mode, device, args.steps, args.smoke)
         except Exception as exc:  # a mode that fails is a finding, not the end of the check
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"compile_check: the eager run failed: {eager['error']}")
     moved = max((eager["weights"][n] - eager["initial"][n]).abs().max().item() for n in eager["weights"])
     modes = {}
-    for mode in MODES[1:]:
+    for mode in [m for m in MODES[1:] if m in runs]:
         run, key = runs[mode], "default" if mode is True else mode
         if "error" in run:
             modes[key] = {"error": run["error"]}

@@ -24,17 +24,22 @@ def tiny_lab(tmp_path):
     return Lab.from_preset("tiny", store=tmp_path / "labels.sqlite")
 
 
+WHOLE_LAB_IN_BROWSER = {  # tests/browser/test_labs_browser.py: test name -> its lab (None: the "name" param)
+    "test_lab_run_all_draws_every_output_without_an_error": None,
+    "test_lab02_run_all_label_restart_rerun_keeps_every_label": "02",
+}
+
+
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection and the browser tests' own skips
 def pytest_collection_modifyitems(config, items):
-    """A lab that the browser tests Run All (test_lab_run_all_draws_every_output_without_an_error) is
-    not also run by tests/test_labs.py in the same session: the browser run checks the same things (no
-    error, no long silent cell) and more. Without chromium, or when only test_labs.py is selected,
-    test_labs.py runs every lab."""
+    """A lab that a browser test runs whole (Run All, then check_every_output_drawn) is not also run by
+    tests/test_labs.py in the same session: the browser run checks the same things (no error, no long
+    silent cell) and more. Without chromium, or when only test_labs.py is selected, test_labs.py runs
+    every lab."""
     in_browser = {
-        item.callspec.params["name"]
+        WHOLE_LAB_IN_BROWSER[item.originalname] or item.callspec.params["name"]
         for item in items
-        if item.originalname == "test_lab_run_all_draws_every_output_without_an_error"
-        and not item.get_closest_marker("skip")
+        if item.originalname in WHOLE_LAB_IN_BROWSER and not item.get_closest_marker("skip")
     }
     for item in items:
         if (

@@ -43,10 +43,19 @@ STDERR = f"""() => [...document.querySelectorAll('{PANEL} [data-mime-type="appli
   .map(e => e.textContent.slice(-1500))"""
 
 
-def copy_lab(folder: Path, name: str, replace: dict[str, str] | None = None) -> Path:
-    """A copy of a lab with QUICK on (and any source replacements) in ``folder``."""
+def copy_lab(
+    folder: Path, name: str, replace: dict[str, str] | None = None, until: str | None = None
+) -> Path:
+    """A copy of a lab with QUICK on (and any source replacements) in ``folder``; with ``until``, the
+    copy ends before the first markdown cell that starts with it (a test that checks only the cells
+    above it need not wait for the rest)."""
     src = next(LABS.glob(f"{name}_*.ipynb"))
     nb = nbformat.read(src, as_version=4)
+    if until is not None:
+        end = next(
+            i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith(until)
+        )
+        nb.cells = nb.cells[:end]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.source = cell.source.replace('bool(os.environ.get("RLHF_LAB_QUICK"))', "True")
@@ -102,16 +111,53 @@ def label_one_by_click_one_by_key(page, labeller) -> None:
     labeller.locator(".rl-progress", has_text="2 labelled this session").wait_for(timeout=30_000)
 
 
-def test_lab02_run_all_label_restart_rerun_keeps_every_label(jupyter_lab, new_page, artifacts):
+PLOTLY_IN_MODEL = """() => { const m = window.jupyterapp.shell.currentWidget.content.model; let n = 0;
+  for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i); if (c.type !== 'code') continue;
+    for (let j = 0; j < c.outputs.length; j++) n += 'application/vnd.plotly.v1+json' in (c.outputs.get(j).data || {}); }
+  return n; }"""
+
+
+def check_every_output_drawn(page, name: str, path: Path, page_errors: list[str], report: list[dict]) -> None:
+    """After a whole lab's Run All: no traceback, no widget that failed to load or never rendered, every
+    plotly figure (outputs and dashboards) drawn by the interactive renderer, no script error on the
+    page (``page_errors``: the page log since the run began); and no cell that ran silently for long
+    (``report``: the kernel's cell timings), the check tests/test_labs.py makes under nbconvert."""
+    assert "Traceback" not in "".join(page.evaluate(STDERR))
+    panel = page.locator(PANEL)
+    for stuck in ("Error displaying widget", "Loading widget...", "Failed to load model class"):
+        assert panel.get_by_text(stuck).count() == 0, f"lab {name}: {stuck!r} on the page"
+    sent = page.evaluate(PLOTLY_IN_MODEL)
+    assert panel.locator(".jp-RenderedPlotly").count() == sent
+    plots = panel.locator(".js-plotly-plot")  # those figures and the dashboards' (widgets)
+    assert plots.count() >= 1
+    for i in range(plots.count()):  # off screen the renderer may show a figure's PNG; in view, the plot
+        plots.nth(i).scroll_into_view_if_needed()
+        plots.nth(i).locator(".main-svg .cartesianlayer").first.wait_for(timeout=30_000)
+    assert not [line for line in page_errors if "pageerror" in line], page_errors
+    print("\n".join(describe(row) for row in report))  # shown with -s or -rA: every cell's timing
+    assert len(report) == n_code_cells(path)
+    silent = silent_cells(report)
+    assert not silent, (
+        f"lab {name}: cells that showed nothing for {FIRST_PROGRESS_S:g} s, or then went quiet for "
+        f"{SILENCE_LIMIT_S:g} s (seconds at an idle machine's pace):\n" + "\n".join(map(describe, silent))
+    )
+
+
+def test_lab02_run_all_label_restart_rerun_keeps_every_label(
+    jupyter_lab, new_page, page_log, artifacts, cell_timings
+):
     base, token, root = jupyter_lab
     path = copy_lab(root / "lab02", "02")
     rel = f"lab02/{path.name}"
     store = root / "lab02" / "runs" / "lab02-tiny" / "labels.sqlite"
     page = new_page()
+    errors_before = len(page_log)
     try:
         open_notebook(page, base, token, rel)
         run_all_cells(page)
         all_run(page, n_code_cells(path))
+        # the whole lab ran: the checks the other labs' Run All gets (tests/test_labs.py skips lab 02)
+        check_every_output_drawn(page, "02", path, page_log[errors_before:], cell_timings(rel))
         labeller = page.locator(".rl-labeller").first
         # the header counts the crowd's labels, added by a cell below the labeller
         labeller.locator(".rl-progress", has_text="crowd-1").wait_for(timeout=30_000)
@@ -150,7 +196,9 @@ def test_lab02_run_all_label_restart_rerun_keeps_every_label(jupyter_lab, new_pa
 def test_lab02_in_voila_label_then_reload_keeps_every_label(tmp_path, new_page, artifacts):
     if not VOILA.exists():
         pytest.skip(f"{VOILA} not found (pip install voila)")
-    path = copy_lab(tmp_path / "nb", "02")
+    # up to the crowd's labels: the reward model below them adds nothing to what this test checks
+    # (the JupyterLab test above runs the whole lab), and each page load runs the copy again
+    path = copy_lab(tmp_path / "nb", "02", until="The bundled preference file")
     store = path.parent / "runs" / "lab02-tiny" / "labels.sqlite"
     page = new_page()
     try:
@@ -271,47 +319,23 @@ def test_lab08_run_all_waits_for_a_person_to_label_each_round(jupyter_lab, new_p
 # The labs no test above runs in the browser: each one's Run All (QUICK), then every output it drew.
 # tests/conftest.py leaves these out of test_labs.py's runs when this test runs them.
 RUN_ALL_LABS = ["01", "04", "05", "06", "07", "09"]
-PLOTLY_IN_MODEL = """() => { const m = window.jupyterapp.shell.currentWidget.content.model; let n = 0;
-  for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i); if (c.type !== 'code') continue;
-    for (let j = 0; j < c.outputs.length; j++) n += 'application/vnd.plotly.v1+json' in (c.outputs.get(j).data || {}); }
-  return n; }"""
 
 
 @pytest.mark.parametrize("name", RUN_ALL_LABS)
 def test_lab_run_all_draws_every_output_without_an_error(
     name, jupyter_lab, new_page, page_log, artifacts, cell_timings
 ):
-    """No traceback, no widget that failed to load or never rendered, every plotly figure (outputs and
-    dashboards) drawn by the interactive renderer, no script error on the page; and no cell that ran
-    silently for long (the check tests/test_labs.py makes of the labs no test here runs)."""
+    """Run All of a whole lab, then check_every_output_drawn."""
     base, token, root = jupyter_lab
     path = copy_lab(root / f"lab{name}", name)
+    rel = f"lab{name}/{path.name}"
     page = new_page()
     errors_before = len(page_log)
     try:
-        open_notebook(page, base, token, f"lab{name}/{path.name}")
+        open_notebook(page, base, token, rel)
         run_all_cells(page)
         all_run(page, n_code_cells(path))
-        assert "Traceback" not in "".join(page.evaluate(STDERR))
-        panel = page.locator(PANEL)
-        for stuck in ("Error displaying widget", "Loading widget...", "Failed to load model class"):
-            assert panel.get_by_text(stuck).count() == 0, f"lab {name}: {stuck!r} on the page"
-        sent = page.evaluate(PLOTLY_IN_MODEL)
-        assert panel.locator(".jp-RenderedPlotly").count() == sent
-        plots = panel.locator(".js-plotly-plot")  # those figures and the dashboards' (widgets)
-        assert plots.count() >= 1
-        for i in range(plots.count()):  # off screen the renderer may show a figure's PNG; in view, the plot
-            plots.nth(i).scroll_into_view_if_needed()
-            plots.nth(i).locator(".main-svg .cartesianlayer").first.wait_for(timeout=30_000)
-        assert not [line for line in page_log[errors_before:] if "pageerror" in line], page_log
-        report = cell_timings(f"lab{name}/{path.name}")
-        print("\n".join(describe(row) for row in report))  # shown with -s or -rA: every cell's timing
-        assert len(report) == n_code_cells(path)
-        silent = silent_cells(report)
-        assert not silent, (
-            f"lab {name}: cells that showed nothing for {FIRST_PROGRESS_S:g} s, or then went quiet for "
-            f"{SILENCE_LIMIT_S:g} s (seconds at an idle machine's pace):\n" + "\n".join(map(describe, silent))
-        )
+        check_every_output_drawn(page, name, path, page_log[errors_before:], cell_timings(rel))
     finally:
         page.screenshot(path=str(artifacts / f"lab{name}.png"))
         page.close()
