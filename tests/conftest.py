@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -8,6 +10,24 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config):
+    """One cache folder (RLHF_LAB_CACHE: pre-trained reward models, converted SmolLM2 weights) for the
+    whole run, shared by its pytest-xdist workers and the kernels and scripts the tests start, then
+    removed: what one test pre-trains the next reuses, as a user's second run would, and no test reads
+    or fills the user's ~/.cache/rlhf_lab. A test that needs a cold cache sets its own."""
+    if hasattr(config, "workerinput") or "RLHF_LAB_CACHE" in os.environ:
+        return  # a worker inherits the controller's folder; a caller's own folder is kept
+    config._rlhf_lab_cache = tempfile.mkdtemp(prefix="rlhf-lab-test-cache-")
+    os.environ["RLHF_LAB_CACHE"] = config._rlhf_lab_cache
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_rlhf_lab_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        del os.environ["RLHF_LAB_CACHE"]
 
 
 @pytest.fixture(scope="session")

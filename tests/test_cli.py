@@ -214,8 +214,8 @@ def test_a_bad_config_file_is_one_error_line_and_exit_2(tmp_path, capsys, comman
 
 
 @pytest.mark.slow
-def test_demo_command_says_each_phase_and_prints_the_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
+def test_demo_command_says_each_phase_and_prints_the_report(tmp_path, capsys):
+    # the run's shared cache (tests/conftest.py): the reward model pre-trained here or by another test
     argv = [
         "demo",
         "--sft-steps",
