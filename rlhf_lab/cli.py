@@ -189,6 +189,12 @@ def _export_trl(args: argparse.Namespace) -> int:
     recipe = export_trl(config, args.out)
     stages = ", ".join(f"{s['kind']} ({s['trainer']})" for s in recipe["stages"])
     print(f"Wrote {args.out}: {stages}. Run: accelerate launch {Path(args.out) / 'train_trl.py'}")
+    if recipe["not_carried"]:  # said here, not only in the README: a setting must not vanish unseen
+        print(
+            f"Not carried over to TRL ({len(recipe['not_carried'])}; also in {Path(args.out) / 'README.md'}):"
+        )
+        for where, why in recipe["not_carried"].items():
+            print(f"  {where}: {why}")
     return 0
 
 

@@ -14,8 +14,9 @@ TRL config arguments), `train_trl.py` (needs only trl; `reward: gold` also impor
 task's judge) and a README with the mapping below. Stages run in the lab's order: SFT, DPO, reward
 model, then GRPO/RLOO on the policy so far; each stage's output folder is the next one's model.
 
-The mapping (lab field -> TRL 1.16 field), per `MAPPING`; settings without a TRL twin are listed in
-the README as not carried over. The lab's batch sizes become per-device ones, so one GPU sees the
+The mapping (lab field -> TRL 1.16 field) is `rlhf_lab.trl_mapping.MAPPING`; the settings of the config
+that the TRL run does not take are listed, each with why, in `recipe.json`'s "not_carried", in the README
+and by the command. The lab's batch sizes become per-device ones, so one GPU sees the
 lab's batches and N GPUs see N times as many samples per optimizer step (halve them, or the learning
 rate, to keep the lab's effective batch).
 """
@@ -30,69 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_lab.errors import ConfigError
+from rlhf_lab.trl_mapping import MAPPING, NOT_CARRIED, config_not_carried
 
-# lab field -> TRL field, per stage (trl/trainer/{sft,dpo,reward,grpo,rloo}_config.py in TRL 1.16).
-MAPPING: dict[str, dict[str, str]] = {
-    "sft": {
-        "steps": "max_steps",
-        "learning_rate": "learning_rate",
-        "batch_size": "per_device_train_batch_size",
-        "max_length": "max_length",
-        "weight_decay": "weight_decay",
-        "warmup_steps": "warmup_steps",
-        "max_grad_norm": "max_grad_norm",
-        "seed": "seed",
-    },
-    "dpo": {
-        "steps": "max_steps",
-        "beta": "beta",
-        "loss_type": "loss_type",
-        "label_smoothing": "label_smoothing",
-        "learning_rate": "learning_rate",
-        "batch_size": "per_device_train_batch_size",
-        "max_length": "max_length",
-        "weight_decay": "weight_decay",
-        "max_grad_norm": "max_grad_norm",
-        "seed": "seed",
-    },
-    "reward": {
-        "steps (when epochs is unset)": "max_steps",
-        "epochs": "num_train_epochs",
-        "learning_rate": "learning_rate",
-        "batch_size": "per_device_train_batch_size",
-        "max_length": "max_length",
-        "weight_decay": "weight_decay",
-        "max_grad_norm": "max_grad_norm",
-        "seed": "seed",
-    },
-    "rl": {
-        "steps": "max_steps",
-        "samples_per_prompt": "num_generations",
-        "batch_size * samples_per_prompt / num_minibatches": "per_device_train_batch_size",
-        "num_minibatches": "steps_per_generation",
-        "num_epochs": "num_iterations",
-        "clip_range": "epsilon",
-        "beta": "beta",
-        "max_new_tokens": "max_completion_length",
-        "temperature": "temperature",
-        "top_k": "top_k",
-        "top_p": "top_p",
-        "learning_rate": "learning_rate",
-        "max_grad_norm": "max_grad_norm",
-        "seed": "seed",
-    },
-}
-NOT_CARRIED = {
-    "sft": "mixed_precision (use accelerate's --mixed_precision), eval_batch_size",
-    "dpo": "soft_targets (rows are oriented by their target, ties dropped), dropout (TRL: disable_dropout=True)",
-    "reward": "center_rewards (the lab subtracts the mean training reward afterwards; TRL's "
-    "center_rewards_coefficient is an extra loss term, left off), loss='ranking', split/early stopping",
-    "rl": "gradient_accumulation_steps (memory only: the update is the same without it), kl_estimator, "
-    "target_kl, missing_eos_penalty, reward_clip, whiten_* (TRL normalises per group), "
-    "the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Several reward models "
-    "are each rescaled on the first batch, the lab's default, by train_trl.py (reward_norm_samples and a "
-    "pinned reward_scale are not carried over); under N processes each fits on its own first batch",
-}
 COMMON = {"report_to": "none", "logging_steps": 1, "save_strategy": "no", "lr_scheduler_type": "constant"}
 
 
@@ -311,7 +251,13 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, **reward)
         if several and not route:
             stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
-    recipe = {"trl": ">=1.16,<1.17", "policy": policy, "output_dir": "outputs", "stages": stages}
+    recipe = {
+        "trl": ">=1.16,<1.17",
+        "policy": policy,
+        "output_dir": "outputs",
+        "stages": stages,
+        "not_carried": config_not_carried(config),  # for the reader: train_trl.py does not use it
+    }
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
     shutil.copyfile(Path(__file__).with_name("trl_script.py"), out / "train_trl.py")
     (out / "README.md").write_text(_readme(recipe), encoding="utf-8")
@@ -338,8 +284,19 @@ def _readme(recipe: dict[str, Any]) -> str:
         "Batch sizes are per device: N GPUs take N times the lab's samples per optimizer step.",
         "",
     ]
+    if recipe["not_carried"]:
+        lines += ["Settings of this config that the TRL run does not take:", ""]
+        lines += [f"- `{where}`: {why}" for where, why in recipe["not_carried"].items()]
+        lines += [""]
     for kind, mapping in MAPPING.items():
         lines += [f"### {kind}", "", "| lab | TRL |", "|---|---|"]
         lines += [f"| `{lab}` | `{trl}` |" for lab, trl in mapping.items()]
-        lines += ["", f"Not carried over: {NOT_CARRIED[kind]}.", ""]
+        reasons = "; ".join(f"`{key}` ({why})" for key, why in NOT_CARRIED[kind].items())
+        lines += ["", f"Not carried over: {reasons}{README_EXTRA.get(kind, '')}.", ""]
     return "\n".join(lines)
+
+
+README_EXTRA = {
+    "rl": "; and the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Under N "
+    "processes each reward model's scale is fitted on that process's own first batch",
+}

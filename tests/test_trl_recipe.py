@@ -118,6 +118,49 @@ def test_ppo_is_refused_with_the_alternatives(tmp_path):
 
 
 @pytest.mark.slow  # four TRL trainers, 1 step each, on the tiny preset: ~30-60 s on 2 cores
+@pytest.mark.parametrize("kind", ["sft", "dpo", "reward", "rl"])
+def test_every_lab_setting_is_mapped_or_said_not_carried_or_quiet(kind):
+    """A new lab setting must be placed by hand: mapped, named as not carried (with why), or quiet."""
+    from dataclasses import fields
+
+    from rlhf_lab.reward.config import RMConfig
+    from rlhf_lab.rl.config import RLConfig
+    from rlhf_lab.stages.dpo import DPOConfig
+    from rlhf_lab.stages.sft import SFTConfig
+    from rlhf_lab.trl_mapping import NOT_CARRIED, QUIET, mapped_settings
+
+    config = {"sft": SFTConfig, "dpo": DPOConfig, "reward": RMConfig, "rl": RLConfig}[kind]
+    placed = mapped_settings(kind) | set(NOT_CARRIED[kind]) | QUIET
+    assert not [f.name for f in fields(config) if f.name not in placed]
+
+
+def test_the_settings_trl_will_not_take_are_named_with_why(tmp_path, capsys):
+    config = {
+        **RECIPE,
+        "reward_model": {"epochs": 1, "batch_size": 8, "ties": "exclude", "loss": "ranking"},
+        "rl": {
+            **RECIPE["rl"],
+            "target_kl": 6.0,
+            "kl_estimator": "k3",  # what TRL does: not flagged
+            "compile_update": True,  # speed only: not flagged
+            "reward_norm_samples": 64,
+        },
+    }
+    recipe = export_trl(config, tmp_path / "out")
+    assert list(recipe["not_carried"]) == ["reward_model.loss", "rl.target_kl", "rl.reward_norm_samples"]
+    assert "adaptive KL" in recipe["not_carried"]["rl.target_kl"]
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "- `rl.target_kl`: TRL 1.16 keeps beta fixed" in readme
+    assert json.loads((tmp_path / "out" / "recipe.json").read_text())["not_carried"] == recipe["not_carried"]
+    assert export_trl(RECIPE, tmp_path / "plain")["not_carried"] == {}
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["export-trl", str(path), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "Not carried over to TRL (3;" in out and "  rl.reward_norm_samples: train_trl.py fits" in out
+
+
 def test_the_generated_script_runs_every_stage_on_tiny_models(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(RECIPE))
