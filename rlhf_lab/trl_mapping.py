@@ -109,8 +109,8 @@ NOT_CARRIED: dict[str, dict[str, str]] = {
         "whiten_rewards": "TRL normalises rewards within each prompt's group of answers",
         "whiten_advantages": "TRL normalises rewards within each prompt's group of answers",
         "normalize_reward": "train_trl.py rescales each of several reward models on its first batch",
-        "reward_norm_samples": "train_trl.py fits each reward model's scale on its first batch, not on "
-        "fresh answers",
+        "reward_norm_samples": "with one reward model TRL takes its scores as they are (train_trl.py "
+        "rescales several, on this many fresh answers)",
         "reward_scale": "train_trl.py trains the reward models again, so a scale pinned for the lab's would "
         "not fit theirs: each is rescaled on its first batch",
         "ent_coef": "TRL's GRPO and RLOO have no entropy bonus",
@@ -206,7 +206,10 @@ def config_not_carried(config: dict[str, Any]) -> dict[str, str]:
                     ("reward", f"rl.reward.{name}", {k: v for k, v in own.items() if k not in OBJECTIVE_KEYS})
                 )
     if rl:
-        sections.append(("rl", "rl", rl))
+        several = isinstance(rl.get("reward"), dict)  # train_trl.py fits their scales on fresh answers
+        sections.append(
+            ("rl", "rl", {k: v for k, v in rl.items() if not (several and k == "reward_norm_samples")})
+        )
     return {
         f"{where}.{key}": why
         for kind, where, section in sections

@@ -251,6 +251,10 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, **reward)
         if several and not route:
             stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
+        if several and rl.get(
+            "reward_norm_samples"
+        ):  # train_trl.py fits each scale on this many fresh answers
+            stages[-1]["reward_norm_samples"] = rl["reward_norm_samples"]
     recipe = {
         "trl": ">=1.16,<1.17",
         "policy": policy,
@@ -297,6 +301,8 @@ def _readme(recipe: dict[str, Any]) -> str:
 
 
 README_EXTRA = {
-    "rl": "; and the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Under N "
-    "processes each reward model's scale is fitted on that process's own first batch",
+    "rl": "; and the PPO value function (TRL 1.16's scalable RL trainers are GRPO and RLOO). Several reward "
+    "models are each rescaled to mean 0 and std 1 by train_trl.py, on the first batch or, with "
+    "reward_norm_samples, on that many answers of the starting policy (the same on every process); under N "
+    "processes a first-batch fit is each process's own",
 }

@@ -53,8 +53,8 @@ FLAT_STD = 0.05  # a reward model whose first scores vary less is centred, not s
 def reward_model_function(folder: str, name: str, route: str | None = None):
     """The reward model in `folder` as a TRL reward function, on one scale with the others.
 
-    Each of several reward models is rescaled to mean 0 and std 1 on its scores of the first batch, and
-    that fit is kept, as rlhf-lab's RL stage does (after lm-human-preferences, Ziegler et al. 2019): the
+    Each of several reward models is rescaled to mean 0 and std 1 on its scores of the first batch (or of
+    the starting policy's fresh answers: fit_scales_on_fresh_answers), and that fit is kept, as rlhf-lab's RL stage does (after lm-human-preferences, Ziegler et al. 2019): the
     weights then mean what they say, whatever scale each Bradley-Terry model happened to learn. With
     `route`, the model answers only for the prompts whose `route` column says `name` and returns None
     for the others, which TRL skips (its "multi-task" rewards): each prompt is paid by its own model,
@@ -95,7 +95,54 @@ def reward_model_function(folder: str, name: str, route: str | None = None):
         return [score if mine == name else None for score, mine in zip(scaled, columns[route])]
 
     reward.__name__ = f"reward_{name}"  # TRL logs rewards/reward_<name>/mean
+    reward.fit = fit  # read by fit_scales_on_fresh_answers, which reports it
     return reward
+
+
+def fit_scales_on_fresh_answers(policy: str, data, rewards: list, n: int, args: dict) -> None:
+    """Fit each reward function's scale on `n` answers of the starting policy before the first step (the
+    lab's `reward_norm_samples`), instead of on the first batch: one answer per prompt in the prompts'
+    order (wrapping), sampled as the trainer samples (temperature, top-k, top-p, length), then every
+    reward function scores them once, which fixes its scale. Prints each scale as a JSON line."""
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(policy).to(PartialState().device).eval()
+    rows = [data[i % len(data)] for i in range(n)]
+    prompts = [row["prompt"] for row in rows]
+    sampling = {"temperature": args.get("temperature", 1.0), "top_p": args.get("top_p", 1.0)}
+    if args.get("top_k"):
+        sampling["top_k"] = args["top_k"]
+    generator_seed = args.get("seed", 0)
+    completions = []
+    for start in range(0, n, 16):
+        batch = tokenizer.apply_chat_template(
+            prompts[start : start + 16],
+            add_generation_prompt=True,
+            padding=True,
+            return_tensors="pt",
+            return_dict=True,
+        ).to(model.device)
+        torch.manual_seed(generator_seed + start)  # the same answers on every process: one shared scale
+        with torch.inference_mode():
+            out = model.generate(
+                **batch,
+                do_sample=True,
+                max_new_tokens=args.get("max_completion_length", 256),
+                pad_token_id=tokenizer.pad_token_id,
+                **sampling,
+            )
+        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        completions += [[{"role": "assistant", "content": text}] for text in texts]
+    columns = {key: [row[key] for row in rows] for key in rows[0] if key != "prompt"}
+    for reward in rewards:
+        reward(prompts, completions, **columns)  # the first call fits and keeps the scale
+        print(json.dumps({"reward_scale": reward.__name__, **reward.fit, "fitted_on": n}), flush=True)
+    del model
 
 
 DONE = "done.json"  # written into a stage's folder once its model is saved there
@@ -136,6 +183,8 @@ def run_stage(
         if stage.get("reward_models"):  # several: weighted by args["reward_weights"], or routed
             route = stage.get("route")
             reward = [reward_model_function(reward_models[n], n, route) for n in stage["reward_models"]]
+            if stage.get("reward_norm_samples"):
+                fit_scales_on_fresh_answers(policy, data, reward, stage["reward_norm_samples"], args)
         else:
             reward = reward_models[None] if stage["reward"] == "rm" else gold_reward(stage["task"])
         trainer = trainer_cls(model=policy, reward_funcs=reward, args=config_cls(**args), **common)

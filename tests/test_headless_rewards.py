@@ -207,13 +207,13 @@ def test_headless_rl_on_two_reward_models(tmp_path, capsys, route):
         assert summary["exports"][f"reward_model/{name}"] == str(run / "export" / "reward_model" / name)
 
 
-def _two_objective_recipe(tmp_path, estimator="grpo", route=None):
+def _two_objective_recipe(tmp_path, estimator="grpo", route=None, **rl):
     from rlhf_lab.trl_recipe import export_trl
 
     reward = {"helpful": {"criterion": "helpfulness"}, "harmless": {"criterion": "harmlessness"}}
     if route is None:
         reward["harmless"]["weight"] = 0.5
-    config = _config(tmp_path, reward, **({"route": route} if route else {}))
+    config = _config(tmp_path, reward, **({"route": route} if route else {}), **rl)
     config["rl"]["estimator"] = estimator
     return export_trl(config, tmp_path / "trl"), tmp_path / "trl"
 
@@ -278,11 +278,15 @@ def test_export_trl_routes_each_prompt_to_one_reward_model(tmp_path):
 @pytest.mark.slow  # three TRL trainers, 1 step each, on the tiny preset (~10 s on 2 cores)
 @pytest.mark.parametrize("route", [None, "kind"])
 def test_the_generated_script_trains_both_reward_models_and_grpo_on_them(tmp_path, route):
+    """Weighted: each scale fitted on 6 fresh answers of the starting policy (reward_norm_samples)."""
     import os
     import subprocess
     import sys
 
-    _, out = _two_objective_recipe(tmp_path, route=route)
+    recipe, out = _two_objective_recipe(
+        tmp_path, route=route, **({} if route else {"reward_norm_samples": 6})
+    )
+    assert "rl.reward_norm_samples" not in recipe["not_carried"]  # carried for several reward models
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(out / "train_trl.py"), "--cpu", "--max-steps", "1"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -295,6 +299,15 @@ def test_the_generated_script_trains_both_reward_models_and_grpo_on_them(tmp_pat
     ]
     log = result.stdout + result.stderr
     assert "rewards/reward_helpful/mean" in log and "rewards/reward_harmless/mean" in log  # GRPO used both
+    scales = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"reward_scale"')]
+    if route is None:
+        assert [(s["reward_scale"], s["fitted_on"]) for s in scales] == [
+            ("reward_helpful", 6),
+            ("reward_harmless", 6),
+        ]
+        assert all(s["gain"] > 0 for s in scales)
+    else:
+        assert scales == []  # fitted on the first batch, as before
     assert (out / "outputs" / "reward_helpful" / "config.json").is_file()
     assert (out / "outputs" / "reward_harmless" / "config.json").is_file()
     assert (out / "outputs" / "rl" / "config.json").is_file()

@@ -158,7 +158,10 @@ def test_the_settings_trl_will_not_take_are_named_with_why(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["export-trl", str(path), "--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    assert "Not carried over to TRL (3;" in out and "  rl.reward_norm_samples: train_trl.py fits" in out
+    assert (
+        "Not carried over to TRL (3;" in out
+        and "  rl.reward_norm_samples: with one reward model TRL takes" in out
+    )
 
 
 def test_the_generated_script_runs_every_stage_on_tiny_models(tmp_path, capsys):
