@@ -39,6 +39,7 @@ MAPPING: dict[str, dict[str, str]] = {
         "seed": "seed",
     },
     "reward": {
+        "steps (when epochs is unset)": "max_steps",
         "epochs": "num_train_epochs",
         "learning_rate": "learning_rate",
         "batch_size": "per_device_train_batch_size",
@@ -71,7 +72,7 @@ USED_OTHERWISE: dict[str, set[str]] = {
     # model's `steps` -> max_steps unless epochs are set; the RL stage's choice of trainer and reward)
     "sft": _LORA,
     "dpo": _LORA,
-    "reward": _LORA | {"steps", "soft_labels", "use_margin"},  # soft labels -> TRL's margin column
+    "reward": _LORA | {"soft_labels", "use_margin"},  # soft labels -> TRL's margin column
     "rl": _LORA | {"estimator", "reward", "route"},
 }
 
@@ -171,7 +172,8 @@ QUIET: set[str] = {
 
 def mapped_settings(kind: str) -> set[str]:
     """The lab settings of a `kind` section the export carries over (directly or through another field)."""
-    return {name for key in MAPPING[kind] for name in re.findall(r"[a-z_]+", key)} | USED_OTHERWISE[kind]
+    named = {name for key in MAPPING[kind] for name in re.findall(r"[a-z_]+", key.split(" (")[0])}
+    return named | USED_OTHERWISE[kind]
 
 
 def not_carried(kind: str, section: dict[str, Any]) -> dict[str, str]:

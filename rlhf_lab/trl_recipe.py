@@ -251,9 +251,8 @@ def export_trl(config: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]
         add("rl", f"{estimator.upper()}Trainer", rl, data, estimator=estimator, **reward)
         if several and not route:
             stages[-1]["args"]["reward_weights"] = [float(objective.weight) for objective in objectives]
-        if several and rl.get(
-            "reward_norm_samples"
-        ):  # train_trl.py fits each scale on this many fresh answers
+        if several and rl.get("reward_norm_samples"):
+            # train_trl.py fits each model's scale on this many fresh answers before the first step
             stages[-1]["reward_norm_samples"] = rl["reward_norm_samples"]
     recipe = {
         "trl": ">=1.16,<1.17",
