@@ -57,9 +57,10 @@ def reward_model_function(folder: str, name: str, route: str | None = None):
     the starting policy's fresh answers: fit_scales_on_fresh_answers), and that fit is kept, as rlhf-lab's
     RL stage does (after lm-human-preferences, Ziegler et al. 2019): the weights then mean what they say,
     whatever scale each Bradley-Terry model happened to learn. With `route`, the model answers only for
-    the prompts whose `route` column says `name` and returns None for the others, which TRL skips (its "multi-task" rewards): each prompt is paid by its own model,
-    Llama 2's rule (Touvron et al. 2023, section 3.2.3). The text is built as TRL 1.16 builds it for a
-    reward model (grpo_trainer.py, _calculate_rewards).
+    the prompts whose `route` column says `name` and returns None for the others, which TRL skips (its
+    "multi-task" rewards): each prompt is paid by its own model, Llama 2's rule (Touvron et al. 2023,
+    section 3.2.3). The text is built as TRL 1.16 builds it for a reward model (grpo_trainer.py,
+    _calculate_rewards).
     """
     import torch
     from accelerate import PartialState
