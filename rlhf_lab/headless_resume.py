@@ -19,6 +19,7 @@ the config is refused, since the checkpoints would then mix two experiments.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ class RunProgress:
         if resume and self.path.is_file():
             self.stages = json.loads(self.path.read_text(encoding="utf-8"))["saved"]
         self.resumed: dict[str, int] = {}  # stage: steps it had taken when this run picked it up
-        self._write()
+        if not (resume and self.path.is_file()):  # a resumed run's file already says what it holds
+            self._write()
 
     def saved(self, name: str) -> Path | None:
         folder = self.path.parent / name
@@ -95,9 +97,13 @@ class RunProgress:
             self._write()
 
     def _write(self) -> None:
+        # Into a temporary file, then renamed over the old one: the other ranks read this file while
+        # rank 0 may be writing it, and must see the old list or the new one, never an empty file.
         if self.writer:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"saved": self.stages}), encoding="utf-8")
+            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            staging.write_text(json.dumps({"saved": self.stages}), encoding="utf-8")
+            os.replace(staging, self.path)
 
 
 def run_steps(

@@ -99,6 +99,34 @@ def test_a_fresh_run_never_resumes_an_older_runs_checkpoints(tmp_path):
     assert RunProgress(tmp_path, resume=False, writer=True).saved("sft") is None  # a new run starts over
 
 
+def test_other_ranks_never_read_a_half_written_progress_file(tmp_path):
+    """Rank 1 reads progress.json while rank 0 writes it (a two-rank --resume once failed in CI with
+    rank 1's JSONDecodeError on an empty file): every read sees a whole list, the old one or the new."""
+    import threading
+
+    writer = RunProgress(tmp_path, resume=False, writer=True)
+    errors, done = [], threading.Event()
+
+    def read_while_written():
+        while not done.is_set():
+            try:
+                RunProgress(tmp_path, resume=True, writer=False)
+            except Exception as e:  # any failure to read is the finding
+                errors.append(repr(e))
+                return
+
+    reader = threading.Thread(target=read_while_written)
+    reader.start()
+    try:
+        for i in range(1000):
+            writer.record(f"stage{i}")
+    finally:
+        done.set()
+        reader.join()
+    assert not errors, errors
+    assert len(RunProgress(tmp_path, resume=True, writer=True).stages) == 1000  # a resume keeps the list
+
+
 def test_steps_are_taken_in_chunks_with_a_save_after_each():
     class Stage:
         step_count, rows, taken = 1, [], []
