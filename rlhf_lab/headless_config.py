@@ -107,7 +107,12 @@ def write_config(
 
     plain = json.loads(json.dumps(config, default=str))
     header = "".join(f"# {line}\n" for line in comments)
-    Path(path).write_text(header + yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
+    # Through a temporary file and a rename: on a --resume the other ranks read a run's config.yaml
+    # while rank 0 writes it again, and must never see it empty.
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(header + yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
+    os.replace(staging, path)
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:

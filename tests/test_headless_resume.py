@@ -127,6 +127,37 @@ def test_other_ranks_never_read_a_half_written_progress_file(tmp_path):
     assert len(RunProgress(tmp_path, resume=True, writer=True).stages) == 1000  # a resume keeps the list
 
 
+def test_other_ranks_never_read_a_half_written_config(tmp_path):
+    """On a --resume every rank checks the run's config.yaml while rank 0 writes it again."""
+    import threading
+
+    from rlhf_lab.headless_config import write_config
+    from rlhf_lab.headless_resume import check_same_run
+
+    config = {"preset": "tiny", "task": "positive_review", "rl": {"steps": 2, "beta": 0.1}}
+    path = tmp_path / "config.yaml"
+    write_config(config, path)
+    errors, done = [], threading.Event()
+
+    def check_while_written():
+        while not done.is_set():
+            try:
+                check_same_run(config, path)
+            except Exception as e:  # any failure to read is the finding
+                errors.append(repr(e))
+                return
+
+    reader = threading.Thread(target=check_while_written)
+    reader.start()
+    try:
+        for _ in range(200):
+            write_config(config, path)
+    finally:
+        done.set()
+        reader.join()
+    assert not errors, errors
+
+
 def test_steps_are_taken_in_chunks_with_a_save_after_each():
     class Stage:
         step_count, rows, taken = 1, [], []
