@@ -64,7 +64,8 @@ On a machine without GPUs, `--multi_gpu` still starts N CPU processes (gloo); ac
 Scale-out: under `accelerate launch` (or torchrun) with more than one process, SFT and the reward
 model run replicated (same seed, same data, so identical on every rank) and RL is data-parallel:
 rank r draws its rollouts from every world_size-th prompt starting at r, samples with its own
-seed, and gradients are averaged across ranks before each optimizer step (see
+seed (reseeded from the rank and the step count at each checkpoint, so a resumed run samples what
+the uninterrupted one would have), and gradients are averaged across ranks before each optimizer step (see
 rlhf_lab.rl.distributed). Ranks start from identical weights and stay identical; rank 0 saves
 the checkpoints and prints the summary, every rank writes output_dir/ranks/rank<r>.json with a
 SHA-256 of its trained weights. An error that stops one rank (kl_limit, a NaN) stops every rank at
@@ -345,10 +346,14 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
             )
             if rl is None:
                 rl = lab.rl(share, reward, estimator=estimator, gold=judge, **rl_cfg)
+            reseed = None
             if world > 1:
-                # Built identically on every rank; from here on each rank samples differently (a resumed
-                # run: differently from the run before it, whose random state was rank 0's).
-                torch.manual_seed(seed + RANK_SEED_STRIDE * rank + rl.step_count)
+                # Built identically on every rank; from here on each rank samples differently. A checkpoint
+                # holds rank 0's random state only, so each rank reseeds from its rank and the step count at
+                # every checkpoint boundary, where a resumed run starts too: the same stream either way.
+                def reseed() -> None:
+                    torch.manual_seed(seed + RANK_SEED_STRIDE * rank + rl.step_count)
+
             watch(rl)
             ends = round_ends(steps, flywheel.settings["rounds"]) if flywheel else [steps]
             for number, end in enumerate(ends, 1):
@@ -360,7 +365,13 @@ def train(config: dict[str, Any], *, progress: bool = False, resume: bool = Fals
                     )
                 if not flywheel or rl.step_count <= end:  # a round it had ended before it stopped: skipped
                     rows = run_steps(
-                        rl, end, name="rl", every=every, save=lambda: checkpoint(rl, "rl"), progress=show
+                        rl,
+                        end,
+                        name="rl",
+                        every=every,
+                        save=lambda: checkpoint(rl, "rl"),
+                        progress=show,
+                        before_chunk=reseed,
                     )
                 if flywheel and number < len(ends) and flywheel.rounds_done < number:
                     flywheel.turn(models[None], rl, progress=show)  # label, refit, RL goes on against it

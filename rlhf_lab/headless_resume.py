@@ -114,10 +114,12 @@ def run_steps(
     every: int | None,
     save: Callable[[], Any],
     progress: bool,
+    before_chunk: Callable[[], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Take `stage` from its step count to `steps`, calling `save` (rank 0's checkpoint) every `every` steps
     and at the end; returns every metric row of the stage, those of a run before a resumption included. A
-    resumed stage with no steps left is saved already, so it is not written again."""
+    resumed stage with no steps left is saved already, so it is not written again. `before_chunk` runs
+    before each stretch between checkpoints, where a resumed run starts too (the ranks' reseeding)."""
     start = stage.step_count
     remaining = steps - start
     if remaining < 0:
@@ -127,6 +129,8 @@ def run_steps(
         )
     while remaining > 0:
         chunk = min(every or remaining, remaining)
+        if before_chunk is not None:
+            before_chunk()
         stage.step(chunk, progress=progress)
         remaining -= chunk
         if remaining > 0:

@@ -193,7 +193,9 @@ def test_the_cli_resumes(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_path):
+def test_two_ranks_resume_from_rank_0s_checkpoint_to_the_weights_of_a_run_that_never_stopped(tmp_path):
+    """Each rank keeps its own prompts and its own random stream: 2 steps, then --resume to 4, ends with
+    the weights of one 4-step run (both checkpoint every 2 steps)."""
     from two_ranks import train_on_two_ranks, why_it_failed
 
     config = {
@@ -212,6 +214,11 @@ def test_two_ranks_resume_from_rank_0s_checkpoint_with_their_own_prompts(tmp_pat
     assert summary["resumed"] == {"sft": 2, "rl": 2} and summary["rl"]["steps"] == 4
     ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"] == summary["param_sha256"]
+
+    path.write_text(yaml.safe_dump({**config, "output_dir": str(tmp_path / "whole")}))
+    whole = train_on_two_ranks(path, tmp_path, "--quiet")
+    assert whole.returncode == 0, why_it_failed(whole)
+    assert json.loads(whole.stdout.strip().splitlines()[-1])["param_sha256"] == summary["param_sha256"]
 
 
 def test_a_failed_two_rank_run_shows_the_rank_that_crashed():
