@@ -65,8 +65,8 @@ Scale-out: under `accelerate launch` (or torchrun) with more than one process, S
 model run replicated (same seed, same data, so identical on every rank) and RL is data-parallel:
 rank r draws its rollouts from every world_size-th prompt starting at r, samples with its own
 seed (reseeded from the rank and the step count at each checkpoint, so a resumed run samples what
-the uninterrupted one would have), and gradients are averaged across ranks before each optimizer step (see
-rlhf_lab.rl.distributed). Ranks start from identical weights and stay identical; rank 0 saves
+the uninterrupted one would have), and gradients are averaged across ranks before each optimizer
+step (see rlhf_lab.rl.distributed). Ranks start from identical weights and stay identical; rank 0 saves
 the checkpoints and prints the summary, every rank writes output_dir/ranks/rank<r>.json with a
 SHA-256 of its trained weights. An error that stops one rank (kl_limit, a NaN) stops every rank at
 the same step boundary, before any weights change (rlhf_lab.rl.distributed.stopping_together).
