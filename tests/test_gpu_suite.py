@@ -92,13 +92,18 @@ def test_commands_the_budget_cannot_fit_are_skipped_and_recorded(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_run_records_each_bench_line_and_its_status(tmp_path):
+    """Also the smoke test of bench/cpu_budget.py, which the "stages" group runs with --smoke."""
     done = run_suite(tmp_path, "--smoke", "--group", "env,stages")
     assert done.returncode == 0, done.stderr
     lines = results(tmp_path)
     env = next(line for line in lines if "env" in line)
     assert env["env"]["versions"]["torch"] and env["env"]["gpu"] is None
     bench = next(line for line in lines if line.get("bench") == "cpu_budget")
-    assert bench["presets"]["tiny"]["sft_step_s"] > 0 and bench["presets"]["tiny"]["generate_16_s"] > 0
+    assert list(bench["presets"]) == ["tiny"]
+    tiny = bench["presets"]["tiny"]
+    assert tiny["sft_step_s"] > 0 and tiny["generate_16_s"] > 0 and tiny["ppo_step_s"] > 0
+    assert tiny["threads"] == 1  # RLHF_LAB_THREADS, as the suite's environment sets it
+    assert tiny["mixed_precision"] == "stage default"  # tiny never asks for CPU bf16
     status = next(line for line in lines if line.get("suite") and "cpu_budget" in line.get("command", ""))
     assert status["rc"] == 0 and status["wall_s"] >= 0
 

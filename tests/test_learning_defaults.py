@@ -183,9 +183,12 @@ def test_evaluate_on_given_pairs_reports_accuracy_with_interval(tiny_tok):
 
 @pytest.mark.slow
 def test_pretrained_reward_model_is_cached_and_fine_tunes_warm(tiny_lab, tmp_path, monkeypatch):
+    import rlhf_lab.reward.pretrained as pretrained
     from rlhf_lab.bundled import heldout_pairs
 
-    monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLHF_LAB_CACHE", str(tmp_path / "cache"))  # cold: this test pre-trains and caches
+    # a short pre-training (the real one, ~300 steps, is what tests/test_cli.py's demo runs)
+    monkeypatch.setattr(pretrained, "pretraining_steps", lambda n_pairs, batch_size: 12)
     # split [1, 0, 0]: the one label below must be a training pair (a hash split could hold it out).
     settings = {"steps": 20, "split": [1.0, 0.0, 0.0]}
     rm = tiny_lab.reward_model(pretrained="positive_review", **settings)

@@ -26,24 +26,15 @@ def test_ppo_throughput_smoke(estimator):
 
 @pytest.mark.slow
 def test_compile_check_smoke():
-    """The compiled "reduce-overhead" mode takes the eager step on the CPU, where it has no CUDA graphs.
-    (The plain compiled update is checked against eager in tests/test_rl_fast_path.py; the GPU suite
-    runs both modes.)"""
-    result = run_bench(
-        "bench/compile_check.py",
-        "--smoke",
-        "--modes",
-        "reduce-overhead",
-        timeout=600,
-        env=BENCH_ENV,
-        only_line=True,
-    )
+    """Both compiled modes take the eager step on the CPU (where "reduce-overhead" has no CUDA graphs).
+    The second mode compiles mostly from the first one's cached graphs, so asking for one saves little."""
+    result = run_bench("bench/compile_check.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
     assert result["eager"]["first_minibatch_ratio"] == pytest.approx(1.0, abs=1e-5)
     # The step moved the weights, so agreeing with it means something.
     assert result["eager"]["largest_weight_move"] > 1e-4
-    assert list(result["modes"]) == ["reduce-overhead"]
-    assert result["modes"]["reduce-overhead"]["agrees_with_eager"], result["modes"]
-    assert result["modes"]["reduce-overhead"]["cuda_graphs"] is False
+    for mode in ("default", "reduce-overhead"):
+        assert result["modes"][mode]["agrees_with_eager"], result["modes"][mode]
+        assert result["modes"][mode]["cuda_graphs"] is False
 
 
 @pytest.mark.slow
@@ -53,14 +44,6 @@ def test_compile_time_smoke():
     )
     assert result["arch"] == "tiny" and result["mode"] == "blocks" and result["call_lengths"] == [48, 56, 64]
     assert result["first_call_s"] > 0 and len(result["later_calls_s"]) == 2
-
-
-@pytest.mark.slow
-def test_cpu_budget_smoke():
-    result = run_bench("bench/cpu_budget.py", "--smoke", timeout=600, env=BENCH_ENV, only_line=True)
-    assert list(result["presets"]) == ["tiny"]
-    assert result["presets"]["tiny"]["ppo_step_s"] > 0 and result["presets"]["tiny"]["threads"] == 1
-    assert result["presets"]["tiny"]["mixed_precision"] == "stage default"  # tiny never asks for CPU bf16
 
 
 @pytest.mark.slow
