@@ -16,7 +16,7 @@ from rlhf_lab.config_checks import whole_number_setting
 from rlhf_lab.errors import ConfigError
 from rlhf_lab.headless_eval import check_evaluate
 from rlhf_lab.headless_flywheel import check_flywheel
-from rlhf_lab.headless_resume import check_checkpoint_every
+from rlhf_lab.headless_resume import check_checkpoint_every, write_text_atomically
 from rlhf_lab.headless_rewards import check_reward, objective_pairs, prompt_routes, reward_objectives
 
 TOP_LEVEL = {
@@ -107,12 +107,8 @@ def write_config(
 
     plain = json.loads(json.dumps(config, default=str))
     header = "".join(f"# {line}\n" for line in comments)
-    # Through a temporary file and a rename: on a --resume the other ranks read a run's config.yaml
-    # while rank 0 writes it again, and must never see it empty.
-    path = Path(path)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(header + yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
-    os.replace(staging, path)
+    # on a --resume the other ranks read a run's config.yaml while rank 0 writes it again
+    write_text_atomically(Path(path), header + yaml.safe_dump(plain, sort_keys=False))
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ model (its checkpoint is saved after each refit).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import torch
 
 from rlhf_lab.config_checks import optional_section, whole_number_setting
 from rlhf_lab.errors import ConfigError
+from rlhf_lab.headless_resume import write_text_atomically
 
 FLYWHEEL_KEYS: dict[str, Any] = {
     "rounds": 3,
@@ -244,19 +244,13 @@ class Flywheel:
         if not self.writer:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / "state.json.tmp"
-        temporary.write_text(
-            json.dumps(
-                {
-                    "rl_steps": self.rl_steps,
-                    "first_labels": self.first_labels,
-                    "rounds": self.rows,
-                    "labels": self.labels,
-                }
-            ),
-            encoding="utf-8",
-        )
-        os.replace(temporary, self.folder / "state.json")
+        state = {
+            "rl_steps": self.rl_steps,
+            "first_labels": self.first_labels,
+            "rounds": self.rows,
+            "labels": self.labels,
+        }
+        write_text_atomically(self.folder / "state.json", json.dumps(state))
 
     def _accuracy(self, rm: Any, items: list[tuple[str, str, str]]) -> tuple[float, int]:
         """How often `rm` orders the pairs as the gold judge does (gold ties left out), and on how many."""

@@ -97,13 +97,17 @@ class RunProgress:
             self._write()
 
     def _write(self) -> None:
-        # Into a temporary file, then renamed over the old one: the other ranks read this file while
-        # rank 0 may be writing it, and must see the old list or the new one, never an empty file.
-        if self.writer:
+        if self.writer:  # the other ranks read it while rank 0 may be writing it
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            staging.write_text(json.dumps({"saved": self.stages}), encoding="utf-8")
-            os.replace(staging, self.path)
+            write_text_atomically(self.path, json.dumps({"saved": self.stages}))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a reader (another rank)
+    sees the old content or the new, never a half-written or empty file, and a crash leaves the old one."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
 
 
 def run_steps(

@@ -143,7 +143,6 @@ def fit_scales_on_fresh_answers(policy: str, data, rewards: list, n: int, args: 
     for reward in rewards:
         reward(prompts, completions, **columns)  # the first call fits and keeps the scale
         print(json.dumps({"reward_scale": reward.__name__, **reward.fit, "fitted_on": n}), flush=True)
-    del model
 
 
 DONE = "done.json"  # written into a stage's folder once its model is saved there

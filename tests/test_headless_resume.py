@@ -99,62 +99,54 @@ def test_a_fresh_run_never_resumes_an_older_runs_checkpoints(tmp_path):
     assert RunProgress(tmp_path, resume=False, writer=True).saved("sft") is None  # a new run starts over
 
 
-def test_other_ranks_never_read_a_half_written_progress_file(tmp_path):
-    """Rank 1 reads progress.json while rank 0 writes it (a two-rank --resume once failed in CI with
-    rank 1's JSONDecodeError on an empty file): every read sees a whole list, the old one or the new."""
+def _errors_reading_while_written(read, write, times: int) -> list[str]:
+    """Call `read` in a loop on another thread while `write` runs `times` times, as another rank reads a
+    file that rank 0 writes; the first error `read` raised (any failure to read is the finding), if any."""
     import threading
 
-    writer = RunProgress(tmp_path, resume=False, writer=True)
     errors, done = [], threading.Event()
 
-    def read_while_written():
+    def keep_reading():
         while not done.is_set():
             try:
-                RunProgress(tmp_path, resume=True, writer=False)
-            except Exception as e:  # any failure to read is the finding
+                read()
+            except Exception as e:
                 errors.append(repr(e))
                 return
 
-    reader = threading.Thread(target=read_while_written)
+    reader = threading.Thread(target=keep_reading)
     reader.start()
     try:
-        for i in range(1000):
-            writer.record(f"stage{i}")
+        for i in range(times):
+            write(i)
     finally:
         done.set()
         reader.join()
+    return errors
+
+
+def test_other_ranks_never_read_a_half_written_progress_file(tmp_path):
+    """Rank 1 reads progress.json while rank 0 writes it (a two-rank --resume once failed in CI with
+    rank 1's JSONDecodeError on an empty file): every read sees a whole list, the old one or the new."""
+    writer = RunProgress(tmp_path, resume=False, writer=True)
+    errors = _errors_reading_while_written(
+        lambda: RunProgress(tmp_path, resume=True, writer=False), lambda i: writer.record(f"stage{i}"), 1000
+    )
     assert not errors, errors
     assert len(RunProgress(tmp_path, resume=True, writer=True).stages) == 1000  # a resume keeps the list
 
 
 def test_other_ranks_never_read_a_half_written_config(tmp_path):
     """On a --resume every rank checks the run's config.yaml while rank 0 writes it again."""
-    import threading
-
     from rlhf_lab.headless_config import write_config
     from rlhf_lab.headless_resume import check_same_run
 
     config = {"preset": "tiny", "task": "positive_review", "rl": {"steps": 2, "beta": 0.1}}
     path = tmp_path / "config.yaml"
     write_config(config, path)
-    errors, done = [], threading.Event()
-
-    def check_while_written():
-        while not done.is_set():
-            try:
-                check_same_run(config, path)
-            except Exception as e:  # any failure to read is the finding
-                errors.append(repr(e))
-                return
-
-    reader = threading.Thread(target=check_while_written)
-    reader.start()
-    try:
-        for _ in range(200):
-            write_config(config, path)
-    finally:
-        done.set()
-        reader.join()
+    errors = _errors_reading_while_written(
+        lambda: check_same_run(config, path), lambda _: write_config(config, path), 200
+    )
     assert not errors, errors
 
 
