@@ -37,9 +37,11 @@ N_CODE_CELLS = 6
 # whole run has ended (or stopped at an error).
 RUN_ALL = f"""() => {{ const app = window.jupyterapp, node = document.querySelector('{PANEL}');
   if (node && node.id) app.shell.activateById(node.id); app.commands.execute('notebook:run-all-cells'); }}"""
-# Some code cell is queued, running or done: the Run All took effect.
-RUN_STARTED = f"""() => [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
-  .some(e => /^\\[(\\*|\\d+)\\]:$/.test(e.textContent.trim()))"""
+PROMPTS = f"""() => [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
+  .map(e => e.textContent.trim())"""
+# Some code cell is queued or running, or shows another prompt than before the Run All (a re-run after a
+# restart keeps the old counts on screen, so "some cell shows a count" would be true before it began).
+RUN_STARTED = f"""before => ({PROMPTS})().some((t, i) => t === '[*]:' || (/^\\[\\d+\\]:$/.test(t) && t !== before[i]))"""
 # Counts the kernel restarts the page sees (Kernel > Restart, or the server's auto-restart after a crash).
 COUNT_RESTARTS = """() => { window.restarts = 0; window.jupyterapp.shell.currentWidget.sessionContext.statusChanged
   .connect((_, s) => { if (s === 'restarting' || s === 'autorestarting') window.restarts++; }); }"""
@@ -52,13 +54,15 @@ def run_all_cells(page, started_within_ms: int = 30_000) -> None:
 
     The notebook is activated first: the command acts on JupyterLab's current widget. On a loaded
     2-core machine, once in about fifty runs, a Run All still queued no cell at all; it is issued once
-    more if no cell shows a queued, running or done prompt within ``started_within_ms``.
+    more if no cell shows a queued or running prompt, or a new count, within ``started_within_ms``.
+    Works for a re-run too: counts left on screen by an earlier run do not count as a start.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    before = page.evaluate(PROMPTS)
     page.evaluate(RUN_ALL)
     try:
-        page.wait_for_function(RUN_STARTED, timeout=started_within_ms)
+        page.wait_for_function(RUN_STARTED, arg=before, timeout=started_within_ms)
     except PlaywrightTimeout:
         print("Run All queued no cell: issued again")
         page.evaluate(RUN_ALL)

@@ -21,7 +21,6 @@ from browser_helpers import (
     DEAD,
     KERNEL_READY,
     PANEL,
-    RUN_ALL,
     VOILA,
     run_all_cells,
     voila,
@@ -182,7 +181,7 @@ def test_lab02_run_all_label_restart_rerun_keeps_every_label(
         assert "Recorded" not in labeller.locator(".rl-status").inner_text()
         assert labels_by(store)["you"] == 2
 
-        page.evaluate(RUN_ALL)
+        run_all_cells(page)  # after the restart: old counts on screen, no start yet
         fresh = page.locator(".rl-labeller").first
         fresh.locator(".rl-progress", has_text="0 labelled this session").wait_for(timeout=300_000)
         fresh.locator(".rl-progress", has_text="you 2)").wait_for(timeout=30_000)
