@@ -8,6 +8,7 @@ runs dry.
 
     >>> from rlhf_lab.active import as_items, StageSource, ActiveLearningSource
     >>> as_items([{"prompt": "Hi", "responses": ["Hello!", "Go away."]}])
+    >>> as_items(ppo.samples(8), generate=policy_generator(ppo))  # RL samples: paired by prompt
     >>> source = StageSource(ppo, n=8)                              # pairs grouped by prompt
     >>> source = ActiveLearningSource(candidates, rm_scorer, strategy="uncertainty")
     >>> labeller = PairLabeller(store, source)
@@ -26,7 +27,10 @@ import numpy as np
 Item = dict[str, Any]
 # scorer(prompts, responses) -> one reward per (prompt, response); see attribution.as_score_fn
 Scorer = Callable[[list[str], list[str]], Sequence[float]]
+# generate(prompt, n) -> n more responses to the prompt, e.g. lambda p, n: lab.generate([p] * n)
+Generate = Callable[[str, int], list[str]]
 STRATEGIES = ("uncertainty", "disagreement", "random")
+GENERATION_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p")
 
 
 class QueueSource(Protocol):
@@ -69,8 +73,22 @@ def normalise_item(obj: Mapping[str, Any], *, k: int | None = None) -> Item:
     return item
 
 
-def as_items(source: Any, n: int = 16) -> list[Item]:
-    """Items from a list of dicts, a file path, or anything with `next(n)` / `samples(n)`."""
+def is_sample(obj: Any) -> bool:
+    """An RL sample (`{"prompt", "response", ...}`, one answer, as `stage.samples()` gives), not an item."""
+    return (
+        isinstance(obj, Mapping)
+        and "response" in obj
+        and not any(key in obj for key in ("responses", "chosen", "a"))
+    )
+
+
+def as_items(source: Any, n: int = 16, *, k: int = 2, generate: Generate | None = None) -> list[Item]:
+    """Items from a list of dicts, a file path, or anything with `next(n)` / `samples(n)`.
+
+    RL samples (one answer each: an RL stage, or the list its `samples(n)` returns) are grouped by
+    prompt into items of `k` answers; a prompt with fewer gets more from `generate(prompt, n)`
+    (for a stage, its own policy with its sampling settings).
+    """
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
@@ -78,7 +96,11 @@ def as_items(source: Any, n: int = 16) -> list[Item]:
     if hasattr(source, "next") and callable(source.next):
         return [normalise_item(x) for x in source.next(n)]
     if hasattr(source, "samples") and callable(source.samples):
-        return pairs_from_samples(source.samples(n), policy_step=getattr(source, "step_count", None))
+        samples = list(source.samples(n))
+        more = policy_generator(source) or generate  # the stage's own sampling settings first
+        return items_from_samples(
+            samples, k=k, generate=more, policy_step=getattr(source, "step_count", None)
+        )
     if isinstance(source, Mapping):
         return [normalise_item(source)]
     if not isinstance(source, Iterable):
@@ -86,7 +108,28 @@ def as_items(source: Any, n: int = 16) -> list[Item]:
             "items must be a list of {'prompt', 'responses'} dicts, a file path, or a source with "
             f"next(n) / samples(n); got {type(source).__name__}."
         )
-    return [normalise_item(x) for x in source]
+    rows = list(source)
+    if rows and all(is_sample(row) for row in rows):
+        return items_from_samples(rows, k=k, generate=generate)
+    return [normalise_item(x) for x in rows]
+
+
+def items_from_samples(
+    samples: list[Mapping[str, Any]],
+    *,
+    k: int = 2,
+    generate: Generate | None = None,
+    policy_step: int | None = None,
+) -> list[Item]:
+    """`pairs_from_samples`, with an error that says what to do when samples give no item at all."""
+    items = pairs_from_samples(samples, k=k, generate=generate, policy_step=policy_step)
+    if samples and not items:
+        raise ValueError(
+            f"{len(samples)} RL sample(s) give no item of {k} different answers to one prompt. Pass "
+            "generate=lambda prompt, n: lab.generate([prompt] * n) to draw more answers for each prompt "
+            "(lab.label() does), or sample several answers per prompt (samples_per_prompt)."
+        )
+    return items
 
 
 def items_from_file(path: str | os.PathLike) -> list[Item]:
@@ -115,21 +158,26 @@ def pairs_from_samples(
     samples: Iterable[Mapping[str, Any]],
     *,
     k: int = 2,
-    generate: Callable[[str, int], list[str]] | None = None,
+    generate: Generate | None = None,
     policy_step: int | None = None,
     seed: int = 0,
 ) -> list[Item]:
     """Group `{"prompt", "response"}` samples by prompt into items of `k` distinct responses.
 
     Prompts with fewer than k distinct responses get more from `generate(prompt, n)` when it is
-    given (e.g. `lambda p, n: lab.generate([p] * n)`), and are dropped otherwise.
+    given (e.g. `lambda p, n: lab.generate([p] * n)`), and are dropped otherwise. Each item's
+    `policy_step` is `policy_step`, else the latest `step` among its prompt's samples.
     """
     by_prompt: dict[str, list[str]] = {}
+    steps: dict[str, int] = {}
     for sample in samples:
-        responses = by_prompt.setdefault(sample["prompt"], [])
+        prompt = sample["prompt"]
+        responses = by_prompt.setdefault(prompt, [])
         text = sample["response"]
         if isinstance(text, str) and text.strip() and text not in responses:
             responses.append(text)
+        if sample.get("step") is not None:
+            steps[prompt] = max(int(sample["step"]), steps.get(prompt, 0))
     rng = random.Random(seed)
     items = []
     for prompt, responses in by_prompt.items():
@@ -137,12 +185,34 @@ def pairs_from_samples(
             extra = [r for r in generate(prompt, k - len(responses)) if r.strip() and r not in responses]
             responses = responses + extra
         rng.shuffle(responses)
+        step = policy_step if policy_step is not None else steps.get(prompt)
         for start in range(0, len(responses) - k + 1, k):
             item: Item = {"prompt": prompt, "responses": responses[start : start + k], "source": "policy"}
-            if policy_step is not None:
-                item["policy_step"] = int(policy_step)
+            if step is not None:
+                item["policy_step"] = int(step)
             items.append(item)
     return items
+
+
+def policy_generator(stage: Any) -> Generate | None:
+    """`(prompt, n) -> n responses` from `stage.policy` with the stage's sampling settings, or None.
+
+    Used to complete pairs for stages that sample one response per prompt (PPO). Reads
+    `stage.policy` at call time, so it always samples the current policy.
+    """
+    if getattr(stage, "policy", None) is None or getattr(stage, "tokenizer", None) is None:
+        return None
+    config = getattr(stage, "config", None)
+    settings = {
+        key: getattr(config, key) for key in GENERATION_KEYS if getattr(config, key, None) is not None
+    }
+
+    def more(prompt: str, n: int) -> list[str]:
+        from rlhf_lab.generation import generate
+
+        return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
+
+    return more
 
 
 class StageSource:
@@ -154,7 +224,7 @@ class StageSource:
         n: int = 16,
         *,
         k: int = 2,
-        generate: Callable[[str, int], list[str]] | None = None,
+        generate: Generate | None = None,
     ) -> None:
         self.stage, self.n, self.k, self.generate = stage, n, k, generate
 

@@ -91,6 +91,7 @@ class Lab:
         self.snapshots: dict[str, PreTrainedModel] = {}
         self._store = store
         self._lora_stages: weakref.WeakSet = weakref.WeakSet()  # stages whose adapter sits in the policy
+        self._latest_rl: weakref.ref | None = None  # the RL stage `label()` samples second answers like
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -325,6 +326,7 @@ class Lab:
         )
         if stage.uses_lora:
             self._lora_stages.add(stage)
+        self._latest_rl = weakref.ref(stage)
         return stage
 
     def dpo(self, data: Any = None, **config: Any):
@@ -352,10 +354,27 @@ class Lab:
         return save_recipe(self, folder, **stages)
 
     def label(self, items: Any = None, *, annotator: str | None = None, **kwargs: Any):
-        """The inline pair labeller writing into this lab's store (annotator: $RLHF_LAB_ANNOTATOR, else "me")."""
+        """The inline pair labeller writing into this lab's store (annotator: $RLHF_LAB_ANNOTATOR, else "me").
+
+        RL samples pair up by prompt; a prompt with one answer gets a second from the policy as it
+        is when they are added (pause a running stage first), sampled with the settings of the
+        lab's latest RL stage, so both answers have the same length limit and temperature:
+
+            >>> ppo.pause(); labeller.add(ppo.samples(8)); rm.fit(); ppo.resume()   # the flywheel
+        """
         from rlhf_lab.ui.labeller import PairLabeller
 
+        kwargs.setdefault("generate", self._more_answers)
         return PairLabeller(self.store, items, annotator=annotator, **kwargs)
+
+    def _more_answers(self, prompt: str, n: int) -> list[str]:
+        from rlhf_lab.active import policy_generator
+
+        stage = self._latest_rl() if self._latest_rl is not None else None
+        like_the_stage = policy_generator(stage) if stage is not None else None
+        if like_the_stage is not None:
+            return like_the_stage(prompt, n)
+        return self.generate([prompt] * n)
 
     def playground(
         self,

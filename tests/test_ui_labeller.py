@@ -269,6 +269,32 @@ def test_sample_viewer_sends_pairs_for_a_real_ppo_stage(tiny_lab):
     assert no_generate.send_to_labeller() == 0  # the old behaviour, on request
 
 
+def test_the_flywheel_line_pairs_ppo_samples_with_answers_sampled_like_them(tiny_lab):
+    """`ppo.pause(); labeller.add(ppo.samples(8)); rm.fit(); ppo.resume()` (the design's flywheel line)
+    used to fail: PPO's samples hold one answer each. Each prompt's answer now gets a second one from
+    the current policy, sampled with PPO's settings (here 3 new tokens, not the lab's 24)."""
+    prompts = [f"Describe film number {i}." for i in range(8)]
+    ppo = tiny_lab.ppo(
+        prompts, reward=lambda p, r: [float(len(x)) for x in r], batch_size=8, max_new_tokens=3
+    )
+    ppo.step(1, progress=False)
+    labeller = tiny_lab.label(annotator="me")
+    added = labeller.add(ppo.samples(8))
+    assert added >= 6  # a rare second answer equal to the first is dropped
+    by_prompt = {s["prompt"]: s["response"] for s in ppo.samples(8)}
+    for item in [labeller.current, *labeller._queue]:
+        assert by_prompt[item["prompt"]] in item["responses"] and item["policy_step"] == 1
+        n_tokens = [
+            len(tiny_lab.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in item["responses"]
+        ]
+        assert max(n_tokens) <= 5, item  # 3 sampled tokens; decoding and re-encoding may split one
+    while labeller.current is not None:
+        send(labeller, "A")
+    labels = tiny_lab.store.labels()
+    assert len(labels) == added and {label.policy_step for label in labels} == {1}
+    assert tiny_lab.label(ppo).queued + 1 >= 6  # the stage itself works as the items too
+
+
 def test_header_counts_labels_added_behind_the_labellers_back(tmp_path, monkeypatch):
     # e.g. a crowd cell that runs after the labeller is shown: the header must count them
     import rlhf_lab.ui.labeller as labeller_module

@@ -66,6 +66,32 @@ def test_pairs_from_samples_asks_the_generator_for_a_second_response():
     assert sorted(items[0]["responses"]) == ["another answer to p", "one"]
 
 
+def test_a_list_of_rl_samples_is_paired_by_prompt_with_each_prompts_latest_step():
+    samples = [
+        {"step": 3, "prompt": "p1", "response": "a", "score": 0.1},
+        {"step": 4, "prompt": "p1", "response": "b", "score": 0.2},
+        {"step": 4, "prompt": "p2", "response": "c", "score": 0.3},
+    ]
+    items = as_items(samples, generate=lambda prompt, n: [f"more for {prompt}"] * n)
+    by_prompt = {it["prompt"]: it for it in items}
+    assert sorted(by_prompt["p1"]["responses"]) == ["a", "b"] and by_prompt["p1"]["policy_step"] == 4
+    assert sorted(by_prompt["p2"]["responses"]) == ["c", "more for p2"]
+    assert all(it["source"] == "policy" for it in items)
+    # rank mode: items of k answers
+    ranked = as_items(samples, k=3, generate=lambda prompt, n: [f"{prompt} #{i}" for i in range(n)])
+    assert all(len(it["responses"]) == 3 for it in ranked)
+
+
+def test_rl_samples_that_cannot_pair_say_how_to_pair_them():
+    one_each = [{"step": 1, "prompt": "p1", "response": "a"}, {"step": 1, "prompt": "p2", "response": "b"}]
+    with pytest.raises(ValueError, match=r"2 RL sample\(s\) give no item of 2 .*generate="):
+        as_items(one_each)
+    assert as_items([]) == []
+    # an item among samples is not a sample list: each row must then be an item
+    with pytest.raises(ValueError, match="responses"):
+        as_items([*one_each, {"prompt": "p", "responses": ["x", "y"]}])
+
+
 def test_stage_source_reads_samples():
     stage = FakeStage()
     stage.step(2)

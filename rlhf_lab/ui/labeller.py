@@ -37,11 +37,13 @@ from typing import Any
 import anywidget
 import traitlets
 
-from rlhf_lab.active import Item, as_items, normalise_item
+from rlhf_lab.active import Generate, Item, as_items, normalise_item
 from rlhf_lab.store.records import label_item_id
 from rlhf_lab.ui.awaiting import upgrade_hint, widgets_answer_while_awaiting
 
 MODES = ("pair", "rank", "likert")
+# RL samples become items of this many answers in rank and Likert modes (InstructGPT ranked 4 to 9)
+RANKED_ANSWERS = 4
 PAIR_JUDGEMENTS = ("A", "B", "tie", "both_bad")
 # key -> action; the front-end reads this trait, so Python is the single source of truth.
 SHORTCUTS = {"1": "A", "2": "B", "t": "tie", "b": "both_bad", "s": "skip", "u": "undo"}
@@ -105,7 +107,10 @@ class PairLabeller(anywidget.AnyWidget):
     """Label pairs (or rank k responses, or rate them 1-5) straight into a `PreferenceStore`.
 
     `items` is a list of `{"prompt", "responses"}` dicts, a JSONL/Parquet path, or a source with
-    `next(n)` (see `rlhf_lab.active`), which is asked for more whenever the queue runs dry.
+    `next(n)` (see `rlhf_lab.active`), which is asked for more whenever the queue runs dry. RL
+    samples (`ppo.samples(8)`, or the stage itself) are grouped by prompt into pairs (in rank and
+    Likert modes, items of `RANKED_ANSWERS`); a prompt with fewer answers gets more from
+    `generate(prompt, n)` (`lab.label` passes the lab's current policy).
     """
 
     _esm = WIDGETS / "labeller.js"
@@ -131,6 +136,7 @@ class PairLabeller(anywidget.AnyWidget):
         criterion: str = "helpfulness",
         guideline: str | None = None,
         mode: str = "pair",
+        generate: Generate | None = None,
         **kwargs: Any,
     ) -> None:
         if mode not in MODES:
@@ -146,6 +152,7 @@ class PairLabeller(anywidget.AnyWidget):
             **kwargs,
         )
         self.store = store
+        self.generate = generate
         self._lock = threading.RLock()
         self._queue: deque[Item] = deque()
         self._current: Item | None = None
@@ -157,7 +164,7 @@ class PairLabeller(anywidget.AnyWidget):
         if items is not None and hasattr(items, "next") and callable(items.next):
             self._source = items
         else:
-            self._queue.extend(self._checked(as_items(items)))
+            self._queue.extend(self._checked(self._items(items)))
         self.on_msg(self._on_frontend_msg)
         passed = self._advance()
         if passed:
@@ -201,8 +208,8 @@ class PairLabeller(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ public API
     def add(self, items: Any) -> int:
-        """Append items (a list, a path or a source) to the queue; returns how many were added."""
-        new = self._checked(as_items(items))
+        """Append items (a list, a path, a source, RL samples) to the queue; returns how many were added."""
+        new = self._checked(self._items(items))
         with self._lock:
             self._queue.extend(new)
             if self._current is None:
@@ -311,6 +318,10 @@ class PairLabeller(anywidget.AnyWidget):
     def _done(self) -> list[tuple[Item, int | None]]:
         """The current annotator's undo stack."""
         return self._done_by.setdefault(self.annotator, [])
+
+    def _items(self, source: Any) -> list[Item]:
+        k = 2 if self.mode == "pair" else RANKED_ANSWERS
+        return as_items(source, k=k, generate=self.generate)
 
     def _checked(self, items: list[Item]) -> list[Item]:
         k = 2 if self.mode == "pair" else None

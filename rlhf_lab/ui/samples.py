@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from rlhf_lab.active import pairs_from_samples
+from rlhf_lab.active import Generate, pairs_from_samples, policy_generator
 from rlhf_lab.ui.html import BOX_STYLE, error_html, heading_html, prompt_html, text_html
 
 # sample keys shown as number columns (RL stages: score, gold_score, kl, length)
@@ -72,31 +72,6 @@ def _number(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return value
-
-
-Generate = Callable[[str, int], list[str]]  # (prompt, n) -> n new responses
-GENERATION_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p")
-
-
-def policy_generator(stage: Any) -> Generate | None:
-    """`(prompt, n) -> n responses` from `stage.policy` with the stage's sampling settings, or None.
-
-    Used to complete pairs for stages that sample one response per prompt (PPO). Reads
-    `stage.policy` at call time, so it always samples the current policy.
-    """
-    if getattr(stage, "policy", None) is None or getattr(stage, "tokenizer", None) is None:
-        return None
-    config = getattr(stage, "config", None)
-    settings = {
-        key: getattr(config, key) for key in GENERATION_KEYS if getattr(config, key, None) is not None
-    }
-
-    def more(prompt: str, n: int) -> list[str]:
-        from rlhf_lab.generation import generate
-
-        return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
-
-    return more
 
 
 def _show_errors(status: W.HTML, fn: Callable[[], Any]) -> None:
