@@ -16,6 +16,7 @@ runs dry.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -198,7 +199,8 @@ def policy_generator(stage: Any) -> Generate | None:
     """`(prompt, n) -> n responses` from `stage.policy` with the stage's sampling settings, or None.
 
     Used to complete pairs for stages that sample one response per prompt (PPO). Reads
-    `stage.policy` at call time, so it always samples the current policy.
+    `stage.policy` at call time, so it always samples the current policy, and holds the stage's
+    step lock meanwhile: during a background run it samples between two steps, never mid-update.
     """
     if getattr(stage, "policy", None) is None or getattr(stage, "tokenizer", None) is None:
         return None
@@ -210,7 +212,8 @@ def policy_generator(stage: Any) -> Generate | None:
     def more(prompt: str, n: int) -> list[str]:
         from rlhf_lab.generation import generate
 
-        return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
+        with getattr(stage, "_step_lock", contextlib.nullcontext()):
+            return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
 
     return more
 

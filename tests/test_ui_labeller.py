@@ -295,6 +295,32 @@ def test_the_flywheel_line_pairs_ppo_samples_with_answers_sampled_like_them(tiny
     assert tiny_lab.label(ppo).queued + 1 >= 6  # the stage itself works as the items too
 
 
+def test_second_answers_wait_for_the_step_in_progress(tiny_lab):
+    """Sampling a second answer while a background step updates the same weights would mix two
+    policies: the generator waits for the stage's step lock."""
+    import threading
+
+    from rlhf_lab.active import policy_generator
+
+    ppo = tiny_lab.ppo(["Say hi."] * 4, reward=lambda p, r: [0.0] * len(r), batch_size=4, max_new_tokens=3)
+    held, release, answers = threading.Event(), threading.Event(), []
+
+    def a_step_in_progress():
+        with ppo._step_lock:
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=a_step_in_progress).start()
+    held.wait(10)
+    sampler = threading.Thread(target=lambda: answers.extend(policy_generator(ppo)("Say hi.", 1)))
+    sampler.start()
+    sampler.join(0.5)  # 3 tokens take milliseconds: only the lock can hold it this long
+    assert sampler.is_alive() and not answers
+    release.set()
+    sampler.join(10)
+    assert len(answers) == 1
+
+
 def test_header_counts_labels_added_behind_the_labellers_back(tmp_path, monkeypatch):
     # e.g. a crowd cell that runs after the labeller is shown: the header must count them
     import rlhf_lab.ui.labeller as labeller_module
