@@ -44,6 +44,26 @@ def gold_wins(
     return wins_over(gold_scores(judge, prompts, answers), gold_scores(judge, prompts, baseline))
 
 
+def gold_ordered_pairs(
+    judge: Any, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]
+) -> list[dict[str, str]]:
+    """Two answers to each prompt as a pair the gold judge orders: `{"prompt", "chosen", "rejected"}`.
+    Ties, identical answers and empty ones are left out. Grades a reward model on answers of one's choice, e.g. the
+    policy's own, which a held-out set of other models' answers may not resemble:
+
+        >>> own = gold_ordered_pairs(judge, prompts, lab.generate(prompts, seed=1), lab.generate(prompts, seed=2))
+        >>> rm.evaluate(pairs=own, log=False)["accuracy"]
+    """
+    texts = _prompt_texts(prompts)
+    scores = zip(gold_scores(judge, texts, first), gold_scores(judge, texts, second), strict=True)
+    pairs = []
+    for prompt, a, b, (score_a, score_b) in zip(texts, first, second, scores, strict=True):
+        if a.strip() and b.strip() and a != b and score_a != score_b:
+            chosen, rejected = (a, b) if score_a > score_b else (b, a)
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pairs
+
+
 def mean_interval(values: Sequence[float], z: float = Z_95) -> tuple[float, float]:
     """(low, high): mean +- z standard errors; (nan, nan) for fewer than two values."""
     values = np.asarray(values, dtype=float)

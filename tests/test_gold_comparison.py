@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from rlhf_lab.gold_comparison import compare_on_gold, mean_interval, score_answers, verdicts
+from rlhf_lab.gold_comparison import (
+    compare_on_gold,
+    gold_ordered_pairs,
+    mean_interval,
+    score_answers,
+    verdicts,
+)
 
 
 class LengthJudge:
@@ -82,3 +88,27 @@ def test_the_same_model_with_the_same_seed_ties_every_answer():
     assert table.loc["now", "gold score"] == table.loc["start", "gold score"]
     with pytest.raises(ValueError, match="samples must be a whole number of at least 1"):
         compare_on_gold(lab, PROMPTS, {"now": None}, get_judge("positive_review"), samples=0)
+
+
+def test_gold_ordered_pairs_put_the_judges_favourite_first_and_leave_out_ties():
+    prompts = [{"prompt": "p1"}, "p2", "p3", "p4", "p5"]  # a record from load_prompts stands for its prompt
+    first = ["one two three", "one", "same length", "same", "  "]
+    second = ["one", "one two", "equal length", "same", "some words"]
+    pairs = gold_ordered_pairs(LengthJudge(), prompts, first, second)
+    assert pairs == [
+        {"prompt": "p1", "chosen": "one two three", "rejected": "one"},
+        {"prompt": "p2", "chosen": "one two", "rejected": "one"},
+    ]  # p3: a gold tie; p4: the same answer twice; p5: an empty answer (no pair for a reward model)
+    with pytest.raises(ValueError):
+        gold_ordered_pairs(LengthJudge(), prompts, first, second[:4])  # an answer missing
+
+
+def test_a_reward_model_is_graded_on_gold_ordered_pairs(tiny_lab):
+    from rlhf_lab.reward.evaluation import wilson_interval
+
+    pairs = gold_ordered_pairs(LengthJudge(), PROMPTS[:6], ["a b c"] * 6, ["a"] * 6)
+    rm = tiny_lab.reward_model(pairs, split=[1.0, 0.0, 0.0])
+    result = rm.evaluate(pairs=pairs, log=False)
+    assert result["n_pairs"] == 6 and result["accuracy_ci"] == pytest.approx(
+        wilson_interval(result["accuracy"], 6)
+    )
