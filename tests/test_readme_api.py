@@ -1,4 +1,4 @@
-"""The README's Python speaks the current API: its imports resolve, and every call it makes on the lab,
+"""The Python in the README (and the labs' README and workshop guide) speaks the current API: its imports resolve, and every call it makes on the lab,
 on the stages and labeller the lab returns, and on imported functions names a method that exists and
 keywords that method takes. The snippets are a menu of lines, not a program (a run in the background
 and the next stage would collide), so they are read, not run; the labs and their tests run the same calls.
@@ -10,16 +10,23 @@ import ast
 import importlib
 import inspect
 import re
+import textwrap
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("README.md", "labs/README.md", "labs/WORKSHOP.md")
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    fence = re.compile(r"^[ \t]*```python\n(.*?)^[ \t]*```", flags=re.S | re.M)  # in a list item: indented
+    return [
+        textwrap.dedent(block)
+        for doc in DOCS
+        for block in fence.findall((ROOT / doc).read_text(encoding="utf-8"))
+    ]
 
 
 def made_by_lab() -> dict[str, tuple[type, type | None]]:
@@ -71,7 +78,7 @@ def calls_in(block: str) -> tuple[list[ast.Call], ast.Module]:
 
 
 def test_the_readme_has_python_to_check():
-    assert len(python_blocks()) >= 2
+    assert len(python_blocks()) >= 5
 
 
 @pytest.mark.parametrize("block", python_blocks(), ids=lambda b: b.strip().splitlines()[0][:40])
