@@ -1,7 +1,8 @@
-"""The Python in the README (and the labs' README and workshop guide) speaks the current API: its imports resolve, and every call it makes on the lab,
-on the stages and labeller the lab returns, and on imported functions names a method that exists and
-keywords that method takes. The snippets are a menu of lines, not a program (a run in the background
-and the next stage would collide), so they are read, not run; the labs and their tests run the same calls.
+"""The Python in the README, the labs' README, the workshop guide and the docstrings' `>>>` examples
+speaks the current API: its imports resolve, and every call it makes on the lab, on the stages and the
+labeller the lab returns, and on imported functions names a method that exists and keywords that method
+takes. The snippets are a menu of lines, not a program (a run in the background and the next stage would
+collide), so they are read, not run; the labs and their tests run the same calls.
 """
 
 from __future__ import annotations
@@ -27,6 +28,21 @@ def python_blocks() -> list[str]:
         for doc in DOCS
         for block in fence.findall((ROOT / doc).read_text(encoding="utf-8"))
     ]
+
+
+def docstring_examples() -> list[tuple[str, str]]:
+    """(where, code) for each docstring in rlhf_lab with `>>>` examples: their lines as one block."""
+    examples = []
+    for path in sorted((ROOT / "rlhf_lab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            doc = ast.get_docstring(node) or ""
+            lines = [line.strip()[4:] for line in doc.splitlines() if line.strip()[:4] in (">>> ", "... ")]
+            if lines:
+                name = getattr(node, "name", "module")
+                examples.append((f"{path.relative_to(ROOT)}:{name}", "\n".join(lines) + "\n"))
+    return examples
 
 
 def made_by_lab() -> dict[str, tuple[type, type | None]]:
@@ -133,3 +149,8 @@ def test_the_check_catches_a_renamed_method_and_a_wrong_keyword():
     with pytest.raises(AssertionError) as failure:
         test_readme_python_matches_the_api(block)
     assert "betta" in str(failure.value) and "ppo.runn" in str(failure.value)
+
+
+@pytest.mark.parametrize("where, block", docstring_examples(), ids=[w for w, _ in docstring_examples()])
+def test_docstring_examples_match_the_api(where, block):
+    test_readme_python_matches_the_api(block)
