@@ -4,13 +4,17 @@
     >>> generate(model, tokenizer, ["Write a positive movie review."], max_new_tokens=32)
 
 The RL engine has its own rollout code (it needs token ids and log-probs); this is the plain
-text-in, text-out path.
+text-in, text-out path. It holds `model_lock(model)` while it samples, as a stage's step does while it
+trains, so a cell, the playground or a labeller sampling during a background run waits for the step to
+end instead of reading half-updated weights or switching dropout on under it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -22,6 +26,19 @@ from rlhf_lab.hparams import whole_number
 from rlhf_lab.progress import progress_bar
 
 MAX_NEW_TOKENS_LIMIT = 2048
+_MODEL_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: torch.nn.Module) -> threading.RLock:
+    """The one re-entrant lock of `model` (a peft wrapper shares its base model's): stages hold it for a
+    step, `generate` while it samples, so neither runs into the other."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(base)
+        if lock is None:
+            lock = _MODEL_LOCKS[base] = threading.RLock()
+        return lock
 
 
 def check_generation_length(max_new_tokens: int) -> None:
@@ -148,37 +165,38 @@ def generate(
     if batch_size is None:
         batch_size = default_generate_batch(device)
     batch_size = whole_number(batch_size, "batch_size", minimum=1)
-    was_training = model.training
-    model.eval()
-    generator_state = None
-    if seed is not None:
-        generator_state = torch.get_rng_state()
-        torch.manual_seed(seed)
-    out: list[str] = []
-    bar = progress_bar(len(prompts), "sampling", show=None if len(prompts) > batch_size else False)
-    try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            sampling = (
-                {"temperature": temperature, "top_k": top_k or None, "top_p": top_p} if do_sample else {}
-            )
-            with padding_warning_filtered():
-                ids = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=do_sample,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    **sampling,
+    with model_lock(model):  # not while a stage's step updates these weights (module docstring)
+        was_training = model.training
+        model.eval()
+        generator_state = None
+        if seed is not None:
+            generator_state = torch.get_rng_state()
+            torch.manual_seed(seed)
+        out: list[str] = []
+        bar = progress_bar(len(prompts), "sampling", show=None if len(prompts) > batch_size else False)
+        try:
+            for start in range(0, len(prompts), batch_size):
+                texts = [format_prompt(tokenizer, p) for p in prompts[start : start + batch_size]]
+                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                sampling = (
+                    {"temperature": temperature, "top_k": top_k or None, "top_p": top_p} if do_sample else {}
                 )
-            new_tokens = ids[:, enc["input_ids"].shape[1] :]
-            out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-            bar.update(len(texts))
-    finally:
-        bar.close()
-        if was_training:
-            model.train()
-        if generator_state is not None:
-            torch.set_rng_state(generator_state)
-    return [text.strip() for text in out]
+                with padding_warning_filtered():
+                    ids = model.generate(
+                        **enc,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=do_sample,
+                        pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=tokenizer.eos_token_id,
+                        **sampling,
+                    )
+                new_tokens = ids[:, enc["input_ids"].shape[1] :]
+                out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+                bar.update(len(texts))
+        finally:
+            bar.close()
+            if was_training:
+                model.train()
+            if generator_state is not None:
+                torch.set_rng_state(generator_state)
+        return [text.strip() for text in out]

@@ -255,3 +255,42 @@ def test_has_store_asks_without_opening_the_default_store(tmp_path, monkeypatch)
     lab.store.count()
     assert lab.has_store and (tmp_path / "rlhf_lab_labels.sqlite").exists()
     assert Lab.from_preset("tiny", store=":memory:").has_store
+
+
+@pytest.mark.parametrize("during", ["ppo", "sft"])
+def test_sampling_during_a_background_step_waits_for_it_to_end(tiny_lab, during):
+    """lab.generate (a cell, the playground, a labeller) while a background step updates the same weights
+    would read them half-updated, and its eval()/train() switch could turn dropout on mid-step: it waits."""
+    import threading
+
+    from rlhf_lab.bundled import load_demos
+
+    in_step, release, answers = threading.Event(), threading.Event(), []
+
+    def reward(prompts, responses):  # runs inside the RL step
+        in_step.set()
+        release.wait(10)
+        return [0.0] * len(responses)
+
+    if during == "ppo":
+        stage = tiny_lab.ppo(["Say hi."] * 4, reward=reward, batch_size=4, max_new_tokens=3)
+    else:
+        stage = tiny_lab.sft(load_demos("positive_review")[:8], batch_size=4)
+        original = stage._train_step
+
+        def slow_step():
+            in_step.set()
+            release.wait(10)
+            return original()
+
+        stage._train_step = slow_step
+    stage.run(steps=1)
+    assert in_step.wait(10)
+    sampler = threading.Thread(target=lambda: answers.append(tiny_lab.generate("Say hi.", max_new_tokens=3)))
+    sampler.start()
+    sampler.join(0.5)  # three tokens take milliseconds: only the step can hold it this long
+    assert sampler.is_alive() and not answers
+    release.set()
+    stage.wait()
+    sampler.join(10)
+    assert len(answers) == 1 and stage.step_count == 1

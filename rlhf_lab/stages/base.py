@@ -22,6 +22,7 @@ rows through `subscribe`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 
 from rlhf_lab.errors import NonFiniteLossError, StageBusyError, StageError
+from rlhf_lab.generation import model_lock
 from rlhf_lab.hparams import whole_number
 from rlhf_lab.models.presets import quiet_loading
 from rlhf_lab.progress import progress_bar, wait_with_progress
@@ -57,6 +59,7 @@ from rlhf_lab.stages.checkpoint import (  # noqa: F401  (re-exported: stages imp
     verified_checkpoint,
     write_atomically,
 )
+from rlhf_lab.stages.clock import StepClock  # noqa: F401  (re-exported: stages import it from here)
 from rlhf_lab.stages.configs import (  # noqa: F401  (re-exported: stages import them from here)
     make_config,
     rename_deprecated,
@@ -67,27 +70,6 @@ MetricRow = dict[str, Any]
 Subscriber = Callable[[MetricRow], None]
 
 _STAGE_CLASSES: dict[str, type[Stage]] = {}
-
-
-class StepClock:
-    """A lab-wide step counter, so SFT -> RM -> PPO share one x axis (`lab_step`)."""
-
-    def __init__(self, start: int = 0) -> None:
-        self._value = start
-        self._lock = threading.Lock()
-
-    def tick(self) -> int:
-        with self._lock:
-            self._value += 1
-            return self._value
-
-    @property
-    def value(self) -> int:
-        return self._value
-
-    def advance_to(self, value: int) -> None:
-        with self._lock:
-            self._value = max(self._value, value)
 
 
 class Stage(ABC):
@@ -188,7 +170,7 @@ class Stage(ABC):
         return rows
 
     def _one_step(self) -> MetricRow:
-        with self._step_lock:
+        with self._step_lock, self._trained_model_lock():
             started = time.perf_counter()
             metrics = self._train_step()
             duration = time.perf_counter() - started
@@ -207,6 +189,13 @@ class Stage(ABC):
         if self.checkpoint_every and self.checkpoint_dir and self.step_count % self.checkpoint_every == 0:
             self.save(self.checkpoint_dir)
         return row
+
+    def _trained_model_lock(self):
+        """The lock of the model a step updates (RL, DPO: `policy`; SFT, reward model: `model`), which
+        `rlhf_lab.generation.generate` takes too: sampling from it waits for the step to end."""
+        model = getattr(self, "policy", None)
+        model = getattr(self, "model", None) if model is None else model
+        return model_lock(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
 
     def _publish(self, row: MetricRow) -> None:
         """Add `row` to history and hand it to every subscriber (training rows and evaluation rows)."""
