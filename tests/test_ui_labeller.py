@@ -162,6 +162,22 @@ def test_rank_mode_records_a_ranking(store):
     assert label.judgement.value == "ranking" and label.ranking == (2, 0, 1)
 
 
+def test_rank_mode_groups_rl_samples_into_items_of_four(store):
+    from rlhf_lab.ui.labeller import RANKED_ANSWERS
+
+    samples = [
+        {"step": 5, "prompt": "Pick.", "response": "one"},
+        {"step": 5, "prompt": "Pick.", "response": "two"},
+    ]
+    more = lambda prompt, n: [f"answer {i}" for i in range(n)]  # noqa: E731
+    labeller = PairLabeller(store, mode="rank", generate=more)
+    assert labeller.add(samples) == 1
+    item = labeller.current
+    assert len(item["responses"]) == RANKED_ANSWERS == 4 and {"one", "two"} <= set(item["responses"])
+    send(labeller, "rank", order=[3, 2, 1, 0])
+    assert store.labels()[0].ranking == (3, 2, 1, 0) and store.labels()[0].policy_step == 5
+
+
 def test_likert_mode_records_scores_and_rejects_out_of_range(store):
     labeller = PairLabeller(store, ITEMS, mode="likert")
     send(labeller, "likert", scores=[7, 1])
