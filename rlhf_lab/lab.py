@@ -357,8 +357,8 @@ class Lab:
         """The inline pair labeller writing into this lab's store (annotator: $RLHF_LAB_ANNOTATOR, else "me").
 
         RL samples pair up by prompt; a prompt with one answer gets a second from the policy as it
-        is when they are added (pause a running stage first), sampled with the settings of the
-        lab's latest RL stage, so both answers have the same length limit and temperature:
+        is when they are added (during a run: after the current step), sampled with the settings of
+        the lab's latest RL stage, so both answers have the same length limit and temperature:
 
             >>> ppo.pause(); labeller.add(ppo.samples(8)); rm.fit(); ppo.resume()   # the flywheel
         """
