@@ -54,6 +54,34 @@ def test_the_button_shows_an_empty_prompt_as_one_line_and_stays_usable(lab):
     assert play.status.value == "" and len(play.rows) == 2 and not play.button.disabled
 
 
+def test_a_click_during_a_training_step_says_it_waits_for_the_step(lab):
+    import threading
+    import time
+
+    from rlhf_lab.generation import model_lock
+
+    play = Playground({"policy": lab.policy}, lab.tokenizer, samples=1, max_new_tokens=3, prompt=PROMPT)
+    held, release = threading.Event(), threading.Event()
+
+    def a_training_step():  # what a stage's step holds while it updates the policy
+        with model_lock(lab.policy):
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=a_training_step).start()
+    held.wait(10)
+    click = threading.Thread(target=play._click)
+    click.start()
+    deadline = time.monotonic() + 10
+    while "training step" not in play.status.value and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert play.status.value == "Answering after the current training step ..." and play.button.disabled
+    assert not play.rows  # still waiting
+    release.set()
+    click.join(10)
+    assert play.status.value == "" and len(play.rows) == 1 and not play.button.disabled
+
+
 def test_prompt_and_answers_render_as_text_not_markup(lab):
     play = Playground({"policy": lab.policy}, lab.tokenizer, samples=1, max_new_tokens=4)
     play.answer("<script>alert(1)</script> & <b>bold</b>")

@@ -6,8 +6,9 @@
 
 Every model answers with the same sampling seed, so a difference between columns comes from the
 weights, not from the luck of the draw; each click draws new samples. It only reads the models (as
-`BeforeAfter` does): pause a stage that is training one of them first, or its answers are a snapshot
-taken mid-run. Model output is HTML-escaped.
+`BeforeAfter` does); while a stage trains one of them in the background, its answer waits for the
+current step to end (`rlhf_lab.generation.model_lock`), so it comes from the weights between two steps.
+Model output is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ from typing import Any
 import ipywidgets as W
 
 from rlhf_lab.attribution import as_score_fn
-from rlhf_lab.generation import generate
+from rlhf_lab.generation import generate, model_lock
 from rlhf_lab.ui.html import BOX_STYLE, error_html, heading_html, prompt_html, text_html
 
 MAX_SAMPLES = 8
+
+
+def is_training(model: Any) -> bool:
+    """Whether a stage's step holds `model` in another thread now (sampling from it would wait)."""
+    lock = model_lock(model)
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
 
 
 class Playground:
@@ -95,7 +105,8 @@ class Playground:
     def _click(self) -> None:
         # Disabled while it works: a second click during a slow generation would queue a second run.
         self.button.disabled = True
-        self.status.value = "Answering ..."
+        training = any(is_training(model) for model in self.models.values())
+        self.status.value = "Answering after the current training step ..." if training else "Answering ..."
         try:
             self.answer()
             self.status.value = ""
