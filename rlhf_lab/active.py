@@ -16,7 +16,6 @@ runs dry.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -199,8 +198,8 @@ def policy_generator(stage: Any) -> Generate | None:
     """`(prompt, n) -> n responses` from `stage.policy` with the stage's sampling settings, or None.
 
     Used to complete pairs for stages that sample one response per prompt (PPO). Reads
-    `stage.policy` at call time, so it always samples the current policy, and holds the stage's
-    step lock meanwhile: during a background run it samples between two steps, never mid-update.
+    `stage.policy` at call time, so it always samples the current policy; during a background run
+    it samples between two steps, never mid-update (`rlhf_lab.generation.model_lock`).
     """
     if getattr(stage, "policy", None) is None or getattr(stage, "tokenizer", None) is None:
         return None
@@ -212,8 +211,7 @@ def policy_generator(stage: Any) -> Generate | None:
     def more(prompt: str, n: int) -> list[str]:
         from rlhf_lab.generation import generate
 
-        with getattr(stage, "_step_lock", contextlib.nullcontext()):
-            return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
+        return generate(stage.policy, stage.tokenizer, [prompt] * n, **settings)
 
     return more
 

@@ -313,16 +313,17 @@ def test_the_flywheel_line_pairs_ppo_samples_with_answers_sampled_like_them(tiny
 
 def test_second_answers_wait_for_the_step_in_progress(tiny_lab):
     """Sampling a second answer while a background step updates the same weights would mix two
-    policies: the generator waits for the stage's step lock."""
+    policies: the generator waits for the lock a step holds on the policy."""
     import threading
 
     from rlhf_lab.active import policy_generator
+    from rlhf_lab.generation import model_lock
 
     ppo = tiny_lab.ppo(["Say hi."] * 4, reward=lambda p, r: [0.0] * len(r), batch_size=4, max_new_tokens=3)
     held, release, answers = threading.Event(), threading.Event(), []
 
     def a_step_in_progress():
-        with ppo._step_lock:
+        with ppo._step_lock, model_lock(ppo.policy):  # what Stage._one_step holds
             held.set()
             release.wait(10)
 
