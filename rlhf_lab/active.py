@@ -83,7 +83,8 @@ def is_sample(obj: Any) -> bool:
 
 
 def as_items(source: Any, n: int = 16, *, k: int = 2, generate: Generate | None = None) -> list[Item]:
-    """Items from a list of dicts, a file path, or anything with `next(n)` / `samples(n)`.
+    """Items from a list of dicts (or a DataFrame of them), a file path, or anything with `next(n)` /
+    `samples(n)`.
 
     RL samples (one answer each: an RL stage, or the list its `samples(n)` returns) are grouped by
     prompt into items of `k` answers; a prompt with fewer gets more from `generate(prompt, n)`
@@ -103,6 +104,8 @@ def as_items(source: Any, n: int = 16, *, k: int = 2, generate: Generate | None 
         )
     if isinstance(source, Mapping):
         return [normalise_item(source)]
+    if hasattr(source, "columns") and callable(getattr(source, "to_dict", None)):  # a DataFrame: its rows
+        source = source.to_dict("records")
     if not isinstance(source, Iterable):
         raise TypeError(
             "items must be a list of {'prompt', 'responses'} dicts, a file path, or a source with "

@@ -82,6 +82,17 @@ def test_a_list_of_rl_samples_is_paired_by_prompt_with_each_prompts_latest_step(
     assert all(len(it["responses"]) == 3 for it in ranked)
 
 
+def test_a_dataframe_gives_its_rows_not_its_column_names():
+    import pandas as pd
+
+    pairs = pd.DataFrame([{"prompt": "p", "chosen": "good", "rejected": "bad"}])
+    assert as_items(pairs)[0]["responses"] == ["good", "bad"]
+    samples = pd.DataFrame(
+        [{"step": 2, "prompt": "p", "response": "a"}, {"step": 2, "prompt": "p", "response": "b"}]
+    )
+    assert sorted(as_items(samples)[0]["responses"]) == ["a", "b"]  # e.g. ppo.samples_dataframe()
+
+
 def test_rl_samples_that_cannot_pair_say_how_to_pair_them():
     one_each = [{"step": 1, "prompt": "p1", "response": "a"}, {"step": 1, "prompt": "p2", "response": "b"}]
     with pytest.raises(ValueError, match=r"2 RL sample\(s\) give no item of 2 .*generate="):
