@@ -70,6 +70,9 @@ def normalise_item(obj: Mapping[str, Any], *, k: int | None = None) -> Item:
     for key in ("source", "policy_step", "meta"):
         if obj.get(key) is not None:
             item[key] = obj[key]
+    step = item.get("policy_step")
+    if isinstance(step, float) and step.is_integer():  # 3.0 from a DataFrame column with gaps
+        item["policy_step"] = int(step)
     return item
 
 
@@ -105,7 +108,8 @@ def as_items(source: Any, n: int = 16, *, k: int = 2, generate: Generate | None 
     if isinstance(source, Mapping):
         return [normalise_item(source)]
     if hasattr(source, "columns") and callable(getattr(source, "to_dict", None)):  # a DataFrame: its rows
-        source = source.to_dict("records")
+        # an empty cell (NaN, e.g. no policy step) is a missing field, not a value
+        source = [{k: v for k, v in row.items() if v == v} for row in source.to_dict("records")]
     if not isinstance(source, Iterable):
         raise TypeError(
             "items must be a list of {'prompt', 'responses'} dicts, a file path, or a source with "

@@ -85,8 +85,16 @@ def test_a_list_of_rl_samples_is_paired_by_prompt_with_each_prompts_latest_step(
 def test_a_dataframe_gives_its_rows_not_its_column_names():
     import pandas as pd
 
-    pairs = pd.DataFrame([{"prompt": "p", "chosen": "good", "rejected": "bad"}])
-    assert as_items(pairs)[0]["responses"] == ["good", "bad"]
+    pairs = pd.DataFrame(
+        [
+            {"prompt": "p", "chosen": "good", "rejected": "bad", "policy_step": 3},
+            {"prompt": "q", "chosen": "yes", "rejected": "no"},  # no step: NaN in the frame
+        ]
+    )
+    items = as_items(pairs)
+    assert items[0]["responses"] == ["good", "bad"] and items[0]["policy_step"] == 3
+    assert isinstance(items[0]["policy_step"], int)  # 3.0 in the frame: the store takes whole steps only
+    assert "policy_step" not in items[1]
     samples = pd.DataFrame(
         [{"step": 2, "prompt": "p", "response": "a"}, {"step": 2, "prompt": "p", "response": "b"}]
     )
