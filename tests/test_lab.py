@@ -294,3 +294,15 @@ def test_sampling_during_a_background_step_waits_for_it_to_end(tiny_lab, during)
     stage.wait()
     sampler.join(10)
     assert len(answers) == 1 and stage.step_count == 1
+
+
+def test_a_lora_stage_locks_the_labs_policy(tiny_lab):
+    """A LoRA stage trains a peft wrapper around the lab's policy: both must share one lock, or
+    lab.generate would not wait for that stage's steps."""
+    from rlhf_lab.bundled import load_demos
+    from rlhf_lab.generation import model_lock
+
+    stage = tiny_lab.sft(load_demos("positive_review")[:4], lora=True)
+    assert stage.model is not tiny_lab.policy  # the wrapper
+    assert model_lock(stage.model) is model_lock(tiny_lab.policy)
+    assert stage._trained_model_lock() is model_lock(tiny_lab.policy)  # what its step holds
