@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rlhf_lab.agreement import is_missing
+
 Item = dict[str, Any]
 # scorer(prompts, responses) -> one reward per (prompt, response); see attribution.as_score_fn
 Scorer = Callable[[list[str], list[str]], Sequence[float]]
@@ -109,7 +111,7 @@ def as_items(source: Any, n: int = 16, *, k: int = 2, generate: Generate | None 
         return [normalise_item(source)]
     if hasattr(source, "columns") and callable(getattr(source, "to_dict", None)):  # a DataFrame: its rows
         # an empty cell (NaN, e.g. no policy step) is a missing field, not a value
-        source = [{k: v for k, v in row.items() if v == v} for row in source.to_dict("records")]
+        source = [{k: v for k, v in row.items() if not is_missing(v)} for row in source.to_dict("records")]
     if not isinstance(source, Iterable):
         raise TypeError(
             "items must be a list of {'prompt', 'responses'} dicts, a file path, or a source with "
