@@ -30,15 +30,15 @@ KERNEL_READY = f"""() => {{ const p = document.querySelector('{PANEL}');
   const w = [...window.jupyterapp.shell.widgets('main')].find(w => w.node === p);
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }}"""
-ALL_RUN = f"""n => {{ const ps = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
-  .map(e => e.textContent.trim()); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
+# The prompts of the visible notebook's code cells: "[*]:" queued or running, "[3]:" done, "[ ]:" never run.
+PROMPTS = f"""() => [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
+  .map(e => e.textContent.trim())"""
+ALL_RUN = f"""n => {{ const ps = ({PROMPTS})(); return ps.length >= n && ps.every(t => /^\\[\\d+\\]:$/.test(t)); }}"""
 N_CODE_CELLS = 6
 # Not awaited: page.evaluate waits for a returned promise, and this command's settles only when the
 # whole run has ended (or stopped at an error).
 RUN_ALL = f"""() => {{ const app = window.jupyterapp, node = document.querySelector('{PANEL}');
   if (node && node.id) app.shell.activateById(node.id); app.commands.execute('notebook:run-all-cells'); }}"""
-PROMPTS = f"""() => [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputArea-prompt')]
-  .map(e => e.textContent.trim())"""
 # Some code cell is queued or running, or shows another prompt than before the Run All (a re-run after a
 # restart keeps the old counts on screen, so "some cell shows a count" would be true before it began).
 RUN_STARTED = f"""before => ({PROMPTS})().some((t, i) => t === '[*]:' || (/^\\[\\d+\\]:$/.test(t) && t !== before[i]))"""

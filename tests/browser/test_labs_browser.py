@@ -21,6 +21,7 @@ from browser_helpers import (
     DEAD,
     KERNEL_READY,
     PANEL,
+    PROMPTS,
     VOILA,
     run_all_cells,
     voila,
@@ -35,9 +36,6 @@ pytestmark = pytest.mark.browser
 LABS = Path(__file__).resolve().parents[2] / "labs"
 IDLE = f"""() => {{ const i = document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator');
   return i && i.dataset.status === 'idle'; }}"""
-PROMPTS = (
-    f"() => [...document.querySelectorAll('{PANEL} .jp-InputArea-prompt')].map(e => e.textContent.trim())"
-)
 STDERR = f"""() => [...document.querySelectorAll('{PANEL} [data-mime-type="application/vnd.jupyter.stderr"]')]
   .map(e => e.textContent.slice(-1500))"""
 
