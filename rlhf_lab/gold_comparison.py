@@ -54,6 +54,8 @@ def gold_ordered_pairs(
         >>> own = gold_ordered_pairs(judge, prompts, lab.generate(prompts, seed=1), lab.generate(prompts, seed=2))
         >>> rm.evaluate(pairs=own, log=False)["accuracy"]
     """
+    if not len(prompts):  # no answers, no pairs (a round whose answers were all alike)
+        return []
     texts = _prompt_texts(prompts)
     scores = zip(gold_scores(judge, texts, first), gold_scores(judge, texts, second), strict=True)
     pairs = []

@@ -254,12 +254,8 @@ class Flywheel:
 
     def _accuracy(self, rm: Any, items: list[tuple[str, str, str]]) -> tuple[float, int]:
         """How often `rm` orders the pairs as the gold judge does (gold ties left out), and on how many."""
-        from rlhf_lab.reward.evaluation import pairwise_accuracy
+        from rlhf_lab.gold_comparison import gold_ordered_pairs
 
-        gold = [self.judge.score(p, a) - self.judge.score(p, b) for p, a, b in items]
-        graded = sum(margin != 0 for margin in gold)
-        if not graded:
-            return float("nan"), 0
-        prompts, first, second = (list(column) for column in zip(*items))
-        targets = [1.0 if margin > 0 else 0.0 if margin < 0 else 0.5 for margin in gold]  # 0.5: skipped
-        return pairwise_accuracy(rm.score_pairs(prompts, first, second).tolist(), targets), graded
+        prompts, first, second = ([item[i] for item in items] for i in range(3))
+        pairs = gold_ordered_pairs(self.judge, prompts, first, second)
+        return (rm.accuracy_on(pairs), len(pairs)) if pairs else (float("nan"), 0)

@@ -101,6 +101,7 @@ def test_gold_ordered_pairs_put_the_judges_favourite_first_and_leave_out_ties():
     ]  # p3: a gold tie; p4: the same answer twice; p5: an empty answer (no pair for a reward model)
     with pytest.raises(ValueError):
         gold_ordered_pairs(LengthJudge(), prompts, first, second[:4])  # an answer missing
+    assert gold_ordered_pairs(LengthJudge(), [], [], []) == []  # no answers: no pairs, not an error
 
 
 def test_a_reward_model_is_graded_on_gold_ordered_pairs(tiny_lab):
